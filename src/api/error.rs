@@ -1,0 +1,186 @@
+//! The one error type of the HTTP layer, and the one place where an error becomes a status code
+//! and a body. Bodies are simplejwt's and DRF's, byte for byte.
+
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use crate::keys::KeyError;
+use crate::password::PasswordError;
+use crate::store::StoreError;
+use crate::token::{TokenError, TokenKind};
+
+/// DRF's `WWW-Authenticate` for JWT views; sent on every 401.
+const WWW_AUTHENTICATE: &str = "Bearer realm=\"api\"";
+
+/// Field errors in field order: `{"username":["This field is required."]}`.
+pub type FieldErrors = Map<String, Value>;
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 401: no auth header, an empty one, or another scheme.
+    #[error("Authentication credentials were not provided.")]
+    NotAuthenticated,
+    /// 401: the auth header has the right scheme but not exactly one token after it.
+    #[error("Authorization header must contain two space-delimited values")]
+    BadAuthorizationHeader,
+    /// 401: the bearer token failed for every accepted token kind (with one message per kind).
+    #[error("Given token not valid for any token type")]
+    TokenNotValidForAnyType(Vec<(TokenKind, TokenError)>),
+    /// 401: a token posted to a token endpoint is not valid (flat body).
+    #[error("{0}")]
+    InvalidToken(TokenError),
+    /// 401: a valid token without the user id claim.
+    #[error("Token contained no recognizable user identification")]
+    NoUserIdentification,
+    /// 401: a valid token whose user does not exist.
+    #[error("User not found")]
+    UserNotFound,
+    /// 401: a valid token whose user is inactive.
+    #[error("User is inactive")]
+    UserInactive,
+    /// 401: login failed; the same for an unknown user, an inactive one and a wrong password.
+    #[error("No active account found with the given credentials")]
+    NoActiveAccount,
+    /// 401: a refresh token whose user is gone or inactive.
+    #[error("No active account found for the given token.")]
+    NoActiveAccountForToken,
+    /// 400: request fields failed validation.
+    #[error("invalid fields")]
+    Fields(FieldErrors),
+    /// 400: the body could not be parsed; the text follows DRF (`JSON parse error - …`).
+    #[error("{0}")]
+    Parse(String),
+    /// 413: the body is larger than any valid request to this endpoint.
+    #[error("Request body is too large.")]
+    PayloadTooLarge,
+    /// 415: a body in a media type no parser reads.
+    #[error("Unsupported media type \"{0}\" in request.")]
+    UnsupportedMediaType(String),
+    /// 405: the method is not one the endpoint answers.
+    #[error("Method \"{0}\" not allowed.")]
+    MethodNotAllowed(Method),
+    /// 404: no such resource.
+    #[error("Not found.")]
+    NotFound,
+    /// 503: the database cannot be reached or failed; the cause goes to the log only.
+    #[error("Service temporarily unavailable, try again later.")]
+    Unavailable(String),
+    /// 500: a bug. Never expected; the cause goes to the log only.
+    #[error("A server error occurred.")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The status code of this error.
+    pub fn status(&self) -> StatusCode {
+        use ApiError::*;
+        match self {
+            NotAuthenticated
+            | BadAuthorizationHeader
+            | TokenNotValidForAnyType(_)
+            | InvalidToken(_)
+            | NoUserIdentification
+            | UserNotFound
+            | UserInactive
+            | NoActiveAccount
+            | NoActiveAccountForToken => StatusCode::UNAUTHORIZED,
+            Fields(_) | Parse(_) => StatusCode::BAD_REQUEST,
+            PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            NotFound => StatusCode::NOT_FOUND,
+            Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The JSON body, in simplejwt's and DRF's shapes and key order.
+    pub fn body(&self) -> Value {
+        let detail = self.to_string();
+        let with_code = |code: &str| json!({ "detail": detail, "code": code });
+        match self {
+            ApiError::BadAuthorizationHeader => with_code("bad_authorization_header"),
+            ApiError::TokenNotValidForAnyType(messages) => json!({
+                "detail": detail,
+                "code": "token_not_valid",
+                "messages": messages.iter().map(|(kind, error)| json!({
+                    "token_class": kind.class_name(),
+                    "token_type": kind.as_str(),
+                    "message": error.to_string(),
+                })).collect::<Vec<_>>(),
+            }),
+            ApiError::InvalidToken(_) | ApiError::NoUserIdentification => {
+                with_code("token_not_valid")
+            }
+            ApiError::UserNotFound => with_code("user_not_found"),
+            ApiError::UserInactive => with_code("user_inactive"),
+            ApiError::Fields(fields) => Value::Object(fields.clone()),
+            _ => json!({ "detail": detail }),
+        }
+    }
+
+    /// Field errors for a whole body that is not an object, under DRF's `non_field_errors`.
+    pub fn non_field(message: impl Into<String>) -> Self {
+        let mut fields = FieldErrors::new();
+        fields.insert("non_field_errors".into(), json!([message.into()]));
+        ApiError::Fields(fields)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            ApiError::Unavailable(cause) => tracing::warn!(%cause, "database unavailable"),
+            ApiError::Internal(cause) => tracing::error!(%cause, "internal error"),
+            _ => {}
+        }
+        let mut response = (status, json_body(&self.body())).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(WWW_AUTHENTICATE),
+            );
+        }
+        response
+    }
+}
+
+/// A JSON response body with DRF's content type (no charset) and compact rendering.
+pub(crate) fn json_body(value: &Value) -> ([(header::HeaderName, HeaderValue); 1], Vec<u8>) {
+    // Serializing a Value cannot fail: every key is a string.
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        bytes,
+    )
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::Unavailable(e.to_string())
+    }
+}
+
+impl From<PasswordError> for ApiError {
+    fn from(e: PasswordError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl From<KeyError> for ApiError {
+    fn from(e: KeyError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> Self {
+        ApiError::InvalidToken(e)
+    }
+}

@@ -1,0 +1,297 @@
+//! Password hashing: Argon2id for new hashes, Django's hashes read as they are.
+//!
+//! New hashes are Argon2id with OWASP's parameters (m=19456 KiB, t=2, p=1), written as the PHC
+//! string behind Django's hasher tag (`argon2$argon2id$v=19$m=19456,t=2,p=1$…`): Django's own
+//! `Argon2PasswordHasher` reads that form, so a table written by restjwt can go back to Django.
+//! Django's `pbkdf2_sha256$…` hashes and bare PHC strings are verified too, and reported as
+//! needing a rehash so a successful login upgrades them, as Django does.
+//!
+//! Each Argon2 hash holds 19 MiB for about 16 ms of one core, so hashing never runs on the async
+//! workers and at most one hash per core runs at a time: a burst of logins waits in a queue
+//! instead of exhausting memory.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
+use argon2::{Argon2, Params, Version};
+use base64::Engine;
+use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
+
+/// Django's tag for Argon2 hashes, put before the PHC string.
+const DJANGO_ARGON2_TAG: &str = "argon2";
+
+/// PBKDF2 iteration counts above this are refused rather than computed: a hash with a huge
+/// count would let one login request burn minutes of CPU.
+const MAX_PBKDF2_ITERATIONS: u32 = 20_000_000;
+
+/// Argon2id cost parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashParams {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Passes over the memory.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+impl HashParams {
+    /// OWASP's recommendation for Argon2id: 19 MiB, 2 passes, 1 lane. The default.
+    pub const OWASP: HashParams = HashParams {
+        memory_kib: 19_456,
+        iterations: 2,
+        parallelism: 1,
+    };
+
+    /// The cheapest parameters Argon2 allows. For tests only: never for real passwords.
+    pub const INSECURE_FAST: HashParams = HashParams {
+        memory_kib: 8,
+        iterations: 1,
+        parallelism: 1,
+    };
+}
+
+impl Default for HashParams {
+    fn default() -> Self {
+        Self::OWASP
+    }
+}
+
+/// Hashing failed for a reason that is not the password's fault.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    /// The parameters were refused by Argon2.
+    #[error("invalid Argon2 parameters: {0}")]
+    Params(String),
+    /// Argon2 failed while hashing.
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+    /// The blocking task running the hash was cancelled or panicked.
+    #[error("password hashing task failed")]
+    Task,
+}
+
+/// The outcome of checking a password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verification {
+    /// The password matches the hash.
+    pub is_valid: bool,
+    /// The hash is of an older kind or weaker parameters; store a new one after a valid login.
+    pub needs_rehash: bool,
+}
+
+/// Hashes and verifies passwords off the async workers, one at a time per permit.
+///
+/// Cheap to share behind an `Arc`; the counters let tests prove that every login attempt,
+/// including one for an unknown user, pays for exactly one verification.
+pub struct PasswordHasher {
+    params: HashParams,
+    argon2: Argon2<'static>,
+    permits: Semaphore,
+    /// A real hash of a random password, verified when there is no user, so that an unknown
+    /// username costs the same time as a wrong password.
+    dummy_hash: String,
+    verifications: AtomicU64,
+}
+
+impl std::fmt::Debug for PasswordHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordHasher")
+            .field("params", &self.params)
+            .field("permits", &self.permits.available_permits())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PasswordHasher {
+    /// A hasher with `params` that runs at most `max_parallel` hashes at once (at least 1).
+    ///
+    /// Computes one hash now, for the dummy verification. Fails if Argon2 refuses `params`.
+    pub fn new(params: HashParams, max_parallel: usize) -> Result<Arc<Self>, PasswordError> {
+        let argon2_params = Params::new(
+            params.memory_kib,
+            params.iterations,
+            params.parallelism,
+            None,
+        )
+        .map_err(|e| PasswordError::Params(e.to_string()))?;
+        let argon2 = Argon2::new(argon2::Algorithm::Argon2id, Version::V0x13, argon2_params);
+        let mut hasher = Self {
+            params,
+            argon2,
+            permits: Semaphore::new(max_parallel.max(1)),
+            dummy_hash: String::new(),
+            verifications: AtomicU64::new(0),
+        };
+        let random = SaltString::generate(&mut OsRng);
+        hasher.dummy_hash = hasher.hash_blocking(random.as_str())?;
+        Ok(Arc::new(hasher))
+    }
+
+    /// A hasher with OWASP's parameters and one permit per core.
+    pub fn production() -> Result<Arc<Self>, PasswordError> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self::new(HashParams::OWASP, cores)
+    }
+
+    /// The parameters new hashes use.
+    pub fn params(&self) -> HashParams {
+        self.params
+    }
+
+    /// How many verifications ran so far, dummy ones included.
+    pub fn verification_count(&self) -> u64 {
+        self.verifications.load(Ordering::SeqCst)
+    }
+
+    /// Hashes `password` on a blocking thread, waiting for a permit first.
+    pub async fn hash(self: &Arc<Self>, password: String) -> Result<String, PasswordError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| PasswordError::Task)?;
+        let this = Arc::clone(self);
+        tokio::task::spawn_blocking(move || this.hash_blocking(&password))
+            .await
+            .map_err(|_| PasswordError::Task)?
+    }
+
+    /// Checks `password` against `encoded`, or against the dummy hash when `encoded` is `None`
+    /// (no such user), so both cases cost one verification. The dummy check is never valid.
+    pub async fn verify(
+        self: &Arc<Self>,
+        password: String,
+        encoded: Option<String>,
+    ) -> Result<Verification, PasswordError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| PasswordError::Task)?;
+        let this = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            this.verifications.fetch_add(1, Ordering::SeqCst);
+            match encoded {
+                Some(encoded) => this.verify_blocking(&password, &encoded),
+                None => {
+                    let _ = this.verify_blocking(&password, &this.dummy_hash);
+                    Verification {
+                        is_valid: false,
+                        needs_rehash: false,
+                    }
+                }
+            }
+        })
+        .await
+        .map_err(|_| PasswordError::Task)
+    }
+
+    /// Hashes on the calling thread. Use [`PasswordHasher::hash`] from async code.
+    pub fn hash_blocking(&self, password: &str) -> Result<String, PasswordError> {
+        let salt = SaltString::generate(&mut OsRng);
+        let phc = self
+            .argon2
+            .hash_password(password.as_bytes(), &salt)
+            .map_err(|e| PasswordError::Hash(e.to_string()))?;
+        Ok(format!("{DJANGO_ARGON2_TAG}{phc}"))
+    }
+
+    /// Verifies on the calling thread. An unknown or unusable hash format never matches.
+    pub fn verify_blocking(&self, password: &str, encoded: &str) -> Verification {
+        let invalid = Verification {
+            is_valid: false,
+            needs_rehash: false,
+        };
+        if let Some(rest) = encoded.strip_prefix("pbkdf2_sha256$") {
+            return Verification {
+                is_valid: verify_django_pbkdf2_sha256(password, rest),
+                needs_rehash: true,
+            };
+        }
+        let phc = encoded.strip_prefix(DJANGO_ARGON2_TAG).unwrap_or(encoded);
+        let Ok(parsed) = PasswordHash::new(phc) else {
+            // Django's unusable passwords ("!…") and hashers we do not implement land here.
+            return invalid;
+        };
+        let is_argon2 = matches!(
+            parsed.algorithm.as_str(),
+            "argon2id" | "argon2i" | "argon2d"
+        );
+        if !is_argon2 {
+            return invalid;
+        }
+        // Argon2 reads its parameters from the hash itself, so older hashes verify as written.
+        let is_valid = Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok();
+        Verification {
+            is_valid,
+            needs_rehash: is_valid && !self.is_current(&parsed, encoded),
+        }
+    }
+
+    fn is_current(&self, parsed: &PasswordHash<'_>, encoded: &str) -> bool {
+        let Ok(params) = Params::try_from(parsed) else {
+            return false;
+        };
+        encoded.starts_with(DJANGO_ARGON2_TAG)
+            && parsed.algorithm.as_str() == "argon2id"
+            && params.m_cost() == self.params.memory_kib
+            && params.t_cost() == self.params.iterations
+            && params.p_cost() == self.params.parallelism
+    }
+}
+
+/// Django's `pbkdf2_sha256$<iterations>$<salt>$<base64 hash>`.
+fn verify_django_pbkdf2_sha256(password: &str, rest: &str) -> bool {
+    let mut parts = rest.splitn(3, '$');
+    let (Some(iterations), Some(salt), Some(expected)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let Ok(iterations) = iterations.parse::<u32>() else {
+        return false;
+    };
+    if iterations == 0 || iterations > MAX_PBKDF2_ITERATIONS {
+        return false;
+    }
+    let Ok(expected) = base64::engine::general_purpose::STANDARD.decode(expected) else {
+        return false;
+    };
+    if expected.len() != 32 {
+        return false;
+    }
+    let mut derived = [0u8; 32];
+    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(
+        password.as_bytes(),
+        salt.as_bytes(),
+        iterations,
+        &mut derived,
+    );
+    derived.ct_eq(&expected).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn django_pbkdf2_hash_verifies() {
+        // Made by Django 6: make_password("bob-pass-1234", salt="saltsaltsalt", hasher="pbkdf2_sha256")
+        // with 1000 iterations, recomputed here to keep the test fast.
+        let mut derived = [0u8; 32];
+        pbkdf2::pbkdf2_hmac::<sha2::Sha256>(b"pw", b"salt", 1000, &mut derived);
+        let encoded = format!(
+            "1000$salt${}",
+            base64::engine::general_purpose::STANDARD.encode(derived)
+        );
+        assert!(verify_django_pbkdf2_sha256("pw", &encoded));
+        assert!(!verify_django_pbkdf2_sha256("pW", &encoded));
+        assert!(!verify_django_pbkdf2_sha256("pw", "0$salt$x"));
+        assert!(!verify_django_pbkdf2_sha256("pw", "garbage"));
+    }
+}

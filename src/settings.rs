@@ -1,0 +1,442 @@
+//! simplejwt's settings, loaded and validated once at start-up.
+//!
+//! Every setting keeps simplejwt's name and default. Values come from an optional TOML file
+//! (keys in lower case: `access_token_lifetime = "5m"`) and from `RESTJWT_<NAME>` environment
+//! variables, the environment winning. Both sources are passed in explicitly, so a test builds
+//! its settings from a map and nothing reads the process environment behind its back.
+//!
+//! Validation turns raw strings into types that cannot be wrong (durations, a header name, a
+//! non-empty list of header types), so a bad value stops the start with the setting's name and
+//! what is wrong, instead of surfacing on the first request.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::keys::Algorithm;
+
+/// The prefix of every environment variable that holds a setting.
+pub const ENV_PREFIX: &str = "RESTJWT_";
+
+/// A setting could not be read or is not valid; the message names the setting.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The configuration file could not be read.
+    #[error("cannot read settings file {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The configuration file is not valid TOML.
+    #[error("settings file {path} is not valid TOML: {message}")]
+    Toml { path: String, message: String },
+    /// The file names a setting that does not exist (most often a typo).
+    #[error("unknown setting {0}")]
+    Unknown(String),
+    /// A setting has a value of the wrong shape or out of range.
+    #[error("setting {name}: {message}")]
+    Invalid { name: String, message: String },
+}
+
+/// Which user field the `user_id` claim holds (simplejwt's `USER_ID_FIELD`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserIdField {
+    /// The numeric primary key (the default).
+    Id,
+    /// The unique username.
+    Username,
+}
+
+/// simplejwt's settings, validated. Build it with [`Settings::load`] or start from
+/// [`Settings::default`] and change fields (tests do).
+#[derive(Clone)]
+pub struct Settings {
+    /// How long an access token lives. Defaults to 5 minutes.
+    pub access_token_lifetime: Duration,
+    /// How long a refresh token lives. Defaults to 1 day.
+    pub refresh_token_lifetime: Duration,
+    /// The signing algorithm. Defaults to HS256; HS384 and HS512 are accepted.
+    pub algorithm: Algorithm,
+    /// The HMAC secret; `None` means "use the key file kept beside the database". Never logged.
+    pub signing_key: Option<String>,
+    /// When set, put in every token as `aud` and required on every token read. Defaults to none.
+    pub audience: Option<String>,
+    /// When set, put in every token as `iss` and required on every token read. Defaults to none.
+    pub issuer: Option<String>,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`. Defaults to 0.
+    pub leeway: Duration,
+    /// Accepted schemes of the auth header, compared case-sensitively. Defaults to `["Bearer"]`.
+    pub auth_header_types: Vec<String>,
+    /// The header that carries the token. Defaults to `Authorization`; Django's
+    /// `HTTP_AUTHORIZATION` spelling is accepted too.
+    pub auth_header_name: axum::http::HeaderName,
+    /// The user field stored in the user id claim. Defaults to `id`.
+    pub user_id_field: UserIdField,
+    /// The claim that identifies the user. Defaults to `user_id`.
+    pub user_id_claim: String,
+    /// The claim that holds the token kind. Defaults to `token_type`.
+    pub token_type_claim: String,
+    /// The claim that holds the token's unique id. Defaults to `jti`.
+    pub jti_claim: String,
+    /// Record `last_login` on every successful login. Defaults to false.
+    pub update_last_login: bool,
+    /// Refuse tokens of users whose `is_active` is false. Defaults to true.
+    pub check_user_is_active: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            access_token_lifetime: Duration::from_secs(5 * 60),
+            refresh_token_lifetime: Duration::from_secs(24 * 60 * 60),
+            algorithm: Algorithm::HS256,
+            signing_key: None,
+            audience: None,
+            issuer: None,
+            leeway: Duration::ZERO,
+            auth_header_types: vec!["Bearer".to_owned()],
+            auth_header_name: axum::http::header::AUTHORIZATION,
+            user_id_field: UserIdField::Id,
+            user_id_claim: "user_id".to_owned(),
+            token_type_claim: "token_type".to_owned(),
+            jti_claim: "jti".to_owned(),
+            update_last_login: false,
+            check_user_is_active: true,
+        }
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("access_token_lifetime", &self.access_token_lifetime)
+            .field("refresh_token_lifetime", &self.refresh_token_lifetime)
+            .field("algorithm", &self.algorithm)
+            .field(
+                "signing_key",
+                &self.signing_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("audience", &self.audience)
+            .field("issuer", &self.issuer)
+            .field("leeway", &self.leeway)
+            .field("auth_header_types", &self.auth_header_types)
+            .field("auth_header_name", &self.auth_header_name)
+            .field("user_id_field", &self.user_id_field)
+            .field("user_id_claim", &self.user_id_claim)
+            .field("token_type_claim", &self.token_type_claim)
+            .field("jti_claim", &self.jti_claim)
+            .field("update_last_login", &self.update_last_login)
+            .field("check_user_is_active", &self.check_user_is_active)
+            .finish()
+    }
+}
+
+/// One raw value before validation: from the file it keeps its TOML type, from the
+/// environment it is a string.
+enum Raw {
+    Toml(toml::Value),
+    Env(String),
+}
+
+/// The names of all settings, lower case, as they appear in the file.
+const NAMES: &[&str] = &[
+    "access_token_lifetime",
+    "refresh_token_lifetime",
+    "algorithm",
+    "signing_key",
+    "audience",
+    "issuer",
+    "leeway",
+    "auth_header_types",
+    "auth_header_name",
+    "user_id_field",
+    "user_id_claim",
+    "token_type_claim",
+    "jti_claim",
+    "update_last_login",
+    "check_user_is_active",
+];
+
+impl Settings {
+    /// Reads the optional TOML file, then every `RESTJWT_<NAME>` variable of `env` (which wins),
+    /// and validates the result.
+    ///
+    /// Environment variables with the prefix that name no setting are ignored (the prefix is
+    /// shared with e.g. `RESTJWT_SUPERUSER_PASSWORD`); an unknown key in the file is an error.
+    pub fn load<I>(file: Option<&Path>, env: I) -> Result<Self, SettingsError>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        let mut raw: BTreeMap<String, Raw> = BTreeMap::new();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+            let table: toml::Table =
+                text.parse()
+                    .map_err(|e: toml::de::Error| SettingsError::Toml {
+                        path: path.display().to_string(),
+                        message: e.message().to_owned(),
+                    })?;
+            for (key, value) in table {
+                let name = key.to_ascii_lowercase();
+                if !NAMES.contains(&name.as_str()) {
+                    return Err(SettingsError::Unknown(key));
+                }
+                raw.insert(name, Raw::Toml(value));
+            }
+        }
+        for (key, value) in env {
+            let Some(name) = key.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let name = name.to_ascii_lowercase();
+            if NAMES.contains(&name.as_str()) {
+                raw.insert(name, Raw::Env(value));
+            }
+        }
+        Self::from_raw(raw)
+    }
+
+    fn from_raw(mut raw: BTreeMap<String, Raw>) -> Result<Self, SettingsError> {
+        let mut s = Settings::default();
+        let mut take = |name: &str| raw.remove(name).map(|v| (name.to_ascii_uppercase(), v));
+
+        if let Some((n, v)) = take("access_token_lifetime") {
+            s.access_token_lifetime = positive(&n, duration(&n, v)?)?;
+        }
+        if let Some((n, v)) = take("refresh_token_lifetime") {
+            s.refresh_token_lifetime = positive(&n, duration(&n, v)?)?;
+        }
+        if let Some((n, v)) = take("algorithm") {
+            let text = string(&n, v)?;
+            s.algorithm = text.parse().map_err(|message| invalid(&n, message))?;
+        }
+        if let Some((n, v)) = take("signing_key") {
+            let key = string(&n, v)?;
+            // An empty value means "not set", as an empty env var usually does.
+            s.signing_key = (!key.is_empty()).then_some(key);
+        }
+        if let Some((n, v)) = take("audience") {
+            s.audience = optional_string(&n, v)?;
+        }
+        if let Some((n, v)) = take("issuer") {
+            s.issuer = optional_string(&n, v)?;
+        }
+        if let Some((n, v)) = take("leeway") {
+            s.leeway = duration(&n, v)?;
+        }
+        if let Some((n, v)) = take("auth_header_types") {
+            let types = list(&n, v)?;
+            if types.is_empty() {
+                return Err(invalid(&n, "must name at least one header type"));
+            }
+            if let Some(bad) = types
+                .iter()
+                .find(|t| t.is_empty() || t.chars().any(|c| c.is_whitespace() || c.is_control()))
+            {
+                return Err(invalid(
+                    &n,
+                    format!("{bad:?} is not a valid header type (no spaces, not empty)"),
+                ));
+            }
+            s.auth_header_types = types;
+        }
+        if let Some((n, v)) = take("auth_header_name") {
+            s.auth_header_name = header_name(&n, &string(&n, v)?)?;
+        }
+        if let Some((n, v)) = take("user_id_field") {
+            s.user_id_field = match string(&n, v)?.as_str() {
+                "id" => UserIdField::Id,
+                "username" => UserIdField::Username,
+                other => {
+                    return Err(invalid(
+                        &n,
+                        format!(
+                            "{other:?} is not a unique user field (use \"id\" or \"username\")"
+                        ),
+                    ));
+                }
+            };
+        }
+        if let Some((n, v)) = take("user_id_claim") {
+            s.user_id_claim = claim_name(&n, v)?;
+        }
+        if let Some((n, v)) = take("token_type_claim") {
+            s.token_type_claim = claim_name(&n, v)?;
+        }
+        if let Some((n, v)) = take("jti_claim") {
+            s.jti_claim = claim_name(&n, v)?;
+        }
+        if let Some((n, v)) = take("update_last_login") {
+            s.update_last_login = boolean(&n, v)?;
+        }
+        if let Some((n, v)) = take("check_user_is_active") {
+            s.check_user_is_active = boolean(&n, v)?;
+        }
+        let mut claims = [
+            ("USER_ID_CLAIM", &s.user_id_claim),
+            ("TOKEN_TYPE_CLAIM", &s.token_type_claim),
+            ("JTI_CLAIM", &s.jti_claim),
+        ];
+        claims.sort_by_key(|(_, v)| v.as_str());
+        if let Some(w) = claims.windows(2).find(|w| w[0].1 == w[1].1) {
+            return Err(invalid(
+                w[1].0,
+                format!("{:?} is already used by {}", w[1].1, w[0].0),
+            ));
+        }
+        Ok(s)
+    }
+}
+
+fn invalid(name: &str, message: impl Into<String>) -> SettingsError {
+    SettingsError::Invalid {
+        name: name.to_owned(),
+        message: message.into(),
+    }
+}
+
+fn string(name: &str, v: Raw) -> Result<String, SettingsError> {
+    match v {
+        Raw::Env(s) | Raw::Toml(toml::Value::String(s)) => Ok(s),
+        Raw::Toml(other) => Err(invalid(
+            name,
+            format!("expected a string, got {}", other.type_str()),
+        )),
+    }
+}
+
+fn optional_string(name: &str, v: Raw) -> Result<Option<String>, SettingsError> {
+    let s = string(name, v)?;
+    Ok((!s.is_empty()).then_some(s))
+}
+
+fn claim_name(name: &str, v: Raw) -> Result<String, SettingsError> {
+    let s = string(name, v)?;
+    if s.is_empty() {
+        return Err(invalid(name, "must not be empty"));
+    }
+    Ok(s)
+}
+
+/// Parses `300`, `30s`, `5m`, `1h` or `1d` (a TOML integer counts as seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "{text:?} is not a duration (use seconds or a number with s, m, h or d, e.g. 5m)"
+            ));
+        }
+    };
+    let n: u64 = digits.parse().map_err(|_| {
+        format!("{text:?} is not a duration (use seconds or a number with s, m, h or d, e.g. 5m)")
+    })?;
+    n.checked_mul(scale)
+        // Beyond a century, timestamps stop meaning anything and arithmetic can overflow.
+        .filter(|secs| *secs <= 100 * 365 * 86_400)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is too long (at most 100 years)"))
+}
+
+fn duration(name: &str, v: Raw) -> Result<Duration, SettingsError> {
+    match v {
+        Raw::Toml(toml::Value::Integer(i)) => {
+            let secs = u64::try_from(i).map_err(|_| invalid(name, "must not be negative"))?;
+            parse_duration(&secs.to_string()).map_err(|m| invalid(name, m))
+        }
+        Raw::Toml(toml::Value::String(s)) | Raw::Env(s) => {
+            parse_duration(&s).map_err(|m| invalid(name, m))
+        }
+        Raw::Toml(other) => Err(invalid(
+            name,
+            format!("expected a duration, got {}", other.type_str()),
+        )),
+    }
+}
+
+fn positive(name: &str, d: Duration) -> Result<Duration, SettingsError> {
+    if d.is_zero() {
+        return Err(invalid(name, "must be longer than 0 seconds"));
+    }
+    Ok(d)
+}
+
+fn boolean(name: &str, v: Raw) -> Result<bool, SettingsError> {
+    match v {
+        Raw::Toml(toml::Value::Boolean(b)) => Ok(b),
+        Raw::Toml(toml::Value::String(s)) | Raw::Env(s) => {
+            match s.trim().to_ascii_lowercase().as_str() {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err(invalid(
+                    name,
+                    format!("{s:?} is not a boolean (use true or false)"),
+                )),
+            }
+        }
+        Raw::Toml(other) => Err(invalid(
+            name,
+            format!("expected a boolean, got {}", other.type_str()),
+        )),
+    }
+}
+
+/// A TOML array of strings, or a string holding a JSON array or comma-separated values.
+fn list(name: &str, v: Raw) -> Result<Vec<String>, SettingsError> {
+    let from_json = |s: &str| -> Result<Vec<String>, SettingsError> {
+        serde_json::from_str::<Vec<String>>(s)
+            .map_err(|_| invalid(name, "expected a JSON array of strings"))
+    };
+    match v {
+        Raw::Toml(toml::Value::Array(items)) => items
+            .into_iter()
+            .map(|item| match item {
+                toml::Value::String(s) => Ok(s),
+                other => Err(invalid(
+                    name,
+                    format!("expected strings, got {}", other.type_str()),
+                )),
+            })
+            .collect(),
+        Raw::Toml(toml::Value::String(s)) | Raw::Env(s) => {
+            let trimmed = s.trim();
+            if trimmed.starts_with('[') {
+                from_json(trimmed)
+            } else {
+                Ok(trimmed
+                    .split(',')
+                    .map(|p| p.trim().to_owned())
+                    .filter(|p| !p.is_empty())
+                    .collect())
+            }
+        }
+        Raw::Toml(other) => Err(invalid(
+            name,
+            format!("expected a list, got {}", other.type_str()),
+        )),
+    }
+}
+
+/// Accepts an HTTP header name, or Django's `request.META` spelling (`HTTP_X_API_TOKEN`).
+fn header_name(name: &str, text: &str) -> Result<axum::http::HeaderName, SettingsError> {
+    let text = text.trim();
+    let converted = match text.strip_prefix("HTTP_") {
+        Some(rest) => rest.replace('_', "-"),
+        None => text.to_owned(),
+    };
+    axum::http::HeaderName::try_from(converted.as_str())
+        .map_err(|_| invalid(name, format!("{text:?} is not a valid HTTP header name")))
+}

@@ -1,0 +1,390 @@
+//! Claims, token kinds, and issuing and checking tokens, byte-compatible with simplejwt.
+//!
+//! Tokens are compact JWS strings whose header is PyJWT's `{"alg":"HS256","typ":"JWT"}` and
+//! whose payload keeps simplejwt's claim order (`token_type`, `exp`, `iat`, `jti`, then the user
+//! id and any custom claims). Parsing is ours and strict; the `jsonwebtoken` crate only signs
+//! and checks signatures. That crate does not know `token_type`, defaults to 60 s of leeway and
+//! reads the system clock, so every claim check lives here, with the time passed in: expiry
+//! tests never sleep.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use base64::Engine;
+use serde_json::{Map, Value};
+
+use crate::keys::{KeyError, Keys, b64};
+use crate::settings::Settings;
+
+/// The longest token read. Real tokens are a few hundred bytes; anything near this is an attack
+/// or a mistake and is refused before any decoding.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// A source of the current time in whole Unix seconds (simplejwt truncates to seconds too).
+pub trait Clock: Send + Sync + 'static {
+    /// Seconds since the Unix epoch.
+    fn now(&self) -> i64;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> i64 {
+        chrono::Utc::now().timestamp()
+    }
+}
+
+/// A clock that stands still until moved: for tests of expiry without sleeping.
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    /// A clock showing `now`.
+    pub fn new(now: i64) -> Arc<Self> {
+        Arc::new(Self(AtomicI64::new(now)))
+    }
+
+    /// Moves the clock forward (or back, with a negative value) by `seconds`.
+    pub fn advance(&self, seconds: i64) {
+        self.0.fetch_add(seconds, Ordering::SeqCst);
+    }
+
+    /// Sets the clock to `now`.
+    pub fn set(&self, now: i64) {
+        self.0.store(now, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// The kinds of token restjwt issues; the kind is written in the `token_type` claim and checked
+/// by us, since JWT libraries ignore it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    /// Short-lived; authenticates requests.
+    Access,
+    /// Long-lived; only buys new access tokens.
+    Refresh,
+}
+
+impl TokenKind {
+    /// The `token_type` claim value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Access => "access",
+            TokenKind::Refresh => "refresh",
+        }
+    }
+
+    /// simplejwt's class name, which appears in its error bodies.
+    pub fn class_name(self) -> &'static str {
+        match self {
+            TokenKind::Access => "AccessToken",
+            TokenKind::Refresh => "RefreshToken",
+        }
+    }
+}
+
+/// Why a token was refused. The `Display` text is simplejwt's message, which clients see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Malformed, badly signed, wrong algorithm, not yet valid, wrong audience or issuer.
+    #[error("Token is invalid")]
+    Invalid,
+    /// `exp` has passed (beyond the leeway).
+    #[error("Token is expired")]
+    Expired,
+    /// Signed, but without an `exp` claim.
+    #[error("Token has no 'exp' claim")]
+    NoExp,
+    /// Signed, but without a `jti` claim.
+    #[error("Token has no id")]
+    NoId,
+    /// Signed, but without a `token_type` claim.
+    #[error("Token has no type")]
+    NoType,
+    /// A token of another kind, e.g. a refresh token where an access token belongs.
+    #[error("Token has wrong type")]
+    WrongType,
+}
+
+/// A token's payload, in the order its claims were written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claims(pub Map<String, Value>);
+
+impl Claims {
+    /// A claim's value.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.0.get(name)
+    }
+
+    /// Sets a claim; a new claim goes last, an existing one keeps its place.
+    pub fn insert(&mut self, name: impl Into<String>, value: Value) {
+        self.0.insert(name.into(), value);
+    }
+}
+
+/// A newly issued refresh and access token.
+#[derive(Debug, Clone)]
+pub struct TokenPair {
+    /// The encoded refresh token.
+    pub refresh: String,
+    /// The encoded access token.
+    pub access: String,
+    /// The refresh token's claims (its `jti` and `exp` are what a blacklist records).
+    pub refresh_claims: Claims,
+}
+
+/// Issues and checks tokens with one set of keys and the token settings.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    keys: Keys,
+    access_lifetime: i64,
+    refresh_lifetime: i64,
+    leeway: i64,
+    audience: Option<String>,
+    issuer: Option<String>,
+    token_type_claim: String,
+    jti_claim: String,
+    user_id_claim: String,
+}
+
+/// The claims whose values belong to one token and are not copied into a token made from it.
+const NO_COPY: [&str; 2] = ["exp", "iat"];
+
+impl Tokens {
+    /// Takes what it needs of `settings`; `keys` must be for `settings.algorithm`.
+    pub fn new(settings: &Settings, keys: Keys) -> Self {
+        let secs = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        Self {
+            keys,
+            access_lifetime: secs(settings.access_token_lifetime),
+            refresh_lifetime: secs(settings.refresh_token_lifetime),
+            leeway: secs(settings.leeway),
+            audience: settings.audience.clone(),
+            issuer: settings.issuer.clone(),
+            token_type_claim: settings.token_type_claim.clone(),
+            jti_claim: settings.jti_claim.clone(),
+            user_id_claim: settings.user_id_claim.clone(),
+        }
+    }
+
+    /// The keys tokens are signed with.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// The name of the claim that identifies the user.
+    pub fn user_id_claim(&self) -> &str {
+        &self.user_id_claim
+    }
+
+    fn lifetime(&self, kind: TokenKind) -> i64 {
+        match kind {
+            TokenKind::Access => self.access_lifetime,
+            TokenKind::Refresh => self.refresh_lifetime,
+        }
+    }
+
+    /// The claims every new token starts with: `token_type`, `exp`, `iat`, `jti`.
+    pub fn new_claims(&self, kind: TokenKind, now: i64) -> Claims {
+        let mut map = Map::new();
+        map.insert(self.token_type_claim.clone(), kind.as_str().into());
+        map.insert("exp".into(), now.saturating_add(self.lifetime(kind)).into());
+        map.insert("iat".into(), now.into());
+        map.insert(self.jti_claim.clone(), new_jti().into());
+        Claims(map)
+    }
+
+    /// A new refresh token for `user_id` and the access token made from it, both at `now`.
+    pub fn issue_pair(&self, user_id: &str, now: i64) -> Result<TokenPair, KeyError> {
+        let mut refresh = self.new_claims(TokenKind::Refresh, now);
+        refresh.insert(self.user_id_claim.clone(), user_id.into());
+        let access = self.access_claims(&refresh, now);
+        Ok(TokenPair {
+            refresh: self.encode(&refresh)?,
+            access: self.encode(&access)?,
+            refresh_claims: refresh,
+        })
+    }
+
+    /// The claims of a new access token made from a refresh token: fresh `token_type`, `exp`,
+    /// `iat` and `jti`, and every other claim of the refresh token copied in its order (the user
+    /// id and any custom claims), as simplejwt's `RefreshToken.access_token` does.
+    pub fn access_claims(&self, refresh: &Claims, now: i64) -> Claims {
+        let mut access = self.new_claims(TokenKind::Access, now);
+        for (name, value) in &refresh.0 {
+            if name == &self.token_type_claim || name == &self.jti_claim {
+                continue;
+            }
+            if NO_COPY.contains(&name.as_str()) {
+                continue;
+            }
+            access.0.insert(name.clone(), value.clone());
+        }
+        access
+    }
+
+    /// Signs `claims` into a compact token, adding `aud` and `iss` when configured.
+    pub fn encode(&self, claims: &Claims) -> Result<String, KeyError> {
+        let payload = if self.audience.is_some() || self.issuer.is_some() {
+            let mut with = claims.0.clone();
+            if let Some(aud) = &self.audience {
+                with.insert("aud".into(), aud.clone().into());
+            }
+            if let Some(iss) = &self.issuer {
+                with.insert("iss".into(), iss.clone().into());
+            }
+            serde_json::to_vec(&with)
+        } else {
+            serde_json::to_vec(&claims.0)
+        }
+        .map_err(|e| KeyError::Rejected(e.to_string()))?;
+        let header = self.keys.header_segment();
+        let mut token = String::with_capacity(header.len() + payload.len() * 4 / 3 + 90);
+        token.push_str(header);
+        token.push('.');
+        b64().encode_string(payload, &mut token);
+        let signature = self.keys.sign(token.as_bytes())?;
+        token.push('.');
+        token.push_str(&signature);
+        Ok(token)
+    }
+
+    /// Checks the signature and the registered claims (`exp`, `nbf`, `iat`, `aud`, `iss`) at
+    /// `now`, as PyJWT does for simplejwt, and returns the payload. Says nothing about the kind.
+    pub fn decode(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::Invalid);
+        }
+        let mut parts = token.split('.');
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Invalid);
+        };
+        self.check_header(header)?;
+        let signed_len = header.len() + 1 + payload.len();
+        if signature.is_empty() || !self.keys.verify(signature, &token.as_bytes()[..signed_len]) {
+            return Err(TokenError::Invalid);
+        }
+        let bytes = b64().decode(payload).map_err(|_| TokenError::Invalid)?;
+        let claims: Map<String, Value> =
+            serde_json::from_slice(&bytes).map_err(|_| TokenError::Invalid)?;
+        self.check_registered_claims(&claims, now)?;
+        Ok(Claims(claims))
+    }
+
+    /// [`Tokens::decode`], then simplejwt's own checks: an `exp` and a `jti` must be present,
+    /// and when `kind` is given, `token_type` must name it. `None` checks no kind, like
+    /// simplejwt's `UntypedToken` (the verify endpoint).
+    pub fn verify(
+        &self,
+        token: &str,
+        kind: Option<TokenKind>,
+        now: i64,
+    ) -> Result<Claims, TokenError> {
+        let claims = self.decode(token, now)?;
+        if claims.get("exp").is_none() {
+            return Err(TokenError::NoExp);
+        }
+        if claims.get(&self.jti_claim).is_none() {
+            return Err(TokenError::NoId);
+        }
+        if let Some(kind) = kind {
+            match claims.get(&self.token_type_claim) {
+                None => return Err(TokenError::NoType),
+                Some(Value::String(t)) if t == kind.as_str() => {}
+                Some(_) => return Err(TokenError::WrongType),
+            }
+        }
+        Ok(claims)
+    }
+
+    fn check_header(&self, segment: &str) -> Result<(), TokenError> {
+        let bytes = b64().decode(segment).map_err(|_| TokenError::Invalid)?;
+        let header: Map<String, Value> =
+            serde_json::from_slice(&bytes).map_err(|_| TokenError::Invalid)?;
+        let mut alg_ok = false;
+        for (name, value) in &header {
+            match (name.as_str(), value) {
+                ("alg", Value::String(alg)) if alg == self.keys.algorithm().as_str() => {
+                    alg_ok = true;
+                }
+                ("typ", Value::String(_)) => {}
+                // Anything else (`crit`, `jku`, `jwk`, `x5u`, `kid` we did not issue, `zip`,
+                // `enc`, …) asks us to do something we do not do: refuse rather than ignore.
+                _ => return Err(TokenError::Invalid),
+            }
+        }
+        if alg_ok {
+            Ok(())
+        } else {
+            Err(TokenError::Invalid)
+        }
+    }
+
+    fn check_registered_claims(
+        &self,
+        claims: &Map<String, Value>,
+        now: i64,
+    ) -> Result<(), TokenError> {
+        let leeway = self.leeway;
+        if let Some(iat) = claims.get("iat") {
+            if int_claim(iat)? > now.saturating_add(leeway) {
+                return Err(TokenError::Invalid);
+            }
+        }
+        if let Some(nbf) = claims.get("nbf") {
+            if int_claim(nbf)? > now.saturating_add(leeway) {
+                return Err(TokenError::Invalid);
+            }
+        }
+        if let Some(exp) = claims.get("exp") {
+            if int_claim(exp)? <= now.saturating_sub(leeway) {
+                return Err(TokenError::Expired);
+            }
+        }
+        if let Some(issuer) = &self.issuer {
+            match claims.get("iss") {
+                Some(Value::String(iss)) if iss == issuer => {}
+                _ => return Err(TokenError::Invalid),
+            }
+        }
+        if let Some(audience) = &self.audience {
+            let ok = match claims.get("aud") {
+                Some(Value::String(aud)) => aud == audience,
+                Some(Value::Array(auds)) => auds.iter().any(|a| a.as_str() == Some(audience)),
+                _ => false,
+            };
+            if !ok {
+                return Err(TokenError::Invalid);
+            }
+        }
+        for name in [self.jti_claim.as_str(), "sub"] {
+            if let Some(value) = claims.get(name) {
+                if !value.is_string() {
+                    return Err(TokenError::Invalid);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A time claim must be a JSON integer; floats, strings and out-of-range numbers are refused
+/// (PyJWT lets floats through and answers 500 to strings; we refuse both).
+fn int_claim(value: &Value) -> Result<i64, TokenError> {
+    value.as_i64().ok_or(TokenError::Invalid)
+}
+
+/// A new token id: a random UUID as 32 lowercase hex digits, like Python's `uuid4().hex`.
+pub fn new_jti() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
