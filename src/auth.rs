@@ -103,7 +103,8 @@ impl AuthState {
         let user = match self.settings().user_id_field {
             UserIdField::Id => {
                 let id = match claim {
-                    Value::String(s) => s.parse::<i64>().ok(),
+                    // Django runs the claim through int(), which ignores surrounding spaces.
+                    Value::String(s) => s.trim().parse::<i64>().ok(),
                     Value::Number(n) => n.as_i64(),
                     _ => None,
                 };

@@ -154,9 +154,14 @@ async fn open_store(url: &str) -> Result<Arc<dyn Store>, CliError> {
 }
 
 async fn serve(settings: Settings, url: &str, args: ServeArgs) -> Result<(), CliError> {
+    // A configured key is a setting: a bad one stops the start before the database is touched.
+    let configured = match &settings.signing_key {
+        Some(key) => Some(Keys::hmac(settings.algorithm, key.as_bytes())?),
+        None => None,
+    };
     let store = open_store(url).await?;
-    let secret = match &settings.signing_key {
-        Some(key) => key.clone(),
+    let keys = match configured {
+        Some(keys) => keys,
         None => {
             let path = match args.key_file {
                 Some(path) => path,
@@ -173,15 +178,16 @@ async fn serve(settings: Settings, url: &str, args: ServeArgs) -> Result<(), Cli
             } else {
                 tracing::info!(path = %path.display(), "using the kept signing key");
             }
-            secret
+            Keys::hmac(settings.algorithm, secret.as_bytes())?
         }
     };
-    let keys = Keys::hmac(settings.algorithm, secret.as_bytes())?;
     let tokens = Tokens::new(&settings, keys);
     let hasher = PasswordHasher::production()?;
     let state = AuthState::new(settings, tokens, store, hasher, Arc::new(SystemClock));
     let app = api::router(state).fallback(api::not_found);
-    let listener = tokio::net::TcpListener::bind(args.bind).await?;
+    let listener = tokio::net::TcpListener::bind(args.bind)
+        .await
+        .map_err(|e| CliError::Command(format!("cannot listen on {}: {e}", args.bind)))?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
     api::serve(listener, app, shutdown_signal()).await?;
     tracing::info!("stopped");
@@ -321,7 +327,8 @@ async fn create_user(
             .get(PASSWORD_ENV)
             .cloned()
             .ok_or_else(|| CliError::Command(format!("{PASSWORD_ENV} is not set")))?;
-        if password.is_empty() {
+        // Logins trim the password, so a blank-looking one could never be used.
+        if password.trim().is_empty() {
             return Err(CliError::Command(
                 "Error: Blank passwords aren't allowed.".into(),
             ));

@@ -281,17 +281,40 @@ mod tests {
 
     #[test]
     fn django_pbkdf2_hash_verifies() {
-        // Made by Django 6: make_password("bob-pass-1234", salt="saltsaltsalt", hasher="pbkdf2_sha256")
-        // with 1000 iterations, recomputed here to keep the test fast.
-        let mut derived = [0u8; 32];
-        pbkdf2::pbkdf2_hmac::<sha2::Sha256>(b"pw", b"salt", 1000, &mut derived);
-        let encoded = format!(
-            "1000$salt${}",
-            base64::engine::general_purpose::STANDARD.encode(derived)
+        // Made by Django 6.1's PBKDF2PasswordHasher.encode("django-pass-1234", "fixedsalt",
+        // iterations=1000).
+        let rest = "1000$fixedsalt$vRRQ99g6x6XKu+n/UUo9jk4BsW4UIfmZI5/cCJMzDFE=";
+        assert!(verify_django_pbkdf2_sha256("django-pass-1234", rest));
+        assert!(!verify_django_pbkdf2_sha256("django-pass-1235", rest));
+        assert!(!verify_django_pbkdf2_sha256(
+            "django-pass-1234",
+            "0$fixedsalt$x"
+        ));
+        assert!(!verify_django_pbkdf2_sha256("django-pass-1234", "garbage"));
+    }
+
+    #[test]
+    fn django_argon2_hash_verifies_and_new_hashes_are_current() {
+        let hasher = PasswordHasher::new(HashParams::INSECURE_FAST, 1).expect("hasher");
+        // Django's Argon2PasswordHasher format (argon2-cffi's hash_secret, Type.ID), with small
+        // parameters (m=1024, t=1, p=2) to keep the test fast.
+        let django = "argon2$argon2id$v=19$m=1024,t=1,p=2$Zml4ZWRzYWx0Zml4ZWRzYWx0$R6Bb1XSwP1zgX32WBCAtFAZKarqa8vIPFi4xi6ebCfA";
+        let v = hasher.verify_blocking("django-pass-1234", django);
+        assert_eq!((v.is_valid, v.needs_rehash), (true, true));
+        assert!(!hasher.verify_blocking("nope", django).is_valid);
+
+        let ours = hasher.hash_blocking("pw").expect("hash");
+        assert!(
+            ours.starts_with("argon2$argon2id$v=19$m=8,t=1,p=1$"),
+            "{ours}"
         );
-        assert!(verify_django_pbkdf2_sha256("pw", &encoded));
-        assert!(!verify_django_pbkdf2_sha256("pW", &encoded));
-        assert!(!verify_django_pbkdf2_sha256("pw", "0$salt$x"));
-        assert!(!verify_django_pbkdf2_sha256("pw", "garbage"));
+        let v = hasher.verify_blocking("pw", &ours);
+        assert_eq!((v.is_valid, v.needs_rehash), (true, false));
+        assert!(!hasher.verify_blocking("pw", "!unusable").is_valid);
+        assert!(
+            !hasher
+                .verify_blocking("pw", "bcrypt_sha256$$2b$12$x")
+                .is_valid
+        );
     }
 }

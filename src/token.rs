@@ -336,20 +336,17 @@ impl Tokens {
         now: i64,
     ) -> Result<(), TokenError> {
         let leeway = self.leeway;
-        if let Some(iat) = claims.get("iat") {
-            if int_claim(iat)? > now.saturating_add(leeway) {
+        for name in ["iat", "nbf"] {
+            if let Some(value) = claims.get(name)
+                && int_claim(value)? > now.saturating_add(leeway)
+            {
                 return Err(TokenError::Invalid);
             }
         }
-        if let Some(nbf) = claims.get("nbf") {
-            if int_claim(nbf)? > now.saturating_add(leeway) {
-                return Err(TokenError::Invalid);
-            }
-        }
-        if let Some(exp) = claims.get("exp") {
-            if int_claim(exp)? <= now.saturating_sub(leeway) {
-                return Err(TokenError::Expired);
-            }
+        if let Some(exp) = claims.get("exp")
+            && int_claim(exp)? <= now.saturating_sub(leeway)
+        {
+            return Err(TokenError::Expired);
         }
         if let Some(issuer) = &self.issuer {
             match claims.get("iss") {
@@ -368,10 +365,10 @@ impl Tokens {
             }
         }
         for name in [self.jti_claim.as_str(), "sub"] {
-            if let Some(value) = claims.get(name) {
-                if !value.is_string() {
-                    return Err(TokenError::Invalid);
-                }
+            if let Some(value) = claims.get(name)
+                && !value.is_string()
+            {
+                return Err(TokenError::Invalid);
             }
         }
         Ok(())

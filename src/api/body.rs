@@ -35,8 +35,11 @@ impl<S: Send + Sync> FromRequest<S> for Payload {
             .to_ascii_lowercase();
 
         if media_type == "multipart/form-data" {
-            let multipart = Multipart::from_request(req, state).await.map_err(|e| {
-                ApiError::Parse(format!("Multipart form parse error - {}", e.body_text()))
+            // Django's own message for a multipart body without a usable boundary.
+            let multipart = Multipart::from_request(req, state).await.map_err(|_| {
+                ApiError::Parse(
+                    "Multipart form parse error - Invalid boundary in multipart: None".into(),
+                )
             })?;
             return read_multipart(multipart).await;
         }
@@ -49,14 +52,24 @@ impl<S: Send + Sync> FromRequest<S> for Payload {
             return Ok(Payload::default());
         }
         match media_type.as_str() {
-            "application/json" => read_json(&body),
+            // DRF's negotiation lets wildcards pick its first parser, JSON.
+            "application/json" | "*/*" | "application/*" => read_json(&body, &content_type),
             "application/x-www-form-urlencoded" => read_form(&body),
             _ => Err(ApiError::UnsupportedMediaType(content_type)),
         }
     }
 }
 
-fn read_json(body: &Bytes) -> Result<Payload, ApiError> {
+fn read_json(body: &Bytes, content_type: &str) -> Result<Payload, ApiError> {
+    // DRF decodes with the charset the client names; Latin-1 is the one seen in practice
+    // besides UTF-8. Unknown charsets fall back to UTF-8, as DRF's do.
+    let latin1;
+    let body: &[u8] = if is_latin1(content_type) {
+        latin1 = body.iter().map(|&b| char::from(b)).collect::<String>();
+        latin1.as_bytes()
+    } else {
+        body
+    };
     let value: Value = match serde_json::from_slice(body) {
         Ok(value) => value,
         Err(_) => {
@@ -68,12 +81,25 @@ fn read_json(body: &Bytes) -> Result<Payload, ApiError> {
     };
     match value {
         Value::Object(map) => Ok(Payload(map)),
-        Value::Null => Err(ApiError::non_field("This field may not be null.")),
+        Value::Null => Err(ApiError::non_field("No data provided")),
         other => Err(ApiError::non_field(format!(
             "Invalid data. Expected a dictionary, but got {}.",
             python_type_name(&other)
         ))),
     }
+}
+
+fn is_latin1(content_type: &str) -> bool {
+    content_type.split(';').skip(1).any(|param| {
+        let Some((name, value)) = param.split_once('=') else {
+            return false;
+        };
+        name.trim().eq_ignore_ascii_case("charset")
+            && matches!(
+                value.trim().trim_matches('"').to_ascii_lowercase().as_str(),
+                "latin-1" | "latin1" | "iso-8859-1" | "iso8859-1" | "l1"
+            )
+    })
 }
 
 /// The Python type name DRF puts in "Expected a dictionary, but got …".
@@ -103,13 +129,14 @@ fn read_form(body: &Bytes) -> Result<Payload, ApiError> {
 async fn read_multipart(mut multipart: Multipart) -> Result<Payload, ApiError> {
     let mut map = Map::new();
     let mut total = 0usize;
-    let parse_error = |e: axum::extract::multipart::MultipartError| {
-        ApiError::Parse(format!("Multipart form parse error - {}", e.body_text()))
-    };
-    while let Some(field) = multipart.next_field().await.map_err(parse_error)? {
+    // Django reads a garbled multipart body as no fields at all; keep what parsed before the
+    // damage and let the field rules answer.
+    while let Ok(Some(field)) = multipart.next_field().await {
         let name = field.name().unwrap_or_default().to_owned();
         let is_file = field.file_name().is_some();
-        let bytes = field.bytes().await.map_err(parse_error)?;
+        let Ok(bytes) = field.bytes().await else {
+            break;
+        };
         total += bytes.len();
         if total > MAX_BODY_BYTES {
             return Err(ApiError::PayloadTooLarge);

@@ -61,6 +61,9 @@ pub enum ApiError {
     /// 405: the method is not one the endpoint answers.
     #[error("Method \"{0}\" not allowed.")]
     MethodNotAllowed(Method),
+    /// 406: the client accepts no media type restjwt renders.
+    #[error("Could not satisfy the request Accept header.")]
+    NotAcceptable,
     /// 404: no such resource.
     #[error("Not found.")]
     NotFound,
@@ -90,6 +93,7 @@ impl ApiError {
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            NotAcceptable => StatusCode::NOT_ACCEPTABLE,
             NotFound => StatusCode::NOT_FOUND,
             Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -7,7 +7,7 @@
 use std::future::Future;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -57,12 +57,12 @@ pub fn token_router(state: AuthState) -> Router {
             "/api/token/verify/",
             token_view(post(verify_token), metadata::TOKEN_VERIFY),
         )
+        .layer(middleware::from_fn(drf_view))
         .merge(slash_redirects(&[
             "/api/token",
             "/api/token/refresh",
             "/api/token/verify",
         ]))
-        .layer(middleware::from_fn(drf_headers))
         .with_state(state)
 }
 
@@ -76,15 +76,10 @@ pub fn router(state: AuthState) -> Router {
         }));
     let user_routes = Router::new()
         .route("/api/user/", user)
+        .layer(middleware::from_fn(drf_view))
         .merge(slash_redirects(&["/api/user"]))
-        .layer(middleware::from_fn(drf_headers))
         .with_state(state.clone());
     token_router(state).merge(user_routes)
-}
-
-/// The answer to any path no route takes: DRF's 404 body.
-pub async fn not_found() -> ApiError {
-    ApiError::NotFound
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then finishes the requests in flight.
@@ -144,25 +139,96 @@ async fn allow(req: Request, next: Next, methods: &'static str) -> Response {
     response
 }
 
-/// The headers Django's middleware and DRF put on every API answer.
-async fn drf_headers(req: Request, next: Next) -> Response {
-    let mut response = next.run(req).await;
-    if response.status() == StatusCode::MOVED_PERMANENTLY {
+/// What Django's security middleware puts on every answer.
+const SECURITY_HEADERS: [(header::HeaderName, &str); 3] = [
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::REFERRER_POLICY, "same-origin"),
+    (
+        header::HeaderName::from_static("cross-origin-opener-policy"),
+        "same-origin",
+    ),
+];
+
+fn add_headers(response: &mut Response, headers: &[(header::HeaderName, &'static str)]) {
+    for (name, value) in headers {
+        response
+            .headers_mut()
+            .insert(name.clone(), HeaderValue::from_static(value));
+    }
+}
+
+/// A DRF view's framing: content negotiation first (406 before anything else, as DRF does it
+/// before authentication), then DRF's and Django's headers on whatever the view answers.
+async fn drf_view(req: Request, next: Next) -> Response {
+    if let Err(error) = negotiate(&req) {
+        let mut response = error.into_response();
+        add_drf_headers(&mut response);
         return response;
     }
-    let headers = response.headers_mut();
-    for (name, value) in [
-        (header::VARY, "Accept"),
-        (header::X_FRAME_OPTIONS, "DENY"),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "same-origin"),
-        (
-            header::HeaderName::from_static("cross-origin-opener-policy"),
-            "same-origin",
-        ),
-    ] {
-        headers.insert(name, HeaderValue::from_static(value));
+    let mut response = next.run(req).await;
+    add_drf_headers(&mut response);
+    response
+}
+
+fn add_drf_headers(response: &mut Response) {
+    add_headers(
+        response,
+        &[(header::VARY, "Accept"), (header::X_FRAME_OPTIONS, "DENY")],
+    );
+    add_headers(response, &SECURITY_HEADERS);
+}
+
+/// DRF's content negotiation, reduced to what restjwt renders: JSON. A client that accepts
+/// JSON (or HTML, which DRF would answer with its browsable page) gets JSON; one that accepts
+/// neither gets 406; `?format=` other than `json` or `api` names no renderer: 404.
+fn negotiate(req: &Request) -> Result<(), ApiError> {
+    if let Some(query) = req.uri().query() {
+        let format = serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+            .unwrap_or_default()
+            .into_iter()
+            .rev()
+            .find(|(k, _)| k == "format");
+        if let Some((_, format)) = format {
+            if format != "json" && format != "api" {
+                return Err(ApiError::NotFound);
+            }
+            return Ok(());
+        }
     }
+    let Some(accept) = req.headers().get(header::ACCEPT) else {
+        return Ok(());
+    };
+    let accept = String::from_utf8_lossy(accept.as_bytes()).to_ascii_lowercase();
+    let acceptable = accept.split(',').any(|range| {
+        let media = range.split(';').next().unwrap_or_default().trim();
+        matches!(
+            media,
+            "application/json" | "application/*" | "text/html" | "text/*" | "*/*" | "*"
+        )
+    });
+    if acceptable {
+        Ok(())
+    } else {
+        Err(ApiError::NotAcceptable)
+    }
+}
+
+/// Django's 404 page, for paths no route takes, byte for byte.
+const NOT_FOUND_HTML: &str = "\n<!doctype html>\n<html lang=\"en\">\n<head>\n  <title>Not Found</title>\n</head>\n<body>\n  <h1>Not Found</h1><p>The requested resource was not found on this server.</p>\n</body>\n</html>\n";
+
+/// The answer to any path no route takes: Django's HTML 404, as the reference gives it.
+pub async fn not_found() -> Response {
+    let mut response = (
+        StatusCode::NOT_FOUND,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        )],
+        NOT_FOUND_HTML,
+    )
+        .into_response();
+    add_headers(&mut response, &[(header::X_FRAME_OPTIONS, "DENY")]);
+    add_headers(&mut response, &SECURITY_HEADERS);
     response
 }
 
@@ -174,7 +240,7 @@ fn slash_redirects(paths: &[&'static str]) -> Router<AuthState> {
     })
 }
 
-async fn redirect_to_slash(uri: Uri, State(_): State<AuthState>) -> Response {
+async fn redirect_to_slash(uri: Uri) -> Response {
     let location = match uri.query() {
         Some(query) => format!("{}/?{}", uri.path(), query),
         None => format!("{}/", uri.path()),
@@ -187,5 +253,6 @@ async fn redirect_to_slash(uri: Uri, State(_): State<AuthState>) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
+    add_headers(&mut response, &SECURITY_HEADERS);
     response
 }

@@ -1,0 +1,275 @@
+//! Settings: simplejwt's defaults, the TOML file, the environment winning over it, and one
+//! clear error naming the setting for every bad value.
+
+use std::time::Duration;
+
+use restjwt::Settings;
+use restjwt::settings::{SettingsError, UserIdField};
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn load_env(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+    Settings::load(None, env(pairs))
+}
+
+#[test]
+fn defaults_are_simplejwts() {
+    let s = load_env(&[]).expect("defaults");
+    assert_eq!(s.access_token_lifetime, Duration::from_secs(300));
+    assert_eq!(s.refresh_token_lifetime, Duration::from_secs(86_400));
+    assert_eq!(s.algorithm, restjwt::Algorithm::HS256);
+    assert_eq!(s.signing_key, None);
+    assert_eq!(s.audience, None);
+    assert_eq!(s.issuer, None);
+    assert_eq!(s.leeway, Duration::ZERO);
+    assert_eq!(s.auth_header_types, ["Bearer"]);
+    assert_eq!(s.auth_header_name, "authorization");
+    assert_eq!(s.user_id_field, UserIdField::Id);
+    assert_eq!(s.user_id_claim, "user_id");
+    assert_eq!(s.token_type_claim, "token_type");
+    assert_eq!(s.jti_claim, "jti");
+    assert!(!s.update_last_login);
+    assert!(s.check_user_is_active);
+}
+
+#[test]
+fn environment_values_are_parsed() {
+    let s = load_env(&[
+        ("RESTJWT_ACCESS_TOKEN_LIFETIME", "30s"),
+        ("RESTJWT_REFRESH_TOKEN_LIFETIME", "2d"),
+        ("RESTJWT_ALGORITHM", "HS512"),
+        ("RESTJWT_SIGNING_KEY", "k"),
+        ("RESTJWT_AUDIENCE", "my-api"),
+        ("RESTJWT_ISSUER", "https://issuer.example"),
+        ("RESTJWT_LEEWAY", "10"),
+        ("RESTJWT_AUTH_HEADER_TYPES", "Bearer, JWT"),
+        ("RESTJWT_AUTH_HEADER_NAME", "HTTP_X_API_TOKEN"),
+        ("RESTJWT_USER_ID_FIELD", "username"),
+        ("RESTJWT_USER_ID_CLAIM", "uid"),
+        ("RESTJWT_TOKEN_TYPE_CLAIM", "typ2"),
+        ("RESTJWT_JTI_CLAIM", "id"),
+        ("RESTJWT_UPDATE_LAST_LOGIN", "true"),
+        ("RESTJWT_CHECK_USER_IS_ACTIVE", "FALSE"),
+        ("RESTJWT_SUPERUSER_PASSWORD", "not a setting, ignored"),
+        ("PATH", "/usr/bin"),
+    ])
+    .expect("valid");
+    assert_eq!(s.access_token_lifetime, Duration::from_secs(30));
+    assert_eq!(s.refresh_token_lifetime, Duration::from_secs(2 * 86_400));
+    assert_eq!(s.algorithm, restjwt::Algorithm::HS512);
+    assert_eq!(s.signing_key.as_deref(), Some("k"));
+    assert_eq!(s.audience.as_deref(), Some("my-api"));
+    assert_eq!(s.issuer.as_deref(), Some("https://issuer.example"));
+    assert_eq!(s.leeway, Duration::from_secs(10));
+    assert_eq!(s.auth_header_types, ["Bearer", "JWT"]);
+    assert_eq!(s.auth_header_name, "x-api-token");
+    assert_eq!(s.user_id_field, UserIdField::Username);
+    assert_eq!(s.user_id_claim, "uid");
+    assert_eq!(s.token_type_claim, "typ2");
+    assert_eq!(s.jti_claim, "id");
+    assert!(s.update_last_login);
+    assert!(!s.check_user_is_active);
+
+    let s = load_env(&[
+        ("RESTJWT_AUTH_HEADER_TYPES", r#"["Bearer","Token"]"#),
+        ("RESTJWT_ACCESS_TOKEN_LIFETIME", "5m"),
+        ("RESTJWT_REFRESH_TOKEN_LIFETIME", "1h"),
+    ])
+    .expect("valid");
+    assert_eq!(s.auth_header_types, ["Bearer", "Token"]);
+    assert_eq!(s.access_token_lifetime, Duration::from_secs(300));
+    assert_eq!(s.refresh_token_lifetime, Duration::from_secs(3600));
+}
+
+#[test]
+fn file_values_are_read_and_the_environment_wins() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("restjwt.toml");
+    std::fs::write(
+        &path,
+        r#"
+access_token_lifetime = "10m"
+refresh_token_lifetime = 7200
+auth_header_types = ["JWT"]
+update_last_login = true
+audience = "from-file"
+"#,
+    )
+    .expect("write");
+    let s = Settings::load(Some(&path), env(&[("RESTJWT_AUDIENCE", "from-env")])).expect("valid");
+    assert_eq!(s.access_token_lifetime, Duration::from_secs(600));
+    assert_eq!(s.refresh_token_lifetime, Duration::from_secs(7200));
+    assert_eq!(s.auth_header_types, ["JWT"]);
+    assert!(s.update_last_login);
+    assert_eq!(s.audience.as_deref(), Some("from-env"));
+}
+
+#[test]
+fn bad_values_name_the_setting_and_the_problem() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "RESTJWT_ACCESS_TOKEN_LIFETIME",
+            "abc",
+            "setting ACCESS_TOKEN_LIFETIME: \"abc\" is not a duration",
+        ),
+        (
+            "RESTJWT_ACCESS_TOKEN_LIFETIME",
+            "0",
+            "setting ACCESS_TOKEN_LIFETIME: must be longer than 0 seconds",
+        ),
+        (
+            "RESTJWT_ACCESS_TOKEN_LIFETIME",
+            "-5",
+            "setting ACCESS_TOKEN_LIFETIME: \"-5\" is not a duration",
+        ),
+        (
+            "RESTJWT_REFRESH_TOKEN_LIFETIME",
+            "5w",
+            "setting REFRESH_TOKEN_LIFETIME: \"5w\" is not a duration",
+        ),
+        (
+            "RESTJWT_REFRESH_TOKEN_LIFETIME",
+            "99999999999d",
+            "setting REFRESH_TOKEN_LIFETIME: \"99999999999d\" is too long",
+        ),
+        (
+            "RESTJWT_LEEWAY",
+            "1.5",
+            "setting LEEWAY: \"1.5\" is not a duration",
+        ),
+        (
+            "RESTJWT_ALGORITHM",
+            "none",
+            "setting ALGORITHM: \"none\" is not a supported algorithm",
+        ),
+        (
+            "RESTJWT_ALGORITHM",
+            "hs256",
+            "setting ALGORITHM: \"hs256\" is not a supported algorithm",
+        ),
+        (
+            "RESTJWT_UPDATE_LAST_LOGIN",
+            "yes",
+            "setting UPDATE_LAST_LOGIN: \"yes\" is not a boolean",
+        ),
+        (
+            "RESTJWT_CHECK_USER_IS_ACTIVE",
+            "",
+            "setting CHECK_USER_IS_ACTIVE: \"\" is not a boolean",
+        ),
+        (
+            "RESTJWT_AUTH_HEADER_TYPES",
+            "",
+            "setting AUTH_HEADER_TYPES: must name at least one header type",
+        ),
+        (
+            "RESTJWT_AUTH_HEADER_TYPES",
+            "[1,2]",
+            "setting AUTH_HEADER_TYPES: expected a JSON array of strings",
+        ),
+        (
+            "RESTJWT_AUTH_HEADER_TYPES",
+            r#"["Be arer"]"#,
+            "setting AUTH_HEADER_TYPES: \"Be arer\" is not a valid header type",
+        ),
+        (
+            "RESTJWT_AUTH_HEADER_NAME",
+            "Bad Header",
+            "setting AUTH_HEADER_NAME: \"Bad Header\" is not a valid HTTP header name",
+        ),
+        (
+            "RESTJWT_USER_ID_FIELD",
+            "email",
+            "setting USER_ID_FIELD: \"email\" is not a unique user field",
+        ),
+        (
+            "RESTJWT_USER_ID_CLAIM",
+            "",
+            "setting USER_ID_CLAIM: must not be empty",
+        ),
+        (
+            "RESTJWT_JTI_CLAIM",
+            "user_id",
+            "setting JTI_CLAIM: \"user_id\" is already used by USER_ID_CLAIM",
+        ),
+    ];
+    for (name, value, expected) in cases {
+        let error = load_env(&[(name, value)]).expect_err(name).to_string();
+        assert!(
+            error.starts_with(expected),
+            "{name}={value:?}: got {error:?}, expected it to start with {expected:?}"
+        );
+        assert!(!error.contains('\n'), "one line: {error:?}");
+    }
+}
+
+#[test]
+fn bad_files_are_refused_with_the_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("restjwt.toml");
+
+    std::fs::write(&path, "acess_token_lifetime = \"5m\"\n").expect("write");
+    let error = Settings::load(Some(&path), env(&[]))
+        .expect_err("typo")
+        .to_string();
+    assert_eq!(error, "unknown setting acess_token_lifetime");
+
+    std::fs::write(&path, "access_token_lifetime = [1]\n").expect("write");
+    let error = Settings::load(Some(&path), env(&[]))
+        .expect_err("type")
+        .to_string();
+    assert_eq!(
+        error,
+        "setting ACCESS_TOKEN_LIFETIME: expected a duration, got array"
+    );
+
+    std::fs::write(&path, "update_last_login = 1\n").expect("write");
+    let error = Settings::load(Some(&path), env(&[]))
+        .expect_err("type")
+        .to_string();
+    assert_eq!(
+        error,
+        "setting UPDATE_LAST_LOGIN: expected a boolean, got integer"
+    );
+
+    std::fs::write(&path, "not toml at all [").expect("write");
+    let error = Settings::load(Some(&path), env(&[]))
+        .expect_err("toml")
+        .to_string();
+    assert!(error.contains("is not valid TOML"), "{error}");
+
+    let missing = dir.path().join("missing.toml");
+    let error = Settings::load(Some(&missing), env(&[]))
+        .expect_err("io")
+        .to_string();
+    assert!(error.starts_with("cannot read settings file"), "{error}");
+}
+
+#[test]
+fn debug_never_shows_the_signing_key() {
+    let s = load_env(&[(
+        "RESTJWT_SIGNING_KEY",
+        "super-secret-value-0123456789-abcdef",
+    )])
+    .expect("valid");
+    let shown = format!("{s:?}");
+    assert!(!shown.contains("super-secret"), "{shown}");
+    assert!(shown.contains("<redacted>"));
+}
+
+#[test]
+fn short_hmac_keys_are_refused() {
+    let error = restjwt::Keys::hmac(restjwt::Algorithm::HS256, b"short-key")
+        .expect_err("short")
+        .to_string();
+    assert_eq!(
+        error,
+        "SIGNING_KEY is 9 bytes long; an HMAC key needs at least 32 bytes"
+    );
+    assert!(restjwt::Keys::hmac(restjwt::Algorithm::HS256, &[7u8; 32]).is_ok());
+}
