@@ -133,12 +133,36 @@ impl AuthState {
     /// The raw bearer token of a request, read as simplejwt reads it. `Ok(None)` means the
     /// request carries no credentials for us (no header, an empty one, or another scheme).
     pub fn raw_token<'a>(&self, parts: &'a Parts) -> Result<Option<&'a str>, ApiError> {
-        let Some(header) = parts.headers.get(&self.settings().auth_header_name) else {
+        let name = &self.settings().auth_header_name;
+        let mut values = parts.headers.get_all(name).iter();
+        let Some(first) = values.next() else {
             return Ok(None);
         };
-        // Python's bytes.split(): runs of ASCII whitespace separate, ends are dropped.
+        if values.next().is_some() {
+            // A repeated header reaches Django joined with ", ", which never leaves exactly a
+            // scheme and a token: answer as simplejwt does rather than pick one of them.
+            let joined = parts
+                .headers
+                .get_all(name)
+                .iter()
+                .map(|v| v.as_bytes())
+                .collect::<Vec<_>>()
+                .join(&b", "[..]);
+            return match self.split_header(&joined)? {
+                None => Ok(None),
+                Some(_) => Err(ApiError::BadAuthorizationHeader),
+            };
+        }
+        // A token is ASCII; anything else cannot verify, and is refused the same way.
+        Ok(self
+            .split_header(first.as_bytes())?
+            .map(|token| std::str::from_utf8(token).unwrap_or("")))
+    }
+
+    /// simplejwt's `get_raw_token`: Python's `bytes.split()` (runs of ASCII whitespace
+    /// separate, ends are dropped), then a known scheme and exactly one token.
+    fn split_header<'h>(&self, header: &'h [u8]) -> Result<Option<&'h [u8]>, ApiError> {
         let mut words = header
-            .as_bytes()
             .split(|b| b.is_ascii_whitespace() || *b == 0x0b)
             .filter(|w| !w.is_empty());
         let Some(scheme) = words.next() else {
@@ -152,12 +176,10 @@ impl AuthState {
         {
             return Ok(None);
         }
-        let (Some(token), None) = (words.next(), words.next()) else {
-            return Err(ApiError::BadAuthorizationHeader);
-        };
-        // A token is ASCII; anything else cannot verify, and is refused the same way.
-        let token = std::str::from_utf8(token).unwrap_or("");
-        Ok(Some(token))
+        match (words.next(), words.next()) {
+            (Some(token), None) => Ok(Some(token)),
+            _ => Err(ApiError::BadAuthorizationHeader),
+        }
     }
 
     /// Authenticates a request: `Ok(None)` when it carries no credentials, the user when its

@@ -317,9 +317,10 @@ impl Tokens {
                 ("alg", Value::String(alg)) if alg == self.keys.algorithm().as_str() => {
                     alg_ok = true;
                 }
-                ("typ", Value::String(_)) => {}
-                // Anything else (`crit`, `jku`, `jwk`, `x5u`, `kid` we did not issue, `zip`,
-                // `enc`, …) asks us to do something we do not do: refuse rather than ignore.
+                // `kid` is ignored while there is one key, as simplejwt ignores it.
+                ("typ" | "kid", Value::String(_)) => {}
+                // Anything else (`crit`, `jku`, `jwk`, `x5u`, `zip`, `enc`, …) asks us to do
+                // something we do not do: refuse rather than ignore.
                 _ => return Err(TokenError::Invalid),
             }
         }
