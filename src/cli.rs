@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::api;
 use crate::auth::AuthState;
-use crate::keys::{KeyError, Keys, load_or_create_secret};
+use crate::keys::{KeyError, KeyFileStatus, Keys, load_or_create_secret};
 use crate::password::{PasswordError, PasswordHasher};
 use crate::settings::{Settings, SettingsError};
 use crate::store::{self, NewUser, Store, StoreError, normalize_username};
@@ -126,9 +126,12 @@ fn init_tracing(env: &HashMap<String, String>) {
         .get("RUST_LOG")
         .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only for a person at a terminal: logs piped to a file or a journal stay plain.
+    let ansi = std::io::stderr().is_terminal() && env.get("NO_COLOR").is_none_or(String::is_empty);
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .try_init();
 }
 
@@ -172,11 +175,18 @@ async fn serve(settings: Settings, url: &str, args: ServeArgs) -> Result<(), Cli
                     )
                 })?,
             };
-            let (secret, created) = load_or_create_secret(&path)?;
-            if created {
-                tracing::info!(path = %path.display(), "generated a new signing key");
-            } else {
-                tracing::info!(path = %path.display(), "using the kept signing key");
+            let (secret, status) = load_or_create_secret(&path)?;
+            match status {
+                KeyFileStatus::Created => {
+                    tracing::info!(path = %path.display(), "generated a new signing key");
+                }
+                KeyFileStatus::Existing => {
+                    tracing::info!(path = %path.display(), "using the kept signing key");
+                }
+                KeyFileStatus::ExistingReadableByOthers => tracing::warn!(
+                    path = %path.display(),
+                    "the signing key file is readable by other users: chmod 600 it, and rotate the key if others could have read it"
+                ),
             }
             Keys::hmac(settings.algorithm, secret.as_bytes())?
         }
@@ -430,7 +440,25 @@ async fn change_password(url: &str, username: &str) -> Result<(), CliError> {
         .ok_or_else(|| CliError::Command(format!("user '{username}' does not exist")))?;
     println!("Changing password for user '{username}'");
     let mut console = Console::new();
-    let password = ask_new_password(&mut console)?;
+    // Django's changepassword: three tries, then give up.
+    let mut password = None;
+    for _ in 0..3 {
+        let first = console.ask_secret("Password: ")?;
+        let again = console.ask_secret("Password (again): ")?;
+        if first != again {
+            eprintln!("Passwords do not match. Please try again.");
+        } else if first.trim().is_empty() {
+            eprintln!("Error: Blank passwords aren't allowed.");
+        } else {
+            password = Some(first);
+            break;
+        }
+    }
+    let password = password.ok_or_else(|| {
+        CliError::Command(format!(
+            "Aborting password change for user '{username}' after 3 attempts"
+        ))
+    })?;
     let hasher = PasswordHasher::production()?;
     let hash = hasher.hash(password).await?;
     store.update_password(user.id, &hash).await?;

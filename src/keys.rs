@@ -78,6 +78,11 @@ pub enum KeyError {
     /// The HMAC secret is too short to be safe.
     #[error("SIGNING_KEY is {0} bytes long; an HMAC key needs at least {MIN_HMAC_KEY_BYTES} bytes")]
     TooShort(usize),
+    /// The key file holds fewer bytes than an HMAC key needs (it was truncated or edited).
+    #[error(
+        "signing key file {path} holds {len} bytes; an HMAC key needs at least {MIN_HMAC_KEY_BYTES} (delete it to generate a new key)"
+    )]
+    ShortFile { path: PathBuf, len: usize },
     /// The key file exists but cannot be read, or cannot be written.
     #[error("signing key file {path}: {source}")]
     File {
@@ -160,13 +165,25 @@ pub(crate) fn b64() -> &'static base64::engine::GeneralPurpose {
     &base64::engine::general_purpose::URL_SAFE_NO_PAD
 }
 
+/// What [`load_or_create_secret`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFileStatus {
+    /// The file did not exist and was created now.
+    Created,
+    /// The file existed and only its owner can read it.
+    Existing,
+    /// The file existed and others may read it: the key should be considered exposed.
+    ExistingReadableByOthers,
+}
+
 /// Reads the secret kept in `path`, or creates the file with a new random secret (mode 0600)
 /// when it does not exist.
 ///
 /// The secret is the base64url text of 64 random bytes; its text is the key, exactly as a
-/// `SIGNING_KEY` setting would be, so it can be copied into another instance's settings.
-/// Returns the secret and whether it was just created.
-pub fn load_or_create_secret(path: &Path) -> Result<(String, bool), KeyError> {
+/// `SIGNING_KEY` setting would be, so it can be copied into another instance's settings. The
+/// file appears complete or not at all (written aside, then linked into place without
+/// replacing anything), so two servers starting at once agree on one key.
+pub fn load_or_create_secret(path: &Path) -> Result<(String, KeyFileStatus), KeyError> {
     let file_err = |source| KeyError::File {
         path: path.to_owned(),
         source,
@@ -175,30 +192,43 @@ pub fn load_or_create_secret(path: &Path) -> Result<(String, bool), KeyError> {
         Ok(text) => {
             let secret = text.trim().to_owned();
             if secret.len() < MIN_HMAC_KEY_BYTES {
-                return Err(KeyError::TooShort(secret.len()));
+                return Err(KeyError::ShortFile {
+                    path: path.to_owned(),
+                    len: secret.len(),
+                });
             }
-            Ok((secret, false))
+            Ok((secret, file_status(path)))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut bytes = [0u8; GENERATED_KEY_BYTES];
             rand::rngs::OsRng.fill_bytes(&mut bytes);
             let secret = b64().encode(bytes);
+            let mut aside = path.as_os_str().to_owned();
+            // Unique per attempt, so racing threads or processes never share the file aside.
+            aside.push(format!(".{:016x}.tmp", rand::rngs::OsRng.next_u64()));
+            let aside = PathBuf::from(aside);
             let mut options = std::fs::OpenOptions::new();
-            // create_new: two servers starting at once must not overwrite each other's key.
-            options.write(true).create_new(true);
+            options.write(true).create(true).truncate(true);
             #[cfg(unix)]
             {
                 use std::os::unix::fs::OpenOptionsExt;
                 options.mode(0o600);
             }
-            match options.open(path) {
-                Ok(mut file) => {
-                    file.write_all(secret.as_bytes()).map_err(file_err)?;
-                    file.write_all(b"\n").map_err(file_err)?;
-                    file.sync_all().map_err(file_err)?;
-                    Ok((secret, true))
-                }
-                // Another process created it between our read and our create: use theirs.
+            let written = options.open(&aside).and_then(|mut file| {
+                file.write_all(secret.as_bytes())?;
+                file.write_all(b"\n")?;
+                file.sync_all()
+            });
+            if let Err(e) = written {
+                let _ = std::fs::remove_file(&aside);
+                return Err(file_err(e));
+            }
+            // A hard link never replaces an existing file: if another process won the race,
+            // ours is dropped and theirs is read.
+            let linked = std::fs::hard_link(&aside, path);
+            let _ = std::fs::remove_file(&aside);
+            match linked {
+                Ok(()) => Ok((secret, KeyFileStatus::Created)),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     load_or_create_secret(path)
                 }
@@ -207,4 +237,18 @@ pub fn load_or_create_secret(path: &Path) -> Result<(String, bool), KeyError> {
         }
         Err(e) => Err(file_err(e)),
     }
+}
+
+fn file_status(path: &Path) -> KeyFileStatus {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            return KeyFileStatus::ExistingReadableByOthers;
+        }
+    }
+    let _ = path;
+    KeyFileStatus::Existing
 }

@@ -27,12 +27,19 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
+        let mut pool = SqlitePoolOptions::new()
             .max_connections(8)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
-            .await
-            .map_err(db_err)?;
+            .acquire_timeout(Duration::from_secs(5));
+        if options.get_filename() == std::path::Path::new(":memory:") {
+            // An in-memory database lives only while a connection to it is open: keep exactly
+            // one, forever, or the users vanish when the pool recycles idle connections.
+            pool = pool
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None);
+        }
+        let pool = pool.connect_with(options).await.map_err(db_err)?;
         Ok(Self { pool })
     }
 

@@ -273,3 +273,48 @@ fn short_hmac_keys_are_refused() {
     );
     assert!(restjwt::Keys::hmac(restjwt::Algorithm::HS256, &[7u8; 32]).is_ok());
 }
+
+#[test]
+fn key_file_is_created_once_private_and_then_reused() {
+    use restjwt::keys::{KeyFileStatus, load_or_create_secret};
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("db.sqlite3.key");
+    let (first, status) = load_or_create_secret(&path).expect("create");
+    assert_eq!(status, KeyFileStatus::Created);
+    assert!(first.len() >= 64, "64 random bytes, base64url");
+    let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let (again, status) = load_or_create_secret(&path).expect("reuse");
+    assert_eq!(
+        (again.as_str(), status),
+        (first.as_str(), KeyFileStatus::Existing)
+    );
+    // Nothing is left beside it.
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 1);
+
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let (_, status) = load_or_create_secret(&path).expect("read");
+    assert_eq!(status, KeyFileStatus::ExistingReadableByOthers);
+
+    std::fs::write(&path, "short\n").expect("truncate");
+    let error = load_or_create_secret(&path).expect_err("short").to_string();
+    assert!(error.contains("holds 5 bytes"), "{error}");
+}
+
+#[test]
+fn servers_starting_at_once_agree_on_one_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("db.sqlite3.key");
+    let secrets: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| scope.spawn(|| restjwt::keys::load_or_create_secret(&path).expect("key").0))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    assert!(secrets.windows(2).all(|w| w[0] == w[1]), "one key for all");
+}

@@ -1,0 +1,186 @@
+//! `examples/protected_app.rs`, compiled into the tests and driven through its router: the
+//! notes route refuses anonymous requests and answers a logged-in user by name.
+
+#[path = "../../examples/protected_app.rs"]
+mod protected_app;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use restjwt::store::{self, NewUser};
+use restjwt::{AuthState, HashParams, Keys, PasswordHasher, Settings, SystemClock, Tokens};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+/// The example's app on a fresh SQLite file holding one user, `dana`.
+struct Example {
+    router: Router,
+    _dir: tempfile::TempDir,
+}
+
+impl Example {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("create a temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("db.sqlite3").display());
+        let store = store::connect(&url).await.expect("open the database");
+        store.migrate().await.expect("migrate");
+        let hasher = PasswordHasher::new(HashParams::INSECURE_FAST, 2).expect("build a hasher");
+        store
+            .create_user(NewUser {
+                username: "dana".into(),
+                password_hash: hasher.hash("dana-pass-1".into()).await.expect("hash"),
+                email: "dana@example.com".into(),
+                first_name: String::new(),
+                last_name: String::new(),
+                is_staff: false,
+                is_superuser: false,
+                is_active: true,
+                date_joined: chrono::Utc::now(),
+            })
+            .await
+            .expect("create the user");
+        let settings = Settings::default();
+        let keys = Keys::hmac(
+            settings.algorithm,
+            b"example-test-secret-of-more-than-32-bytes",
+        )
+        .expect("build the keys");
+        let tokens = Tokens::new(&settings, keys);
+        let auth = AuthState::new(settings, tokens, store, hasher, Arc::new(SystemClock));
+        Self {
+            router: protected_app::app(auth),
+            _dir: dir,
+        }
+    }
+
+    /// Sends a request; `json` becomes the body, `token` the bearer credentials.
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        json: Option<Value>,
+    ) -> (StatusCode, Option<String>, String) {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let body = match json {
+            Some(json) => {
+                request = request.header(header::CONTENT_TYPE, "application/json");
+                Body::from(json.to_string())
+            }
+            None => Body::empty(),
+        };
+        let request = request.body(body).expect("build the request");
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("routers do not fail");
+        let status = response.status();
+        let www_authenticate = response
+            .headers()
+            .get(header::WWW_AUTHENTICATE)
+            .map(|v| v.to_str().expect("an ASCII header").to_owned());
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("read the body")
+            .to_bytes();
+        let body = String::from_utf8(body.to_vec()).expect("a UTF-8 body");
+        (status, www_authenticate, body)
+    }
+
+    /// Logs `dana` in and returns (refresh, access).
+    async fn login(&self) -> (String, String) {
+        let credentials = json!({ "username": "dana", "password": "dana-pass-1" });
+        let (status, _, body) = self
+            .send("POST", "/api/token/", None, Some(credentials))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let tokens: Value = serde_json::from_str(&body).expect("a JSON body");
+        let field = |name: &str| tokens[name].as_str().expect("a token").to_owned();
+        (field("refresh"), field("access"))
+    }
+}
+
+#[tokio::test]
+async fn the_public_route_needs_no_token() {
+    let example = Example::new().await;
+    let (status, _, body) = example.send("GET", "/", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.starts_with("notes:"), "{body}");
+}
+
+#[tokio::test]
+async fn notes_without_a_token_are_refused() {
+    let example = Example::new().await;
+    for method in ["GET", "POST"] {
+        let note = (method == "POST").then(|| json!({ "text": "sneaky" }));
+        let (status, www_authenticate, body) = example.send(method, "/notes/", None, note).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method}");
+        assert_eq!(www_authenticate.as_deref(), Some("Bearer realm=\"api\""));
+        assert_eq!(
+            body,
+            r#"{"detail":"Authentication credentials were not provided."}"#
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_logged_in_user_gets_their_own_notes() {
+    let example = Example::new().await;
+    let (_, access) = example.login().await;
+
+    let (status, _, body) = example.send("GET", "/notes/", Some(&access), None).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, r#"{"owner":"dana","notes":[]}"#)
+    );
+
+    let note = json!({ "text": "buy milk" });
+    let (status, _, body) = example
+        .send("POST", "/notes/", Some(&access), Some(note))
+        .await;
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            StatusCode::CREATED,
+            r#"{"owner":"dana","notes":["buy milk"]}"#
+        )
+    );
+    let (status, _, body) = example.send("GET", "/notes/", Some(&access), None).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, r#"{"owner":"dana","notes":["buy milk"]}"#)
+    );
+}
+
+#[tokio::test]
+async fn a_refresh_token_does_not_open_the_notes() {
+    let example = Example::new().await;
+    let (refresh, _) = example.login().await;
+
+    let (status, www_authenticate, body) =
+        example.send("GET", "/notes/", Some(&refresh), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(www_authenticate.as_deref(), Some("Bearer realm=\"api\""));
+    assert!(body.contains("Token has wrong type"), "{body}");
+
+    // The merged token router works inside the example's app too.
+    let (status, _, body) = example
+        .send(
+            "POST",
+            "/api/token/refresh/",
+            None,
+            Some(json!({ "refresh": refresh })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
