@@ -194,7 +194,9 @@ async fn serve(settings: Settings, url: &str, args: ServeArgs) -> Result<(), Cli
     let tokens = Tokens::new(&settings, keys);
     let hasher = PasswordHasher::production()?;
     let state = AuthState::new(settings, tokens, store, hasher, Arc::new(SystemClock));
-    let app = api::router(state).fallback(api::not_found);
+    let app = api::router(state)
+        .route("/healthz", axum::routing::get(api::healthz))
+        .fallback(api::not_found);
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .map_err(|e| CliError::Command(format!("cannot listen on {}: {e}", args.bind)))?;

@@ -82,6 +82,12 @@ pub fn router(state: AuthState) -> Router {
     token_router(state).merge(user_routes)
 }
 
+/// `GET /healthz`: liveness. Answers without touching the database or any token, so a load
+/// balancer can tell a live process from a dead one (and benchmarks have a bare ceiling).
+pub async fn healthz() -> JsonResponse {
+    JsonResponse(serde_json::json!({ "status": "ok" }))
+}
+
 /// Serves `app` on `listener` until `shutdown` completes, then finishes the requests in flight.
 pub async fn serve(
     listener: tokio::net::TcpListener,

@@ -287,6 +287,17 @@ async fn blog_flow_over_a_real_socket() {
         .ws
         .create_user("createsuperuser", "blogger", "blog-pass-1");
 
+    // Liveness answers without credentials or database work.
+    let health = Answer::read(
+        client()
+            .get(server.url("/healthz"))
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    health.assert(StatusCode::OK, r#"{"status":"ok"}"#);
+
     // The protected endpoint without credentials.
     get_user(server, None).await.assert(
         StatusCode::UNAUTHORIZED,
