@@ -4,7 +4,11 @@
 //! keys, the user store, the password hasher and the clock. An app keeps it in its own state
 //! and exposes it with `FromRef`, so [`CurrentUser`] works in any axum app.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use axum::extract::{FromRef, FromRequestParts, OptionalFromRequestParts};
 use axum::http::request::Parts;
@@ -12,9 +16,9 @@ use serde_json::Value;
 
 use crate::api::ApiError;
 use crate::password::PasswordHasher;
-use crate::settings::{Settings, UserIdField};
-use crate::store::{Store, User};
-use crate::token::{Claims, Clock, TokenKind, Tokens};
+use crate::settings::{AccessTokenRevocation, Settings, UserIdField};
+use crate::store::{Store, StoreError, User};
+use crate::token::{Claims, Clock, SESSION_CLAIM, TokenError, TokenKind, Tokens};
 
 /// What restjwt needs at request time. Cheap to clone (one `Arc`).
 #[derive(Clone)]
@@ -26,6 +30,11 @@ struct Inner {
     store: Arc<dyn Store>,
     hasher: Arc<PasswordHasher>,
     clock: Arc<dyn Clock>,
+    /// Sessions ended while their access tokens may still be unexpired, with the end time
+    /// (Unix seconds). Consulted only when `ACCESS_TOKEN_REVOCATION` is "session".
+    ended_sessions: RwLock<HashMap<String, i64>>,
+    /// How far [`AuthState::sync_ended_sessions`] has read the store.
+    synced_through: Mutex<Option<DateTime<Utc>>>,
 }
 
 impl std::fmt::Debug for AuthState {
@@ -52,7 +61,86 @@ impl AuthState {
             store,
             hasher,
             clock,
+            ended_sessions: RwLock::new(HashMap::new()),
+            synced_through: Mutex::new(None),
         }))
+    }
+
+    /// Records sessions ended by this process, so their access tokens stop at once.
+    pub fn note_sessions_ended<I: IntoIterator<Item = String>>(&self, ids: I) {
+        if self.settings().access_token_revocation != AccessTokenRevocation::Session {
+            return;
+        }
+        let now = self.now();
+        if let Ok(mut ended) = self.0.ended_sessions.write() {
+            for id in ids {
+                ended.insert(id, now);
+            }
+        }
+    }
+
+    /// Whether a session is known to have ended.
+    pub fn is_session_ended(&self, id: &str) -> bool {
+        self.0
+            .ended_sessions
+            .read()
+            .map(|ended| ended.contains_key(id))
+            .unwrap_or(false)
+    }
+
+    /// Reads the sessions that other processes ended since the last call (at the first call:
+    /// within one access-token lifetime) into the in-memory set, and forgets sessions ended so
+    /// long ago that none of their access tokens can still be valid.
+    pub async fn sync_ended_sessions(&self) -> Result<(), StoreError> {
+        let now = self.now();
+        let horizon = i64::try_from(
+            (self.settings().access_token_lifetime + self.settings().leeway).as_secs(),
+        )
+        .unwrap_or(i64::MAX)
+        .saturating_add(1);
+        let oldest = DateTime::from_timestamp(now.saturating_sub(horizon), 0).unwrap_or_default();
+        let since = self
+            .0
+            .synced_through
+            .lock()
+            .map(|t| t.unwrap_or(oldest))
+            .unwrap_or(oldest);
+        let ended = self.store().find_sessions_ended_since(since).await?;
+        // Read again from a little before the newest end seen: another process's clock, or
+        // a commit landing just behind this read, must not slip through.
+        let through = ended
+            .last()
+            .map(|(_, at)| *at - chrono::Duration::seconds(2))
+            .unwrap_or(since)
+            .max(since);
+        if let Ok(mut set) = self.0.ended_sessions.write() {
+            for (id, at) in ended {
+                set.insert(id, at.timestamp());
+            }
+            set.retain(|_, at| *at >= oldest.timestamp());
+        }
+        if let Ok(mut t) = self.0.synced_through.lock() {
+            *t = Some(through);
+        }
+        Ok(())
+    }
+
+    /// Keeps the ended-session set in step with the store every `interval`, in the background,
+    /// for as long as the runtime runs. Only needed when `ACCESS_TOKEN_REVOCATION` is
+    /// "session"; then a session ended by another process stops its access tokens within
+    /// `interval`.
+    pub fn spawn_ended_session_sync(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
+        let auth = self.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                if let Err(e) = auth.sync_ended_sessions().await {
+                    tracing::warn!(error = %e, "could not read ended sessions");
+                }
+            }
+        })
     }
 
     /// The validated settings.
@@ -182,17 +270,58 @@ impl AuthState {
         }
     }
 
-    /// Authenticates a request: `Ok(None)` when it carries no credentials, the user when its
-    /// access token is valid and its user may use it, an error otherwise.
-    pub async fn authenticate(&self, parts: &Parts) -> Result<Option<User>, ApiError> {
+    /// Authenticates a request: `Ok(None)` when it carries no credentials, the user and the
+    /// token's claims when its access token is valid and its user may use it, an error
+    /// otherwise.
+    pub async fn authenticate(&self, parts: &Parts) -> Result<Option<Authenticated>, ApiError> {
         let Some(raw) = self.raw_token(parts)? else {
             return Ok(None);
         };
+        let refuse = |e| ApiError::TokenNotValidForAnyType(vec![(TokenKind::Access, e)]);
         let claims = self
             .tokens()
             .verify(raw, Some(TokenKind::Access), self.now())
-            .map_err(|e| ApiError::TokenNotValidForAnyType(vec![(TokenKind::Access, e)]))?;
-        self.user_for_claims(&claims).await.map(Some)
+            .map_err(refuse)?;
+        if self.settings().access_token_revocation == AccessTokenRevocation::Session
+            && let Some(serde_json::Value::String(sid)) = claims.get(SESSION_CLAIM)
+            && self.is_session_ended(sid)
+        {
+            return Err(refuse(TokenError::Blacklisted));
+        }
+        let user = self.user_for_claims(&claims).await?;
+        Ok(Some(Authenticated { user, claims }))
+    }
+}
+
+/// A request authenticated by an access token: its user and the token's claims (the `sid`
+/// claim names the session it belongs to).
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// The user the token names, checked to exist and be active.
+    pub user: User,
+    /// The access token's claims.
+    pub claims: Claims,
+}
+
+impl Authenticated {
+    /// The session the token belongs to, if it carries one.
+    pub fn session_id(&self) -> Option<&str> {
+        self.claims.get(SESSION_CLAIM).and_then(|v| v.as_str())
+    }
+}
+
+impl<S> FromRequestParts<S> for Authenticated
+where
+    AuthState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        AuthState::from_ref(state)
+            .authenticate(parts)
+            .await?
+            .ok_or(ApiError::NotAuthenticated)
     }
 }
 
@@ -215,7 +344,7 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let auth = AuthState::from_ref(state);
         match auth.authenticate(parts).await? {
-            Some(user) => Ok(CurrentUser(user)),
+            Some(authenticated) => Ok(CurrentUser(authenticated.user)),
             None => Err(ApiError::NotAuthenticated),
         }
     }
@@ -233,6 +362,6 @@ where
         state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
         let auth = AuthState::from_ref(state);
-        Ok(auth.authenticate(parts).await?.map(CurrentUser))
+        Ok(auth.authenticate(parts).await?.map(|a| CurrentUser(a.user)))
     }
 }

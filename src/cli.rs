@@ -16,7 +16,7 @@ use crate::api;
 use crate::auth::AuthState;
 use crate::keys::{KeyError, KeyFileStatus, Keys, load_or_create_secret};
 use crate::password::{PasswordError, PasswordHasher};
-use crate::settings::{Settings, SettingsError};
+use crate::settings::{AccessTokenRevocation, Settings, SettingsError};
 use crate::store::{self, NewUser, Store, StoreError, normalize_username};
 use crate::token::{SystemClock, Tokens};
 
@@ -56,6 +56,37 @@ pub enum Command {
     Changepassword {
         /// The user whose password changes.
         username: String,
+    },
+    /// Delete expired outstanding and blacklisted refresh tokens, and sessions that have ended
+    /// by themselves (simplejwt's command).
+    Flushexpiredtokens,
+    /// List or end a user's sessions (devices).
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+}
+
+/// `restjwt sessions …`.
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// The user's live sessions.
+    List {
+        /// The username.
+        #[arg(long)]
+        user: String,
+    },
+    /// End sessions: their refresh tokens stop at once, their access tokens too when
+    /// ACCESS_TOKEN_REVOCATION is "session" (within a second on a running server).
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["all", "session"])))]
+    Revoke {
+        /// The username.
+        #[arg(long)]
+        user: String,
+        /// Every live session of the user.
+        #[arg(long)]
+        all: bool,
+        /// One session, by id.
+        #[arg(long)]
+        session: Option<String>,
     },
 }
 
@@ -147,7 +178,67 @@ async fn run_command(cli: Cli, env: &HashMap<String, String>) -> Result<(), CliE
         Command::Createsuperuser(args) => create_user(&cli.database_url, args, true, env).await,
         Command::Createuser(args) => create_user(&cli.database_url, args, false, env).await,
         Command::Changepassword { username } => change_password(&cli.database_url, &username).await,
+        Command::Flushexpiredtokens => {
+            let store = open_store(&cli.database_url).await?;
+            let report = store.delete_expired_tokens(chrono::Utc::now()).await?;
+            println!(
+                "Deleted {} expired outstanding tokens, {} blacklisted tokens and {} sessions.",
+                report.outstanding, report.blacklisted, report.sessions
+            );
+            Ok(())
+        }
+        Command::Sessions(command) => sessions(&cli.database_url, command).await,
     }
+}
+
+async fn sessions(url: &str, command: SessionsCommand) -> Result<(), CliError> {
+    let store = open_store(url).await?;
+    let username = match &command {
+        SessionsCommand::List { user } | SessionsCommand::Revoke { user, .. } => user.clone(),
+    };
+    let user = store
+        .find_user_by_username(&username)
+        .await?
+        .ok_or_else(|| CliError::Command(format!("user '{username}' does not exist")))?;
+    let now = chrono::Utc::now();
+    match command {
+        SessionsCommand::List { .. } => {
+            let sessions = store.find_sessions_of_user(user.id, now).await?;
+            println!(
+                "{:<32}  {:<20}  {:<20}  {:<15}  DEVICE",
+                "ID", "CREATED", "LAST REFRESHED", "IP"
+            );
+            for s in &sessions {
+                println!(
+                    "{:<32}  {:<20}  {:<20}  {:<15}  {}",
+                    s.id,
+                    s.created_at.format("%Y-%m-%d %H:%M:%S"),
+                    s.last_refreshed_at.format("%Y-%m-%d %H:%M:%S"),
+                    s.ip,
+                    s.device
+                );
+            }
+            println!("{} live session(s).", sessions.len());
+        }
+        SessionsCommand::Revoke { all: true, .. } => {
+            let ended = store.delete_sessions_of_user(user.id, None, now).await?;
+            println!("Ended {} session(s) of user '{username}'.", ended.len());
+        }
+        SessionsCommand::Revoke {
+            session: Some(id), ..
+        } => {
+            if !store.delete_session(user.id, &id, now).await? {
+                return Err(CliError::Command(format!(
+                    "user '{username}' has no live session {id}"
+                )));
+            }
+            println!("Ended session {id} of user '{username}'.");
+        }
+        SessionsCommand::Revoke { .. } => {
+            return Err(CliError::Command("name --all or --session ID".into()));
+        }
+    }
+    Ok(())
 }
 
 async fn open_store(url: &str) -> Result<Arc<dyn Store>, CliError> {
@@ -193,7 +284,15 @@ async fn serve(settings: Settings, url: &str, args: ServeArgs) -> Result<(), Cli
     };
     let tokens = Tokens::new(&settings, keys);
     let hasher = PasswordHasher::production()?;
+    let revocation = settings.access_token_revocation;
     let state = AuthState::new(settings, tokens, store, hasher, Arc::new(SystemClock));
+    if revocation == AccessTokenRevocation::Session {
+        // Load the sessions ended while their access tokens may live, then follow the store:
+        // sessions ended by another process (a CLI, another instance) stop their access
+        // tokens within a second.
+        state.sync_ended_sessions().await?;
+        state.spawn_ended_session_sync(std::time::Duration::from_secs(1));
+    }
     let app = api::router(state)
         .route("/healthz", axum::routing::get(api::healthz))
         .fallback(api::not_found);

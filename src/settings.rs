@@ -84,6 +84,39 @@ pub struct Settings {
     pub update_last_login: bool,
     /// Refuse tokens of users whose `is_active` is false. Defaults to true.
     pub check_user_is_active: bool,
+    /// Answer a refresh with a new refresh token too. Defaults to false, like simplejwt.
+    pub rotate_refresh_tokens: bool,
+    /// Blacklist a refresh token once it has been rotated out (and let `/verify/` report
+    /// blacklisted tokens). Defaults to false, like simplejwt.
+    pub blacklist_after_rotation: bool,
+    /// How long a rotated-out refresh token may be presented again and get the same successor
+    /// pair back (for clients that lost a response). Whole seconds. Defaults to 0: no retry.
+    pub refresh_token_reuse_grace: Duration,
+    /// Whether presenting a rotated-out refresh token outside the grace ends the whole session
+    /// it belongs to (RFC 9700 section 4.14.2). `None` (the default) means "on whenever
+    /// rotation and the blacklist are both on"; it cannot be on without them.
+    pub refresh_token_reuse_detection: Option<bool>,
+    /// Whether ended sessions also stop their unexpired access tokens. Defaults to
+    /// [`AccessTokenRevocation::None`], simplejwt's stateless behaviour.
+    pub access_token_revocation: AccessTokenRevocation,
+}
+
+/// What happens to access tokens when their session ends (`ACCESS_TOKEN_REVOCATION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessTokenRevocation {
+    /// Access tokens live until they expire, whatever happens to their session (simplejwt).
+    None,
+    /// Access tokens of ended sessions are refused, checked against an in-memory set of ended
+    /// sessions: no database read per request.
+    Session,
+}
+
+impl Settings {
+    /// Whether a rotated-out refresh token ends its session, resolving the default.
+    pub fn is_reuse_detection_on(&self) -> bool {
+        self.refresh_token_reuse_detection
+            .unwrap_or(self.rotate_refresh_tokens && self.blacklist_after_rotation)
+    }
 }
 
 impl Default for Settings {
@@ -104,6 +137,11 @@ impl Default for Settings {
             jti_claim: "jti".to_owned(),
             update_last_login: false,
             check_user_is_active: true,
+            rotate_refresh_tokens: false,
+            blacklist_after_rotation: false,
+            refresh_token_reuse_grace: Duration::ZERO,
+            refresh_token_reuse_detection: None,
+            access_token_revocation: AccessTokenRevocation::None,
         }
     }
 }
@@ -129,6 +167,14 @@ impl fmt::Debug for Settings {
             .field("jti_claim", &self.jti_claim)
             .field("update_last_login", &self.update_last_login)
             .field("check_user_is_active", &self.check_user_is_active)
+            .field("rotate_refresh_tokens", &self.rotate_refresh_tokens)
+            .field("blacklist_after_rotation", &self.blacklist_after_rotation)
+            .field("refresh_token_reuse_grace", &self.refresh_token_reuse_grace)
+            .field(
+                "refresh_token_reuse_detection",
+                &self.refresh_token_reuse_detection,
+            )
+            .field("access_token_revocation", &self.access_token_revocation)
             .finish()
     }
 }
@@ -157,6 +203,11 @@ const NAMES: &[&str] = &[
     "jti_claim",
     "update_last_login",
     "check_user_is_active",
+    "rotate_refresh_tokens",
+    "blacklist_after_rotation",
+    "refresh_token_reuse_grace",
+    "refresh_token_reuse_detection",
+    "access_token_revocation",
 ];
 
 impl Settings {
@@ -276,6 +327,38 @@ impl Settings {
         }
         if let Some((n, v)) = take("check_user_is_active") {
             s.check_user_is_active = boolean(&n, v)?;
+        }
+        if let Some((n, v)) = take("rotate_refresh_tokens") {
+            s.rotate_refresh_tokens = boolean(&n, v)?;
+        }
+        if let Some((n, v)) = take("blacklist_after_rotation") {
+            s.blacklist_after_rotation = boolean(&n, v)?;
+        }
+        if let Some((n, v)) = take("refresh_token_reuse_grace") {
+            s.refresh_token_reuse_grace = duration(&n, v)?;
+        }
+        if let Some((n, v)) = take("refresh_token_reuse_detection") {
+            s.refresh_token_reuse_detection = Some(boolean(&n, v)?);
+        }
+        if let Some((n, v)) = take("access_token_revocation") {
+            s.access_token_revocation = match string(&n, v)?.trim() {
+                "none" => AccessTokenRevocation::None,
+                "session" => AccessTokenRevocation::Session,
+                other => {
+                    return Err(invalid(
+                        &n,
+                        format!("{other:?} is not a revocation mode (use \"none\" or \"session\")"),
+                    ));
+                }
+            };
+        }
+        if s.refresh_token_reuse_detection == Some(true)
+            && !(s.rotate_refresh_tokens && s.blacklist_after_rotation)
+        {
+            return Err(invalid(
+                "REFRESH_TOKEN_REUSE_DETECTION",
+                "needs ROTATE_REFRESH_TOKENS and BLACKLIST_AFTER_ROTATION on: without them a rotated-out token stays valid and reuse cannot be told apart",
+            ));
         }
         let mut claims = [
             ("USER_ID_CLAIM", &s.user_id_claim),

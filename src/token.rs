@@ -112,7 +112,14 @@ pub enum TokenError {
     /// A token of another kind, e.g. a refresh token where an access token belongs.
     #[error("Token has wrong type")]
     WrongType,
+    /// A refresh token that was blacklisted (logout, rotation) or whose session ended; or an
+    /// access token of an ended session when access-token revocation is on.
+    #[error("Token is blacklisted")]
+    Blacklisted,
 }
+
+/// The claim that names a token's session (an extra claim: simplejwt clients ignore it).
+pub const SESSION_CLAIM: &str = "sid";
 
 /// A token's payload, in the order its claims were written.
 #[derive(Debug, Clone, PartialEq)]
@@ -202,10 +209,19 @@ impl Tokens {
         Claims(map)
     }
 
-    /// A new refresh token for `user_id` and the access token made from it, both at `now`.
-    pub fn issue_pair(&self, user_id: &str, now: i64) -> Result<TokenPair, KeyError> {
+    /// A new refresh token for `user_id` in session `session_id` (its `sid` claim) and the
+    /// access token made from it, both at `now`.
+    pub fn issue_pair(
+        &self,
+        user_id: &str,
+        session_id: Option<&str>,
+        now: i64,
+    ) -> Result<TokenPair, KeyError> {
         let mut refresh = self.new_claims(TokenKind::Refresh, now);
         refresh.insert(self.user_id_claim.clone(), user_id.into());
+        if let Some(sid) = session_id {
+            refresh.insert(SESSION_CLAIM, sid.into());
+        }
         let access = self.access_claims(&refresh, now);
         Ok(TokenPair {
             refresh: self.encode(&refresh)?,
@@ -229,6 +245,30 @@ impl Tokens {
             access.0.insert(name.clone(), value.clone());
         }
         access
+    }
+
+    /// The claims of the refresh token that replaces `old` on rotation: the same claims in the
+    /// same order, with a new `jti`, `exp` and `iat` written in place (or appended in that
+    /// order if missing), as simplejwt's `set_jti`, `set_exp`, `set_iat` do. The result
+    /// depends only on its inputs, so a retry can rebuild the same token.
+    pub fn rotated_claims(&self, old: &Claims, jti: &str, now: i64) -> Claims {
+        let mut claims = old.clone();
+        claims.insert(self.jti_claim.clone(), jti.into());
+        claims.insert("exp", now.saturating_add(self.refresh_lifetime).into());
+        claims.insert("iat", now.into());
+        claims
+    }
+
+    /// Like [`Tokens::access_claims`], with a given `jti` (a retry must rebuild the same token).
+    pub fn access_claims_with_jti(&self, refresh: &Claims, jti: &str, now: i64) -> Claims {
+        let mut access = self.access_claims(refresh, now);
+        access.insert(self.jti_claim.clone(), jti.into());
+        access
+    }
+
+    /// The name of the claim holding the token id.
+    pub fn jti_claim(&self) -> &str {
+        &self.jti_claim
     }
 
     /// Signs `claims` into a compact token, adding `aud` and `iss` when configured.

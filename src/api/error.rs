@@ -67,6 +67,9 @@ pub enum ApiError {
     /// 404: no such resource.
     #[error("Not found.")]
     NotFound,
+    /// 404 with DRF's message for a missing object (`No Session matches the given query.`).
+    #[error("{0}")]
+    NotFoundDetail(&'static str),
     /// 503: the database cannot be reached or failed; the cause goes to the log only.
     #[error("Service temporarily unavailable, try again later.")]
     Unavailable(String),
@@ -94,7 +97,7 @@ impl ApiError {
             UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             NotAcceptable => StatusCode::NOT_ACCEPTABLE,
-            NotFound => StatusCode::NOT_FOUND,
+            NotFound | NotFoundDetail(_) => StatusCode::NOT_FOUND,
             Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

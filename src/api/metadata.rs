@@ -6,7 +6,14 @@ pub(super) const TOKEN_REFRESH: &str = "{\"name\":\"Token Refresh\",\"descriptio
 
 pub(super) const TOKEN_VERIFY: &str = "{\"name\":\"Token Verify\",\"description\":\"Takes a token and indicates if it is valid.  This view provides no\\ninformation about a token's fitness for a particular use.\",\"renders\":[\"application/json\",\"text/html\"],\"parses\":[\"application/json\",\"application/x-www-form-urlencoded\",\"multipart/form-data\"],\"actions\":{\"POST\":{\"token\":{\"type\":\"string\",\"required\":true,\"read_only\":false,\"label\":\"Token\"}}}}";
 
-#[allow(dead_code)] // The blacklist endpoint arrives with the refresh lifecycle.
 pub(super) const TOKEN_BLACKLIST: &str = "{\"name\":\"Token Blacklist\",\"description\":\"Takes a token and blacklists it. Must be used with the\\n`rest_framework_simplejwt.token_blacklist` app installed.\",\"renders\":[\"application/json\",\"text/html\"],\"parses\":[\"application/json\",\"application/x-www-form-urlencoded\",\"multipart/form-data\"],\"actions\":{\"POST\":{\"refresh\":{\"type\":\"string\",\"required\":true,\"read_only\":false,\"label\":\"Refresh\"}}}}";
 
 pub(super) const USER: &str = "{\"name\":\"User Api\",\"description\":\"GET /api/user/ -> the authenticated user's data (JWT Bearer required).\",\"renders\":[\"application/json\",\"text/html\"],\"parses\":[\"application/json\",\"application/x-www-form-urlencoded\",\"multipart/form-data\"]}";
+
+// restjwt's own views, described the way DRF's SimpleMetadata describes a view.
+
+pub(super) const SESSION_LIST: &str = "{\"name\":\"Session List\",\"description\":\"The signed-in user's sessions (one per login or device), the current one marked.\",\"renders\":[\"application/json\",\"text/html\"],\"parses\":[\"application/json\",\"application/x-www-form-urlencoded\",\"multipart/form-data\"]}";
+
+pub(super) const SESSION_DETAIL: &str = "{\"name\":\"Session Detail\",\"description\":\"DELETE ends one of the signed-in user's sessions: its refresh tokens stop working.\",\"renders\":[\"application/json\",\"text/html\"],\"parses\":[\"application/json\",\"application/x-www-form-urlencoded\",\"multipart/form-data\"]}";
+
+pub(super) const LOGOUT: &str = "{\"name\":\"Logout\",\"description\":\"Ends this session (scope local), all others (others) or all of the user's sessions (global).\",\"renders\":[\"application/json\",\"text/html\"],\"parses\":[\"application/json\",\"application/x-www-form-urlencoded\",\"multipart/form-data\"],\"actions\":{\"POST\":{\"scope\":{\"type\":\"choice\",\"required\":false,\"read_only\":false,\"label\":\"Scope\",\"choices\":[{\"value\":\"local\",\"display_name\":\"local\"},{\"value\":\"others\",\"display_name\":\"others\"},{\"value\":\"global\",\"display_name\":\"global\"}]}}}}";

@@ -11,21 +11,23 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, delete, get, post};
 use serde_json::Value;
 
-use crate::auth::{AuthState, CurrentUser};
+use crate::auth::{AuthState, Authenticated};
 
 mod body;
 mod error;
 mod metadata;
 mod python_json;
+mod sessions;
 mod tokens;
 mod user;
 
 pub use body::{Fields, MAX_BODY_BYTES, Payload};
 pub use error::{ApiError, FieldErrors};
-pub use tokens::{obtain_token_pair, refresh_token, verify_token};
+pub use sessions::{delete_session, list_sessions, logout};
+pub use tokens::{ClientInfo, blacklist_token, obtain_token_pair, refresh_token, verify_token};
 pub use user::get_user;
 
 /// A 200 JSON response rendered as DRF renders it: compact, UTF-8, `application/json`.
@@ -39,10 +41,10 @@ impl IntoResponse for JsonResponse {
 }
 
 const TOKEN_ALLOW: &str = "POST, OPTIONS";
-const USER_ALLOW: &str = "GET, HEAD, OPTIONS";
 
-/// simplejwt's token endpoints: `/api/token/`, `/api/token/refresh/`, `/api/token/verify/`,
-/// each also answering its path without the trailing slash with Django's 301.
+/// simplejwt's token endpoints: `/api/token/`, `/api/token/refresh/`, `/api/token/verify/` and
+/// `/api/token/blacklist/`, each also answering its path without the trailing slash with
+/// Django's 301.
 pub fn token_router(state: AuthState) -> Router {
     Router::new()
         .route(
@@ -57,29 +59,63 @@ pub fn token_router(state: AuthState) -> Router {
             "/api/token/verify/",
             token_view(post(verify_token), metadata::TOKEN_VERIFY),
         )
+        .route(
+            "/api/token/blacklist/",
+            token_view(post(blacklist_token), metadata::TOKEN_BLACKLIST),
+        )
         .layer(middleware::from_fn(drf_view))
         .merge(slash_redirects(&[
             "/api/token",
             "/api/token/refresh",
             "/api/token/verify",
+            "/api/token/blacklist",
         ]))
         .with_state(state)
 }
 
-/// The token endpoints plus the seed's `GET /api/user/`.
+/// The signed-in user's sessions (devices): `GET /api/sessions/`, `DELETE
+/// /api/sessions/{id}/` and `POST /api/logout/`.
+pub fn session_router(state: AuthState) -> Router {
+    Router::new()
+        .route(
+            "/api/sessions/",
+            authenticated_view(
+                get(sessions::list_sessions),
+                "GET, HEAD, OPTIONS",
+                metadata::SESSION_LIST,
+            ),
+        )
+        .route(
+            "/api/sessions/{id}/",
+            authenticated_view(
+                delete(sessions::delete_session),
+                "DELETE, OPTIONS",
+                metadata::SESSION_DETAIL,
+            ),
+        )
+        .route(
+            "/api/logout/",
+            authenticated_view(post(sessions::logout), "POST, OPTIONS", metadata::LOGOUT),
+        )
+        .layer(middleware::from_fn(drf_view))
+        .merge(slash_redirects(&["/api/sessions", "/api/logout"]))
+        .with_state(state)
+}
+
+/// Everything restjwt serves: the token endpoints, the sessions, and the seed's
+/// `GET /api/user/`.
 pub fn router(state: AuthState) -> Router {
-    let user = get(get_user)
-        .options(user_options)
-        .fallback(user_method_not_allowed)
-        .layer(middleware::from_fn(|req, next| {
-            allow(req, next, USER_ALLOW)
-        }));
     let user_routes = Router::new()
-        .route("/api/user/", user)
+        .route(
+            "/api/user/",
+            authenticated_view(get(get_user), "GET, HEAD, OPTIONS", metadata::USER),
+        )
         .layer(middleware::from_fn(drf_view))
         .merge(slash_redirects(&["/api/user"]))
         .with_state(state.clone());
-    token_router(state).merge(user_routes)
+    token_router(state.clone())
+        .merge(session_router(state))
+        .merge(user_routes)
 }
 
 /// `GET /healthz`: liveness. Answers without touching the database or any token, so a load
@@ -94,9 +130,13 @@ pub async fn serve(
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    // Connect info gives sessions their client address.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// A token view: POST, OPTIONS with DRF's metadata, 405 with DRF's body for the rest, and
@@ -117,13 +157,21 @@ async fn method_not_allowed(method: Method) -> ApiError {
     ApiError::MethodNotAllowed(method)
 }
 
-/// DRF authenticates before it looks at the method, so an anonymous POST gets 401, not 405.
-async fn user_method_not_allowed(_: CurrentUser, method: Method) -> ApiError {
-    ApiError::MethodNotAllowed(method)
-}
-
-async fn user_options(_: CurrentUser) -> Response {
-    raw_json(metadata::USER)
+/// A view for signed-in users: DRF authenticates before it looks at the method, so an
+/// anonymous request gets 401 whatever its method, and OPTIONS needs a token too.
+fn authenticated_view(
+    method_router: MethodRouter<AuthState>,
+    methods: &'static str,
+    metadata: &'static str,
+) -> MethodRouter<AuthState> {
+    method_router
+        .options(move |_: Authenticated| async move { raw_json(metadata) })
+        .fallback(
+            |_: Authenticated, method: Method| async move { ApiError::MethodNotAllowed(method) },
+        )
+        .layer(middleware::from_fn(move |req, next| {
+            allow(req, next, methods)
+        }))
 }
 
 fn raw_json(body: &'static str) -> Response {

@@ -77,6 +77,123 @@ pub struct NewUser {
     pub date_joined: DateTime<Utc>,
 }
 
+/// A login session: the family of refresh tokens descended from one login (one device).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// Random hex id; tokens carry it in the `sid` claim.
+    pub id: String,
+    /// The user who logged in.
+    pub user_id: Option<i64>,
+    /// A label for the device, from the User-Agent at login.
+    pub device: String,
+    /// The client address at login.
+    pub ip: String,
+    /// The login time.
+    pub created_at: DateTime<Utc>,
+    /// The last time the session got a new token.
+    pub last_refreshed_at: DateTime<Utc>,
+    /// When its newest refresh token expires: after that the session is over by itself.
+    pub expires_at: DateTime<Utc>,
+    /// When it was ended (logout, revocation, reuse detection).
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A refresh token to record as outstanding. Only a hash of the token is kept.
+#[derive(Debug, Clone)]
+pub struct NewOutstanding {
+    /// The token's `jti`.
+    pub jti: String,
+    /// SHA-256 of the encoded token, hex (see [`token_hash`]).
+    pub token_hash: String,
+    /// The user the token names, when it names an existing one.
+    pub user_id: Option<i64>,
+    /// The session it belongs to (its `sid` claim).
+    pub session_id: Option<String>,
+    /// Issue time.
+    pub created_at: DateTime<Utc>,
+    /// Expiry (its `exp`).
+    pub expires_at: DateTime<Utc>,
+}
+
+/// One refresh with rotation and the blacklist on, done atomically by [`Store::rotate_refresh`].
+#[derive(Debug, Clone)]
+pub struct Rotation {
+    /// The presented token (recorded first if it was never seen, as simplejwt does).
+    pub old: NewOutstanding,
+    /// Its successor, recorded when the rotation wins.
+    pub new: NewOutstanding,
+    /// The `jti` of the access token issued with the successor.
+    pub access_jti: String,
+    /// The rotation time in Unix seconds (the successor's `iat`).
+    pub now: i64,
+    /// Retries within this many seconds get the same successor back; 0 disables retries.
+    pub grace_secs: i64,
+    /// Whether a rotated-out token presented outside the grace ends its session.
+    pub detect_reuse: bool,
+}
+
+/// How a rotation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RotationOutcome {
+    /// This request won: the successor is recorded and the presented token blacklisted.
+    Rotated,
+    /// The token was rotated moments ago (within the grace): answer with the same successor.
+    Replayed {
+        /// The successor refresh token's `jti`.
+        successor_jti: String,
+        /// The successor access token's `jti`.
+        access_jti: String,
+        /// The rotation time (the successor's `iat`).
+        rotated_at: i64,
+    },
+    /// The token is blacklisted or its session ended. When this very request revealed reuse
+    /// and ended the session, its id is given, so access tokens can be cut off too.
+    Refused {
+        /// The session ended just now by reuse detection.
+        revoked_session: Option<String>,
+    },
+}
+
+/// What the store knows of a refresh token.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TokenState {
+    /// Blacklisted itself, or its session has ended.
+    pub is_blacklisted: bool,
+    /// Its session, if it has one: id and last refresh.
+    pub session: Option<(String, DateTime<Utc>)>,
+}
+
+/// How a blacklisting ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlacklistOutcome {
+    /// Blacklisted now; the session it belonged to (ended now too) is given.
+    Blacklisted {
+        /// The session ended with it.
+        session_id: Option<String>,
+    },
+    /// It was blacklisted already, or its session had ended.
+    AlreadyBlacklisted,
+}
+
+/// What `flushexpiredtokens` removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FlushReport {
+    /// Outstanding token rows deleted.
+    pub outstanding: u64,
+    /// Blacklist rows deleted with them.
+    pub blacklisted: u64,
+    /// Sessions whose every token had expired.
+    pub sessions: u64,
+}
+
+/// SHA-256 of an encoded token, as hex: what the store keeps instead of the token, so a copy
+/// of the database holds no usable refresh token.
+pub fn token_hash(token: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(token.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -110,6 +227,61 @@ pub trait Store: Send + Sync + 'static {
     async fn update_password(&self, id: i64, password_hash: &str) -> Result<(), StoreError>;
     /// Records a successful login.
     async fn update_last_login(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// Starts a session with its first refresh token, in one transaction.
+    async fn create_session(
+        &self,
+        session: Session,
+        token: NewOutstanding,
+    ) -> Result<(), StoreError>;
+    /// Records a refresh token issued by a rotation without the blacklist, and notes the
+    /// refresh on its session.
+    async fn create_outstanding(&self, token: NewOutstanding) -> Result<(), StoreError>;
+    /// Whether a refresh token is blacklisted (itself or through its session), and its session.
+    /// A token never recorded is not blacklisted.
+    async fn find_token_state(&self, jti: &str) -> Result<TokenState, StoreError>;
+    /// Notes that a session was refreshed at `at`.
+    async fn update_session_refreshed(&self, id: &str, at: DateTime<Utc>)
+    -> Result<(), StoreError>;
+    /// Rotates a refresh token atomically: of any number of concurrent calls for one token,
+    /// exactly one gets [`RotationOutcome::Rotated`].
+    async fn rotate_refresh(&self, rotation: Rotation) -> Result<RotationOutcome, StoreError>;
+    /// Blacklists a refresh token (recording it first if needed) and ends its session.
+    /// `detect_reuse`: an already rotated-out token ends its session too.
+    async fn blacklist_token(
+        &self,
+        token: NewOutstanding,
+        detect_reuse: bool,
+    ) -> Result<BlacklistOutcome, StoreError>;
+    /// The user's sessions that have neither ended nor expired at `now`, newest first.
+    async fn find_sessions_of_user(
+        &self,
+        user_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Session>, StoreError>;
+    /// Ends one of the user's live sessions; `false` when the user has no such live session.
+    async fn delete_session(
+        &self,
+        user_id: i64,
+        session_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Ends all of the user's live sessions but `except`; returns the ids ended.
+    async fn delete_sessions_of_user(
+        &self,
+        user_id: i64,
+        except: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError>;
+    /// Sessions ended after `since`, with their end time: what access-token revocation must
+    /// know.
+    async fn find_sessions_ended_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, DateTime<Utc>)>, StoreError>;
+    /// Deletes outstanding and blacklisted tokens that expired by `now`, and sessions whose
+    /// every token has.
+    async fn delete_expired_tokens(&self, now: DateTime<Utc>) -> Result<FlushReport, StoreError>;
 }
 
 /// Opens the store named by `url`, creating a SQLite file if it does not exist. Does not

@@ -13,17 +13,27 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
 
-use super::{NewUser, Store, StoreError, User};
+use super::{
+    BlacklistOutcome, FlushReport, NewOutstanding, NewUser, Rotation, RotationOutcome, Session,
+    Store, StoreError, TokenState, User,
+};
 
 /// How long a statement waits for another connection's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The migrations, in order. Each runs once, in its own transaction.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "auth_user",
-    include_str!("../../migrations/sqlite/0001_auth_user.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "auth_user",
+        include_str!("../../migrations/sqlite/0001_auth_user.sql"),
+    ),
+    (
+        2,
+        "refresh lifecycle",
+        include_str!("../../migrations/sqlite/0002_refresh_lifecycle.sql"),
+    ),
+];
 
 /// Users in a SQLite file (or in memory, for tests and tools).
 pub struct SqliteStore {
@@ -186,6 +196,191 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
     })
 }
 
+const SESSION_COLUMNS: &str =
+    "id, user_id, device, ip, created_at, last_refreshed_at, expires_at, revoked_at";
+
+fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
+    Ok(Session {
+        id: row.get(0)?,
+        user_id: row.get(1)?,
+        device: row.get(2)?,
+        ip: row.get(3)?,
+        created_at: time_column(row, 4)?.unwrap_or_default(),
+        last_refreshed_at: time_column(row, 5)?.unwrap_or_default(),
+        expires_at: time_column(row, 6)?.unwrap_or_default(),
+        revoked_at: time_column(row, 7)?,
+    })
+}
+
+/// The presented token's row, as rotation and blacklisting need it.
+struct TokenRow {
+    session_id: Option<String>,
+    successor_jti: Option<String>,
+    successor_access_jti: Option<String>,
+    rotated_at: Option<i64>,
+    is_blacklisted: bool,
+    is_session_ended: bool,
+}
+
+/// Reads a token's row, recording the token first when it was never seen (simplejwt's
+/// `get_or_create`): a token issued elsewhere with the same key can still be blacklisted.
+fn find_or_create_token(
+    tx: &rusqlite::Transaction<'_>,
+    token: &NewOutstanding,
+) -> Result<TokenRow, StoreError> {
+    let read = |tx: &rusqlite::Transaction<'_>| {
+        tx.prepare_cached(
+            "SELECT t.session_id, t.successor_jti, t.successor_access_jti, t.rotated_at, \
+                    EXISTS(SELECT 1 FROM restjwt_blacklisted_token b WHERE b.jti = t.jti), \
+                    COALESCE(s.revoked_at IS NOT NULL, 0) \
+             FROM restjwt_outstanding_token t \
+             LEFT JOIN restjwt_session s ON s.id = t.session_id \
+             WHERE t.jti = ?",
+        )?
+        .query_row([&token.jti], |row| {
+            Ok(TokenRow {
+                session_id: row.get(0)?,
+                successor_jti: row.get(1)?,
+                successor_access_jti: row.get(2)?,
+                rotated_at: row.get(3)?,
+                is_blacklisted: row.get(4)?,
+                is_session_ended: row.get(5)?,
+            })
+        })
+        .optional()
+    };
+    if let Some(row) = read(tx).map_err(db_err)? {
+        return Ok(row);
+    }
+    insert_outstanding(tx, token)?;
+    read(tx)
+        .map_err(db_err)?
+        .ok_or_else(|| StoreError::Database("a token row vanished inside its transaction".into()))
+}
+
+/// Inserts a token row; a session or user that does not exist is recorded as none, so a
+/// token minted elsewhere never fails on a foreign key.
+fn insert_outstanding(conn: &Connection, token: &NewOutstanding) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO restjwt_outstanding_token \
+             (jti, token_hash, user_id, session_id, created_at, expires_at) \
+         VALUES (?1, ?2, (SELECT id FROM auth_user WHERE id = ?3), \
+                 (SELECT id FROM restjwt_session WHERE id = ?4), ?5, ?6)",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            token.jti,
+            token.token_hash,
+            token.user_id,
+            token.session_id,
+            django_time(token.created_at),
+            django_time(token.expires_at),
+        ])
+    })
+    .map_err(db_err)?;
+    Ok(())
+}
+
+fn end_session(
+    conn: &Connection,
+    session_id: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE restjwt_session SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+        )
+        .and_then(|mut stmt| stmt.execute(params![django_time(now), session_id]))
+        .map_err(db_err)?;
+    Ok(changed > 0)
+}
+
+fn blacklist(conn: &Connection, jti: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO restjwt_blacklisted_token (jti, blacklisted_at) VALUES (?, ?)",
+    )
+    .and_then(|mut stmt| stmt.execute(params![jti, django_time(now)]))
+    .map_err(db_err)?;
+    Ok(())
+}
+
+fn unix(t: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(t, 0).unwrap_or_default()
+}
+
+fn rotate(conn: &mut Connection, r: Rotation) -> Result<RotationOutcome, StoreError> {
+    // IMMEDIATE: the write lock is taken before the read, so two rotations of one token, from
+    // this process or another, run one after the other and the second sees the first.
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db_err)?;
+    let row = find_or_create_token(&tx, &r.old)?;
+    let now = unix(r.now);
+    let outcome = if row.is_session_ended {
+        RotationOutcome::Refused {
+            revoked_session: None,
+        }
+    } else if row.is_blacklisted {
+        match (row.successor_jti, row.successor_access_jti, row.rotated_at) {
+            (Some(successor_jti), Some(access_jti), Some(rotated_at))
+                if r.grace_secs > 0 && r.now - rotated_at <= r.grace_secs =>
+            {
+                RotationOutcome::Replayed {
+                    successor_jti,
+                    access_jti,
+                    rotated_at,
+                }
+            }
+            (Some(_), _, _) if r.detect_reuse => {
+                let ended = match &row.session_id {
+                    Some(id) if end_session(&tx, id, now)? => Some(id.clone()),
+                    _ => None,
+                };
+                RotationOutcome::Refused {
+                    revoked_session: ended,
+                }
+            }
+            _ => RotationOutcome::Refused {
+                revoked_session: None,
+            },
+        }
+    } else {
+        tx.prepare_cached(
+            "UPDATE restjwt_outstanding_token \
+             SET successor_jti = ?, successor_access_jti = ?, rotated_at = ? WHERE jti = ?",
+        )
+        .and_then(|mut stmt| stmt.execute(params![r.new.jti, r.access_jti, r.now, r.old.jti]))
+        .map_err(db_err)?;
+        blacklist(&tx, &r.old.jti, now)?;
+        let new = NewOutstanding {
+            session_id: row.session_id.clone(),
+            ..r.new
+        };
+        insert_outstanding(&tx, &new)?;
+        if let Some(id) = &row.session_id {
+            touch_session(&tx, id, now, Some(new.expires_at))?;
+        }
+        RotationOutcome::Rotated
+    };
+    tx.commit().map_err(db_err)?;
+    Ok(outcome)
+}
+
+fn touch_session(
+    conn: &Connection,
+    id: &str,
+    at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE restjwt_session SET last_refreshed_at = ?1, \
+             expires_at = MAX(expires_at, COALESCE(?2, expires_at)) WHERE id = ?3",
+    )
+    .and_then(|mut stmt| stmt.execute(params![django_time(at), expires_at.map(django_time), id]))
+    .map_err(db_err)?;
+    Ok(())
+}
+
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS restjwt_migrations (
@@ -302,6 +497,231 @@ impl Store for SqliteStore {
             )
             .map_err(db_err)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn create_session(
+        &self,
+        session: Session,
+        token: NewOutstanding,
+    ) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err)?;
+            tx.execute(
+                &format!(
+                    "INSERT INTO restjwt_session ({SESSION_COLUMNS}) \
+                     VALUES (?1, (SELECT id FROM auth_user WHERE id = ?2), ?3, ?4, ?5, ?6, ?7, ?8)"
+                ),
+                params![
+                    session.id,
+                    session.user_id,
+                    session.device,
+                    session.ip,
+                    django_time(session.created_at),
+                    django_time(session.last_refreshed_at),
+                    django_time(session.expires_at),
+                    session.revoked_at.map(django_time),
+                ],
+            )
+            .map_err(db_err)?;
+            insert_outstanding(&tx, &token)?;
+            tx.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn create_outstanding(&self, token: NewOutstanding) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err)?;
+            insert_outstanding(&tx, &token)?;
+            if let Some(id) = &token.session_id {
+                touch_session(&tx, id, token.created_at, Some(token.expires_at))?;
+            }
+            tx.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn find_token_state(&self, jti: &str) -> Result<TokenState, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT EXISTS(SELECT 1 FROM restjwt_blacklisted_token b WHERE b.jti = t.jti) \
+                        OR COALESCE(s.revoked_at IS NOT NULL, 0), \
+                        s.id, s.last_refreshed_at \
+                 FROM restjwt_outstanding_token t \
+                 LEFT JOIN restjwt_session s ON s.id = t.session_id \
+                 WHERE t.jti = ?",
+            )?
+            .query_row([jti], |row| {
+                let session: Option<String> = row.get(1)?;
+                let refreshed = time_column(row, 2)?;
+                Ok(TokenState {
+                    is_blacklisted: row.get(0)?,
+                    session: session.zip(refreshed),
+                })
+            })
+            .optional()
+            .map(Option::unwrap_or_default)
+        })
+    }
+
+    async fn update_session_refreshed(
+        &self,
+        id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        self.write(move |conn| touch_session(conn, &id, at, None))
+            .await
+    }
+
+    async fn rotate_refresh(&self, rotation: Rotation) -> Result<RotationOutcome, StoreError> {
+        self.write(move |conn| rotate(conn, rotation)).await
+    }
+
+    async fn blacklist_token(
+        &self,
+        token: NewOutstanding,
+        detect_reuse: bool,
+    ) -> Result<BlacklistOutcome, StoreError> {
+        self.write(move |conn| {
+            let now = token.created_at;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err)?;
+            let row = find_or_create_token(&tx, &token)?;
+            let outcome = if row.is_session_ended {
+                BlacklistOutcome::AlreadyBlacklisted
+            } else if row.is_blacklisted {
+                if detect_reuse
+                    && row.successor_jti.is_some()
+                    && let Some(id) = &row.session_id
+                {
+                    end_session(&tx, id, now)?;
+                }
+                BlacklistOutcome::AlreadyBlacklisted
+            } else {
+                blacklist(&tx, &token.jti, now)?;
+                let session_id = match &row.session_id {
+                    Some(id) if end_session(&tx, id, now)? => Some(id.clone()),
+                    _ => None,
+                };
+                BlacklistOutcome::Blacklisted { session_id }
+            };
+            tx.commit().map_err(db_err)?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn find_sessions_of_user(
+        &self,
+        user_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Session>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {SESSION_COLUMNS} FROM restjwt_session \
+                 WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ? \
+                 ORDER BY created_at DESC, id"
+            ))?
+            .query_map(params![user_id, django_time(now)], session_from_row)?
+            .collect()
+        })
+    }
+
+    async fn delete_session(
+        &self,
+        user_id: i64,
+        session_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let session_id = session_id.to_owned();
+        self.write(move |conn| {
+            let changed = conn
+                .execute(
+                    "UPDATE restjwt_session SET revoked_at = ?1 \
+                     WHERE id = ?2 AND user_id = ?3 AND revoked_at IS NULL AND expires_at > ?1",
+                    params![django_time(now), session_id, user_id],
+                )
+                .map_err(db_err)?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn delete_sessions_of_user(
+        &self,
+        user_id: i64,
+        except: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        let except = except.map(str::to_owned);
+        self.write(move |conn| {
+            conn.prepare(
+                "UPDATE restjwt_session SET revoked_at = ?1 \
+                 WHERE user_id = ?2 AND revoked_at IS NULL AND expires_at > ?1 \
+                   AND id IS NOT ?3 \
+                 RETURNING id",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map(params![django_time(now), user_id, except], |row| row.get(0))?
+                    .collect()
+            })
+            .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn find_sessions_ended_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT id, revoked_at FROM restjwt_session WHERE revoked_at > ? ORDER BY revoked_at",
+            )?
+            .query_map([django_time(since)], |row| {
+                Ok((row.get(0)?, time_column(row, 1)?.unwrap_or_default()))
+            })?
+            .collect()
+        })
+    }
+
+    async fn delete_expired_tokens(&self, now: DateTime<Utc>) -> Result<FlushReport, StoreError> {
+        self.write(move |conn| {
+            let now = django_time(now);
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err)?;
+            let blacklisted = tx
+                .execute(
+                    "DELETE FROM restjwt_blacklisted_token WHERE jti IN \
+                     (SELECT jti FROM restjwt_outstanding_token WHERE expires_at <= ?)",
+                    [&now],
+                )
+                .map_err(db_err)?;
+            let outstanding = tx
+                .execute(
+                    "DELETE FROM restjwt_outstanding_token WHERE expires_at <= ?",
+                    [&now],
+                )
+                .map_err(db_err)?;
+            let sessions = tx
+                .execute("DELETE FROM restjwt_session WHERE expires_at <= ?", [&now])
+                .map_err(db_err)?;
+            tx.commit().map_err(db_err)?;
+            let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+            Ok(FlushReport {
+                outstanding: count(outstanding),
+                blacklisted: count(blacklisted),
+                sessions: count(sessions),
+            })
         })
         .await
     }

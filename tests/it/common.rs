@@ -31,6 +31,8 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub store: Arc<dyn Store>,
     pub hasher: Arc<PasswordHasher>,
+    /// The SQLite file behind `store`.
+    pub db_path: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -86,7 +88,8 @@ impl TestApp {
     /// An app with the given settings (its signing key is [`SECRET`] unless one is set).
     pub async fn with_settings(settings: Settings) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}", dir.path().join("db.sqlite3").display());
+        let db_path = dir.path().join("db.sqlite3");
+        let url = format!("sqlite://{}", db_path.display());
         let store = store::connect(&url).await.expect("connect");
         store.migrate().await.expect("migrate");
         let secret = settings
@@ -111,6 +114,7 @@ impl TestApp {
             clock,
             store,
             hasher,
+            db_path,
             _dir: dir,
         }
     }
@@ -174,6 +178,38 @@ impl TestApp {
         }
     }
 
+    /// POSTs a JSON value.
+    pub async fn post(&self, path: &str, json: Value) -> TestResponse {
+        self.post_json(path, &json.to_string()).await
+    }
+
+    /// POSTs a JSON value with `Authorization: Bearer <token>`.
+    pub async fn post_with_token(&self, path: &str, token: &str, json: Value) -> TestResponse {
+        let bearer = format!("Bearer {token}");
+        self.send(
+            Method::POST,
+            path,
+            &[
+                ("content-type", b"application/json"),
+                ("authorization", bearer.as_bytes()),
+            ],
+            json.to_string(),
+        )
+        .await
+    }
+
+    /// Sends `method` with `Authorization: Bearer <token>` and no body.
+    pub async fn send_with_token(&self, method: Method, path: &str, token: &str) -> TestResponse {
+        let bearer = format!("Bearer {token}");
+        self.send(
+            method,
+            path,
+            &[("authorization", bearer.as_bytes())],
+            Body::empty(),
+        )
+        .await
+    }
+
     /// POSTs a JSON body (given as text, so malformed JSON can be sent too).
     pub async fn post_json(&self, path: &str, json: &str) -> TestResponse {
         self.send(
@@ -195,6 +231,17 @@ impl TestApp {
             Body::empty(),
         )
         .await
+    }
+
+    /// Settings built from `RESTJWT_*`-style pairs, as the server would read them.
+    pub fn settings(pairs: &[(&str, &str)]) -> Settings {
+        Settings::load(
+            None,
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        )
+        .expect("valid settings")
     }
 
     /// Logs in and returns (refresh, access).

@@ -323,7 +323,8 @@ async fn blog_flow_over_a_real_socket() {
     let (refresh, access) = (answer.field("refresh"), answer.field("access"));
     let claims = claims_of(&access);
     let names: Vec<&String> = claims.as_object().expect("an object").keys().collect();
-    assert_eq!(names, ["token_type", "exp", "iat", "jti", "user_id"]);
+    // simplejwt's claims in its order, then the session id (an extra claim clients ignore).
+    assert_eq!(names, ["token_type", "exp", "iat", "jti", "user_id", "sid"]);
     assert_eq!(claims["token_type"], "access");
     assert_eq!(claims_of(&refresh)["token_type"], "refresh");
 
@@ -504,4 +505,121 @@ async fn sigterm_and_sigint_stop_the_server_with_status_0() {
         );
         assert!(stopped.took < Duration::from_secs(5), "{:?}", stopped.took);
     }
+}
+
+/// Rotation with the blacklist is one atomic step on the real server: 50 parallel refreshes of
+/// one token, ten rounds, exactly one success a round and no 5xx.
+#[tokio::test]
+async fn fifty_parallel_refreshes_of_one_token_give_exactly_one_pair() {
+    let ws = Workspace::new();
+    ws.create_user("createuser", "racer", "race-pass-1");
+    let server = Server::start(
+        &ws,
+        &[
+            ("RESTJWT_ROTATE_REFRESH_TOKENS", "true"),
+            ("RESTJWT_BLACKLIST_AFTER_ROTATION", "true"),
+        ],
+    );
+    let blacklisted = r#"{"detail":"Token is blacklisted","code":"token_not_valid"}"#;
+    for round in 0..10 {
+        let (refresh, _) = login(&server, "racer", "race-pass-1").await;
+        let url = server.url("/api/token/refresh/");
+        let tasks: Vec<_> = (0..50)
+            .map(|_| {
+                let request = client().post(&url).json(&json!({ "refresh": refresh }));
+                tokio::spawn(async move { Answer::read(request.send().await.expect("send")).await })
+            })
+            .collect();
+        let mut successes = 0;
+        for task in tasks {
+            let answer = task.await.expect("task");
+            match answer.status {
+                StatusCode::OK => successes += 1,
+                StatusCode::UNAUTHORIZED => assert_eq!(answer.body, blacklisted, "round {round}"),
+                other => panic!("round {round}: {other}: {}", answer.body),
+            }
+        }
+        assert_eq!(successes, 1, "round {round}");
+    }
+    let output = server.output();
+    assert!(!output.contains("database is locked"), "{output}");
+}
+
+/// Sessions ended by another process (here the CLI) stop refresh tokens at once and, with
+/// ACCESS_TOKEN_REVOCATION=session, access tokens within about a second.
+#[tokio::test]
+async fn sessions_ended_from_the_cli_stop_the_running_servers_tokens() {
+    let ws = Workspace::new();
+    ws.create_user("createuser", "dana", "dana-pass-1");
+    let server = Server::start(&ws, &[("RESTJWT_ACCESS_TOKEN_REVOCATION", "session")]);
+    let (refresh, access) = login(&server, "dana", "dana-pass-1").await;
+    assert_eq!(
+        get_user(&server, Some(&access)).await.status,
+        StatusCode::OK
+    );
+
+    let listed = ws.run(&["sessions", "list", "--user", "dana"], &[], "");
+    listed.assert_success();
+    assert!(
+        listed.stdout.contains("1 live session(s)."),
+        "{}",
+        listed.stdout
+    );
+    let sid = claims_of(&access)["sid"].as_str().expect("sid").to_owned();
+    assert!(listed.stdout.contains(&sid), "{}", listed.stdout);
+
+    ws.run(&["sessions", "revoke", "--user", "dana", "--all"], &[], "")
+        .assert_success();
+    let ended_at = Instant::now();
+    post(
+        &server,
+        "/api/token/refresh/",
+        json!({ "refresh": refresh }),
+    )
+    .await
+    .assert(
+        StatusCode::UNAUTHORIZED,
+        r#"{"detail":"Token is blacklisted","code":"token_not_valid"}"#,
+    );
+    // The server polls the store every second; give it a generous bound on a busy machine.
+    loop {
+        let answer = get_user(&server, Some(&access)).await;
+        if answer.status == StatusCode::UNAUTHORIZED {
+            answer.assert(
+                StatusCode::UNAUTHORIZED,
+                &not_valid_for_any("Token is blacklisted"),
+            );
+            break;
+        }
+        assert!(
+            ended_at.elapsed() < Duration::from_secs(5),
+            "the access token still works {:?} after its session ended",
+            ended_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let listed = ws.run(&["sessions", "list", "--user", "dana"], &[], "");
+    assert!(
+        listed.stdout.contains("0 live session(s)."),
+        "{}",
+        listed.stdout
+    );
+    ws.run(
+        &["sessions", "revoke", "--user", "dana", "--session", &sid],
+        &[],
+        "",
+    )
+    .assert_error("has no live session");
+    ws.run(&["sessions", "list", "--user", "nobody"], &[], "")
+        .assert_error("user 'nobody' does not exist");
+    let flushed = ws.run(&["flushexpiredtokens"], &[], "");
+    flushed.assert_success();
+    assert!(
+        flushed
+            .stdout
+            .contains("Deleted 0 expired outstanding tokens"),
+        "{}",
+        flushed.stdout
+    );
 }

@@ -402,7 +402,8 @@ async fn obtained_tokens_have_simplejwts_claims_in_order() {
             .keys()
             .map(String::as_str)
             .collect();
-        assert_eq!(names, ["token_type", "exp", "iat", "jti", "user_id"]);
+        // simplejwt's claims in its order, then the session id (an extra claim).
+        assert_eq!(names, ["token_type", "exp", "iat", "jti", "user_id", "sid"]);
         assert_eq!(claims["token_type"], kind);
         assert_eq!(claims["iat"], T0);
         assert_eq!(claims["exp"], T0 + lifetime);
@@ -418,6 +419,13 @@ async fn obtained_tokens_have_simplejwts_claims_in_order() {
         );
     }
     assert_ne!(claims_of(&refresh)["jti"], claims_of(&access)["jti"]);
+    let sid = claims_of(&refresh)["sid"].clone();
+    assert_eq!(sid.as_str().map(str::len), Some(32));
+    assert_eq!(
+        claims_of(&access)["sid"],
+        sid,
+        "the access token names the same session"
+    );
 }
 
 #[tokio::test]
