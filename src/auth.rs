@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::api::ApiError;
 use crate::password::PasswordHasher;
-use crate::settings::{AccessTokenRevocation, Settings, UserIdField};
+use crate::settings::{AccessTokenRevocation, Settings, UserField, UserIdField};
 use crate::store::{Store, StoreError, User};
 use crate::token::{Claims, Clock, SESSION_CLAIM, TokenError, TokenKind, Tokens};
 
@@ -35,7 +35,18 @@ struct Inner {
     ended_sessions: RwLock<HashMap<String, i64>>,
     /// How far [`AuthState::sync_ended_sessions`] has read the store.
     synced_through: Mutex<Option<DateTime<Utc>>>,
+    claims_hook: Option<ClaimsHook>,
+    user_rule: Option<UserRule>,
 }
+
+/// Adds claims to the tokens issued at login (simplejwt's `get_token` override), e.g. the
+/// blog's `is_admin`. Claims land in the refresh token, and from there are copied into every
+/// access token made from it, as simplejwt copies them.
+pub type ClaimsHook = Arc<dyn Fn(&User, &mut Claims) + Send + Sync>;
+
+/// Decides whether a user may log in or refresh (simplejwt's `USER_AUTHENTICATION_RULE`).
+/// Without one, a user must be active.
+pub type UserRule = Arc<dyn Fn(&User) -> bool + Send + Sync>;
 
 impl std::fmt::Debug for AuthState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -63,7 +74,99 @@ impl AuthState {
             clock,
             ended_sessions: RwLock::new(HashMap::new()),
             synced_through: Mutex::new(None),
+            claims_hook: None,
+            user_rule: None,
         }))
+    }
+
+    /// The same state with a hook that adds claims at login. Call it while building the state.
+    pub fn with_claims_hook(self, hook: ClaimsHook) -> Self {
+        self.rebuilt(|inner| inner.claims_hook = Some(hook))
+    }
+
+    /// The same state with a rule deciding who may log in and refresh. Call it while
+    /// building the state.
+    pub fn with_user_rule(self, rule: UserRule) -> Self {
+        self.rebuilt(|inner| inner.user_rule = Some(rule))
+    }
+
+    fn rebuilt(self, change: impl FnOnce(&mut Inner)) -> Self {
+        let mut inner = match Arc::try_unwrap(self.0) {
+            Ok(inner) => inner,
+            Err(shared) => Inner {
+                settings: shared.settings.clone(),
+                tokens: shared.tokens.clone(),
+                store: Arc::clone(&shared.store),
+                hasher: Arc::clone(&shared.hasher),
+                clock: Arc::clone(&shared.clock),
+                ended_sessions: RwLock::new(HashMap::new()),
+                synced_through: Mutex::new(None),
+                claims_hook: shared.claims_hook.clone(),
+                user_rule: shared.user_rule.clone(),
+            },
+        };
+        change(&mut inner);
+        Self(Arc::new(inner))
+    }
+
+    /// Whether `user` may log in or refresh: the configured rule, or else `is_active`.
+    pub fn is_user_allowed(&self, user: &User) -> bool {
+        match &self.0.user_rule {
+            Some(rule) => rule(user),
+            None => user.is_active,
+        }
+    }
+
+    /// The claims about `user` that go into tokens issued at login, in order: the user id,
+    /// the password fingerprint (with `CHECK_REVOKE_TOKEN`), the `TOKEN_CLAIMS` fields, the
+    /// hook's claims, and the session id.
+    pub fn claims_for_user(&self, user: &User, session_id: Option<&str>) -> Claims {
+        let settings = self.settings();
+        let mut claims = Claims(serde_json::Map::new());
+        claims.insert(
+            self.tokens().user_id_claim(),
+            self.user_id_claim_value(user).into(),
+        );
+        if settings.check_revoke_token {
+            claims.insert(
+                settings.revoke_token_claim.clone(),
+                self.password_fingerprint(user).into(),
+            );
+        }
+        for (claim, field) in &settings.token_claims {
+            claims.insert(claim.clone(), user_field(user, *field));
+        }
+        if let Some(hook) = &self.0.claims_hook {
+            hook(user, &mut claims);
+        }
+        if let Some(sid) = session_id {
+            claims.insert(SESSION_CLAIM, sid.into());
+        }
+        claims
+    }
+
+    /// A keyed fingerprint of the user's password hash: it changes when the password does,
+    /// and tells nothing about the hash (unlike simplejwt's MD5 of it).
+    pub fn password_fingerprint(&self, user: &User) -> String {
+        self.tokens().fingerprint(user.password.as_bytes())
+    }
+
+    /// With `CHECK_REVOKE_TOKEN`, refuses tokens issued before the user's password changed.
+    pub fn check_password_unchanged(&self, claims: &Claims, user: &User) -> Result<(), ApiError> {
+        let settings = self.settings();
+        if settings.check_revoke_token {
+            let expected = self.password_fingerprint(user);
+            let given = claims
+                .get(&settings.revoke_token_claim)
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let same: bool =
+                subtle::ConstantTimeEq::ct_eq(given.as_bytes(), expected.as_bytes()).into();
+            if !same {
+                return Err(ApiError::PasswordChanged);
+            }
+        }
+        Ok(())
     }
 
     /// Records sessions ended by this process, so their access tokens stop at once.
@@ -181,6 +284,7 @@ impl AuthState {
         if self.settings().check_user_is_active && !user.is_active {
             return Err(ApiError::UserInactive);
         }
+        self.check_password_unchanged(claims, &user)?;
         Ok(user)
     }
 
@@ -270,26 +374,147 @@ impl AuthState {
         }
     }
 
-    /// Authenticates a request: `Ok(None)` when it carries no credentials, the user and the
-    /// token's claims when its access token is valid and its user may use it, an error
-    /// otherwise.
-    pub async fn authenticate(&self, parts: &Parts) -> Result<Option<Authenticated>, ApiError> {
+    /// Checks a request's token without reading the user: `Ok(None)` when it carries no
+    /// credentials, the claims when a token of one of `AUTH_TOKEN_CLASSES` is valid (sliding
+    /// tokens also not blacklisted; with session revocation, its session not ended), else
+    /// simplejwt's 401 with one message per class tried.
+    pub async fn validate_token(&self, parts: &Parts) -> Result<Option<Claims>, ApiError> {
         let Some(raw) = self.raw_token(parts)? else {
             return Ok(None);
         };
-        let refuse = |e| ApiError::TokenNotValidForAnyType(vec![(TokenKind::Access, e)]);
-        let claims = self
-            .tokens()
-            .verify(raw, Some(TokenKind::Access), self.now())
-            .map_err(refuse)?;
+        let now = self.now();
+        let mut messages = Vec::new();
+        for &kind in &self.settings().auth_token_classes {
+            match self.check_token(raw, kind, now).await? {
+                Ok(claims) => return Ok(Some(claims)),
+                Err(e) => messages.push((kind, e)),
+            }
+        }
+        Err(ApiError::TokenNotValidForAnyType(messages))
+    }
+
+    async fn check_token(
+        &self,
+        raw: &str,
+        kind: TokenKind,
+        now: i64,
+    ) -> Result<Result<Claims, TokenError>, ApiError> {
+        let claims = match self.tokens().verify(raw, Some(kind), now) {
+            Ok(claims) => claims,
+            Err(e) => return Ok(Err(e)),
+        };
+        if kind == TokenKind::Sliding {
+            // A sliding token is its own refresh token: it can be blacklisted, so each use
+            // asks the store, as simplejwt's BlacklistMixin does.
+            let jti = claims
+                .get(self.tokens().jti_claim())
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if self.store().find_token_state(jti).await?.is_blacklisted {
+                return Ok(Err(TokenError::Blacklisted));
+            }
+        }
         if self.settings().access_token_revocation == AccessTokenRevocation::Session
-            && let Some(serde_json::Value::String(sid)) = claims.get(SESSION_CLAIM)
+            && let Some(Value::String(sid)) = claims.get(SESSION_CLAIM)
             && self.is_session_ended(sid)
         {
-            return Err(refuse(TokenError::Blacklisted));
+            return Ok(Err(TokenError::Blacklisted));
         }
+        Ok(Ok(claims))
+    }
+
+    /// Authenticates a request: `Ok(None)` when it carries no credentials, the user and the
+    /// token's claims when its token is valid and its user may use it, an error otherwise.
+    pub async fn authenticate(&self, parts: &Parts) -> Result<Option<Authenticated>, ApiError> {
+        let Some(claims) = self.validate_token(parts).await? else {
+            return Ok(None);
+        };
         let user = self.user_for_claims(&claims).await?;
         Ok(Some(Authenticated { user, claims }))
+    }
+}
+
+/// The value of a user field as a claim.
+fn user_field(user: &User, field: UserField) -> Value {
+    match field {
+        UserField::Id => user.id.into(),
+        UserField::Username => user.username.clone().into(),
+        UserField::Email => user.email.clone().into(),
+        UserField::FirstName => user.first_name.clone().into(),
+        UserField::LastName => user.last_name.clone().into(),
+        UserField::IsStaff => user.is_staff.into(),
+        UserField::IsSuperuser => user.is_superuser.into(),
+        UserField::IsActive => user.is_active.into(),
+    }
+}
+
+/// The user of a request as its token describes it, without reading the database
+/// (simplejwt's `JWTStatelessUserAuthentication` and `TokenUser`): for services that only
+/// verify tokens. A deactivated or deleted user keeps access until the token expires.
+#[derive(Debug, Clone)]
+pub struct TokenUser {
+    /// The token's claims.
+    pub claims: Claims,
+    user_id_claim: String,
+}
+
+impl TokenUser {
+    /// The user id claim's value (a string since simplejwt 5.4, a number before).
+    pub fn id(&self) -> &Value {
+        self.claims.get(&self.user_id_claim).unwrap_or(&Value::Null)
+    }
+
+    /// The `username` claim, or "" (simplejwt's default).
+    pub fn username(&self) -> &str {
+        self.str_claim("username")
+    }
+
+    /// A string claim, or "".
+    pub fn str_claim(&self, name: &str) -> &str {
+        self.claims
+            .get(name)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+
+    /// The `is_staff` claim, or false.
+    pub fn is_staff(&self) -> bool {
+        self.claims
+            .get("is_staff")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+
+    /// The `is_superuser` claim, or false.
+    pub fn is_superuser(&self) -> bool {
+        self.claims
+            .get("is_superuser")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+}
+
+impl<S> FromRequestParts<S> for TokenUser
+where
+    AuthState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let auth = AuthState::from_ref(state);
+        let claims = auth
+            .validate_token(parts)
+            .await?
+            .ok_or(ApiError::NotAuthenticated)?;
+        let user_id_claim = auth.tokens().user_id_claim().to_owned();
+        if claims.get(&user_id_claim).is_none() {
+            return Err(ApiError::NoUserIdentification);
+        }
+        Ok(TokenUser {
+            claims,
+            user_id_claim,
+        })
     }
 }
 

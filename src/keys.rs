@@ -104,6 +104,9 @@ pub struct Keys {
     decoding: DecodingKey,
     /// The base64url of `{"alg":…,"typ":"JWT"}`, the same for every token: computed once.
     header_segment: String,
+    /// A key derived from the secret for fingerprints (of password hashes): one-way, so a
+    /// fingerprint reveals nothing of the secret or of what it fingerprints.
+    fingerprint_key: [u8; 32],
 }
 
 impl fmt::Debug for Keys {
@@ -130,12 +133,20 @@ impl Keys {
             DecodingKey::from_secret(secret).map_err(|e| KeyError::Rejected(e.to_string()))?;
         // PyJWT writes the header with sorted keys; matching it keeps our tokens byte-identical.
         let header = format!(r#"{{"alg":"{}","typ":"JWT"}}"#, algorithm.as_str());
+        let fingerprint_key = {
+            use sha2::Digest;
+            let mut hash = sha2::Sha256::new();
+            hash.update(b"restjwt fingerprint key\0");
+            hash.update(secret);
+            hash.finalize().into()
+        };
         Ok(Self {
             algorithm,
             jwt_algorithm: algorithm.to_jwt(),
             encoding,
             decoding,
             header_segment: b64().encode(header),
+            fingerprint_key,
         })
     }
 
@@ -152,6 +163,18 @@ impl Keys {
     pub(crate) fn sign(&self, message: &[u8]) -> Result<String, KeyError> {
         jsonwebtoken::crypto::sign(message, &self.encoding, self.jwt_algorithm)
             .map_err(|e| KeyError::Rejected(e.to_string()))
+    }
+
+    /// A keyed fingerprint of `data` (HMAC-SHA256, first 128 bits, base64url): equal data gives
+    /// equal fingerprints under one key, and nothing about `data` can be learnt from it.
+    pub(crate) fn fingerprint(&self, data: &[u8]) -> String {
+        use hmac::Mac;
+        // HMAC accepts keys of any length: this cannot fail.
+        let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.fingerprint_key) else {
+            return String::new();
+        };
+        mac.update(data);
+        b64().encode(&mac.finalize().into_bytes()[..16])
     }
 
     /// Checks a base64url signature over `message`; the comparison is constant-time.

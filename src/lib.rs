@@ -46,7 +46,7 @@ pub mod settings;
 pub mod store;
 pub mod token;
 
-pub use auth::{AuthState, CurrentUser};
+pub use auth::{AuthState, Authenticated, ClaimsHook, CurrentUser, TokenUser, UserRule};
 pub use keys::{Algorithm, Keys};
 pub use password::{HashParams, PasswordHasher};
 pub use settings::Settings;

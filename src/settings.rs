@@ -15,6 +15,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::keys::Algorithm;
+use crate::token::TokenKind;
 
 /// The prefix of every environment variable that holds a setting.
 pub const ENV_PREFIX: &str = "RESTJWT_";
@@ -99,6 +100,91 @@ pub struct Settings {
     /// Whether ended sessions also stop their unexpired access tokens. Defaults to
     /// [`AccessTokenRevocation::None`], simplejwt's stateless behaviour.
     pub access_token_revocation: AccessTokenRevocation,
+    /// How long a sliding token authenticates before it must be refreshed. Defaults to 5
+    /// minutes.
+    pub sliding_token_lifetime: Duration,
+    /// How long after issue a sliding token can still be refreshed. Defaults to 1 day.
+    pub sliding_token_refresh_lifetime: Duration,
+    /// The claim holding a sliding token's refresh deadline. Defaults to `refresh_exp`.
+    pub sliding_token_refresh_exp_claim: String,
+    /// The token kinds that authenticate a request, tried in order. Defaults to access only.
+    pub auth_token_classes: Vec<TokenKind>,
+    /// Put a fingerprint of the user's password hash in tokens and refuse tokens whose
+    /// fingerprint no longer matches (the password changed). Defaults to false.
+    pub check_revoke_token: bool,
+    /// The claim holding that fingerprint. Defaults to `hash_password`.
+    pub revoke_token_claim: String,
+    /// The login field: `username` (the default) or `email`.
+    pub username_field: UsernameField,
+    /// Claims copied from the user into every token at login, claim name to user field
+    /// (`{"is_admin": "is_staff"}`). Defaults to none.
+    pub token_claims: Vec<(String, UserField)>,
+    /// Answer `GET /api/user/` from the token's claims alone, without reading the user
+    /// (simplejwt's `JWTStatelessUserAuthentication`). Defaults to false.
+    pub stateless_user_authentication: bool,
+}
+
+/// The field a user logs in with (simplejwt follows the user model's `USERNAME_FIELD`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsernameField {
+    /// `username`, case-sensitive, as Django.
+    Username,
+    /// `email`, compared without regard to case; an address shared by several users logs
+    /// none of them in.
+    Email,
+}
+
+impl UsernameField {
+    /// The request field name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsernameField::Username => "username",
+            UsernameField::Email => "email",
+        }
+    }
+}
+
+/// A user field that can be copied into a claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserField {
+    /// `id` (a number).
+    Id,
+    /// `username`.
+    Username,
+    /// `email`.
+    Email,
+    /// `first_name`.
+    FirstName,
+    /// `last_name`.
+    LastName,
+    /// `is_staff`.
+    IsStaff,
+    /// `is_superuser`.
+    IsSuperuser,
+    /// `is_active`.
+    IsActive,
+}
+
+impl std::str::FromStr for UserField {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s.trim() {
+            "id" => UserField::Id,
+            "username" => UserField::Username,
+            "email" => UserField::Email,
+            "first_name" => UserField::FirstName,
+            "last_name" => UserField::LastName,
+            "is_staff" => UserField::IsStaff,
+            "is_superuser" => UserField::IsSuperuser,
+            "is_active" => UserField::IsActive,
+            other => {
+                return Err(format!(
+                    "{other:?} is not a user field (id, username, email, first_name, last_name, is_staff, is_superuser, is_active)"
+                ));
+            }
+        })
+    }
 }
 
 /// What happens to access tokens when their session ends (`ACCESS_TOKEN_REVOCATION`).
@@ -142,6 +228,15 @@ impl Default for Settings {
             refresh_token_reuse_grace: Duration::ZERO,
             refresh_token_reuse_detection: None,
             access_token_revocation: AccessTokenRevocation::None,
+            sliding_token_lifetime: Duration::from_secs(5 * 60),
+            sliding_token_refresh_lifetime: Duration::from_secs(24 * 60 * 60),
+            sliding_token_refresh_exp_claim: "refresh_exp".to_owned(),
+            auth_token_classes: vec![TokenKind::Access],
+            check_revoke_token: false,
+            revoke_token_claim: "hash_password".to_owned(),
+            username_field: UsernameField::Username,
+            token_claims: Vec::new(),
+            stateless_user_authentication: false,
         }
     }
 }
@@ -175,6 +270,24 @@ impl fmt::Debug for Settings {
                 &self.refresh_token_reuse_detection,
             )
             .field("access_token_revocation", &self.access_token_revocation)
+            .field("sliding_token_lifetime", &self.sliding_token_lifetime)
+            .field(
+                "sliding_token_refresh_lifetime",
+                &self.sliding_token_refresh_lifetime,
+            )
+            .field(
+                "sliding_token_refresh_exp_claim",
+                &self.sliding_token_refresh_exp_claim,
+            )
+            .field("auth_token_classes", &self.auth_token_classes)
+            .field("check_revoke_token", &self.check_revoke_token)
+            .field("revoke_token_claim", &self.revoke_token_claim)
+            .field("username_field", &self.username_field)
+            .field("token_claims", &self.token_claims)
+            .field(
+                "stateless_user_authentication",
+                &self.stateless_user_authentication,
+            )
             .finish()
     }
 }
@@ -208,6 +321,15 @@ const NAMES: &[&str] = &[
     "refresh_token_reuse_grace",
     "refresh_token_reuse_detection",
     "access_token_revocation",
+    "sliding_token_lifetime",
+    "sliding_token_refresh_lifetime",
+    "sliding_token_refresh_exp_claim",
+    "auth_token_classes",
+    "check_revoke_token",
+    "revoke_token_claim",
+    "username_field",
+    "token_claims",
+    "stateless_user_authentication",
 ];
 
 impl Settings {
@@ -351,6 +473,88 @@ impl Settings {
                     ));
                 }
             };
+        }
+        if let Some((n, v)) = take("sliding_token_lifetime") {
+            s.sliding_token_lifetime = positive(&n, duration(&n, v)?)?;
+        }
+        if let Some((n, v)) = take("sliding_token_refresh_lifetime") {
+            s.sliding_token_refresh_lifetime = positive(&n, duration(&n, v)?)?;
+        }
+        if let Some((n, v)) = take("sliding_token_refresh_exp_claim") {
+            s.sliding_token_refresh_exp_claim = claim_name(&n, v)?;
+        }
+        if let Some((n, v)) = take("auth_token_classes") {
+            let mut kinds = Vec::new();
+            for name in list(&n, v)? {
+                // simplejwt names classes by dotted path; the kind's name is enough here.
+                let kind = match name.rsplit('.').next().unwrap_or_default() {
+                    "access" | "AccessToken" => TokenKind::Access,
+                    "sliding" | "SlidingToken" => TokenKind::Sliding,
+                    _ => {
+                        return Err(invalid(
+                            &n,
+                            format!(
+                                "{name:?} is not a token class that authenticates (access, sliding)"
+                            ),
+                        ));
+                    }
+                };
+                if !kinds.contains(&kind) {
+                    kinds.push(kind);
+                }
+            }
+            if kinds.is_empty() {
+                return Err(invalid(&n, "must name at least one token class"));
+            }
+            s.auth_token_classes = kinds;
+        }
+        if let Some((n, v)) = take("check_revoke_token") {
+            s.check_revoke_token = boolean(&n, v)?;
+        }
+        if let Some((n, v)) = take("revoke_token_claim") {
+            s.revoke_token_claim = claim_name(&n, v)?;
+        }
+        if let Some((n, v)) = take("username_field") {
+            s.username_field = match string(&n, v)?.trim() {
+                "username" => UsernameField::Username,
+                "email" => UsernameField::Email,
+                other => {
+                    return Err(invalid(
+                        &n,
+                        format!("{other:?} is not a login field (use \"username\" or \"email\")"),
+                    ));
+                }
+            };
+        }
+        if let Some((n, v)) = take("token_claims") {
+            s.token_claims = claim_map(&n, v)?;
+        }
+        if let Some((n, v)) = take("stateless_user_authentication") {
+            s.stateless_user_authentication = boolean(&n, v)?;
+        }
+        let reserved = [
+            s.token_type_claim.as_str(),
+            s.jti_claim.as_str(),
+            s.user_id_claim.as_str(),
+            s.revoke_token_claim.as_str(),
+            s.sliding_token_refresh_exp_claim.as_str(),
+            "exp",
+            "iat",
+            "nbf",
+            "aud",
+            "iss",
+            "sub",
+            crate::token::SESSION_CLAIM,
+        ];
+        if let Some((claim, _)) = s
+            .token_claims
+            .iter()
+            .find(|(claim, _)| reserved.contains(&claim.as_str()))
+        {
+            return Err(invalid(
+                "TOKEN_CLAIMS",
+                format!("{claim:?} is a claim restjwt writes itself"),
+            ));
         }
         if s.refresh_token_reuse_detection == Some(true)
             && !(s.rotate_refresh_tokens && s.blacklist_after_rotation)
@@ -511,6 +715,66 @@ fn list(name: &str, v: Raw) -> Result<Vec<String>, SettingsError> {
             format!("expected a list, got {}", other.type_str()),
         )),
     }
+}
+
+/// A map of claim name to user field: a TOML table, or a string holding a JSON object or
+/// `claim=field` pairs separated by commas. Order is kept: claims are written in it.
+fn claim_map(name: &str, v: Raw) -> Result<Vec<(String, UserField)>, SettingsError> {
+    let pairs: Vec<(String, String)> = match v {
+        Raw::Toml(toml::Value::Table(table)) => table
+            .into_iter()
+            .map(|(k, v)| match v {
+                toml::Value::String(field) => Ok((k, field)),
+                other => Err(invalid(
+                    name,
+                    format!("{k:?} must name a user field, got {}", other.type_str()),
+                )),
+            })
+            .collect::<Result<_, _>>()?,
+        Raw::Toml(toml::Value::String(text)) | Raw::Env(text) => {
+            let text = text.trim();
+            if text.starts_with('{') {
+                let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text)
+                    .map_err(|_| invalid(name, "expected a JSON object of claim to user field"))?;
+                map.into_iter()
+                    .map(|(k, v)| match v {
+                        serde_json::Value::String(field) => Ok((k, field)),
+                        _ => Err(invalid(name, format!("{k:?} must name a user field"))),
+                    })
+                    .collect::<Result<_, _>>()?
+            } else {
+                text.split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(|pair| match pair.split_once('=') {
+                        Some((claim, field)) => {
+                            Ok((claim.trim().to_owned(), field.trim().to_owned()))
+                        }
+                        None => Err(invalid(name, format!("{pair:?} is not claim=field"))),
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+        }
+        Raw::Toml(other) => {
+            return Err(invalid(
+                name,
+                format!(
+                    "expected a table of claim to user field, got {}",
+                    other.type_str()
+                ),
+            ));
+        }
+    };
+    pairs
+        .into_iter()
+        .map(|(claim, field)| {
+            if claim.is_empty() {
+                return Err(invalid(name, "a claim name must not be empty"));
+            }
+            let field = field.parse().map_err(|m| invalid(name, m))?;
+            Ok((claim, field))
+        })
+        .collect()
 }
 
 /// Accepts an HTTP header name, or Django's `request.META` spelling (`HTTP_X_API_TOKEN`).

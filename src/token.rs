@@ -71,6 +71,8 @@ pub enum TokenKind {
     Access,
     /// Long-lived; only buys new access tokens.
     Refresh,
+    /// Authenticates, and is refreshed in place until its `refresh_exp` passes.
+    Sliding,
 }
 
 impl TokenKind {
@@ -79,6 +81,7 @@ impl TokenKind {
         match self {
             TokenKind::Access => "access",
             TokenKind::Refresh => "refresh",
+            TokenKind::Sliding => "sliding",
         }
     }
 
@@ -87,12 +90,13 @@ impl TokenKind {
         match self {
             TokenKind::Access => "AccessToken",
             TokenKind::Refresh => "RefreshToken",
+            TokenKind::Sliding => "SlidingToken",
         }
     }
 }
 
 /// Why a token was refused. The `Display` text is simplejwt's message, which clients see.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
     /// Malformed, badly signed, wrong algorithm, not yet valid, wrong audience or issuer.
     #[error("Token is invalid")]
@@ -116,6 +120,12 @@ pub enum TokenError {
     /// access token of an ended session when access-token revocation is on.
     #[error("Token is blacklisted")]
     Blacklisted,
+    /// Signed, but without a claim the check needs (a sliding token's `refresh_exp`).
+    #[error("Token has no '{0}' claim")]
+    NoClaim(String),
+    /// A deadline claim other than `exp` has passed (a sliding token's `refresh_exp`).
+    #[error("Token '{0}' claim has expired")]
+    ClaimExpired(String),
 }
 
 /// The claim that names a token's session (an extra claim: simplejwt clients ignore it).
@@ -154,6 +164,9 @@ pub struct Tokens {
     keys: Keys,
     access_lifetime: i64,
     refresh_lifetime: i64,
+    sliding_lifetime: i64,
+    sliding_refresh_lifetime: i64,
+    sliding_refresh_exp_claim: String,
     leeway: i64,
     audience: Option<String>,
     issuer: Option<String>,
@@ -173,6 +186,9 @@ impl Tokens {
             keys,
             access_lifetime: secs(settings.access_token_lifetime),
             refresh_lifetime: secs(settings.refresh_token_lifetime),
+            sliding_lifetime: secs(settings.sliding_token_lifetime),
+            sliding_refresh_lifetime: secs(settings.sliding_token_refresh_lifetime),
+            sliding_refresh_exp_claim: settings.sliding_token_refresh_exp_claim.clone(),
             leeway: secs(settings.leeway),
             audience: settings.audience.clone(),
             issuer: settings.issuer.clone(),
@@ -196,6 +212,7 @@ impl Tokens {
         match kind {
             TokenKind::Access => self.access_lifetime,
             TokenKind::Refresh => self.refresh_lifetime,
+            TokenKind::Sliding => self.sliding_lifetime,
         }
     }
 
@@ -209,18 +226,12 @@ impl Tokens {
         Claims(map)
     }
 
-    /// A new refresh token for `user_id` in session `session_id` (its `sid` claim) and the
-    /// access token made from it, both at `now`.
-    pub fn issue_pair(
-        &self,
-        user_id: &str,
-        session_id: Option<&str>,
-        now: i64,
-    ) -> Result<TokenPair, KeyError> {
+    /// A new refresh token carrying `user_claims` (the user id first, then any claims about
+    /// the user, in order) and the access token made from it, both at `now`.
+    pub fn issue_pair(&self, user_claims: &Claims, now: i64) -> Result<TokenPair, KeyError> {
         let mut refresh = self.new_claims(TokenKind::Refresh, now);
-        refresh.insert(self.user_id_claim.clone(), user_id.into());
-        if let Some(sid) = session_id {
-            refresh.insert(SESSION_CLAIM, sid.into());
+        for (name, value) in &user_claims.0 {
+            refresh.insert(name.clone(), value.clone());
         }
         let access = self.access_claims(&refresh, now);
         Ok(TokenPair {
@@ -228,6 +239,52 @@ impl Tokens {
             access: self.encode(&access)?,
             refresh_claims: refresh,
         })
+    }
+
+    /// A new sliding token carrying `user_claims`: `token_type`, `exp`, `iat`, `jti`, then
+    /// the refresh deadline (`refresh_exp`), then the user's claims, as simplejwt orders them.
+    pub fn issue_sliding(
+        &self,
+        user_claims: &Claims,
+        now: i64,
+    ) -> Result<(String, Claims), KeyError> {
+        let mut claims = self.new_claims(TokenKind::Sliding, now);
+        claims.insert(
+            self.sliding_refresh_exp_claim.clone(),
+            now.saturating_add(self.sliding_refresh_lifetime).into(),
+        );
+        for (name, value) in &user_claims.0 {
+            claims.insert(name.clone(), value.clone());
+        }
+        Ok((self.encode(&claims)?, claims))
+    }
+
+    /// Checks a sliding token for refreshing and returns its renewed claims: signed, of the
+    /// sliding kind, with an id and an `exp` (which may have passed: that is what refreshing is
+    /// for), and a `refresh_exp` that has not passed. The renewed token keeps its `jti` (so a
+    /// blacklisting still holds) with `exp` and `iat` set from `now`.
+    ///
+    /// simplejwt 5.5.1 checks `exp` first and so cannot refresh a sliding token once it has
+    /// expired, contrary to its documentation; this does what the documentation promises.
+    pub fn refresh_sliding(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
+        let claims = self.decode_inner(token, now, false)?;
+        self.check_simplejwt_claims(&claims, Some(TokenKind::Sliding))?;
+        let claim = &self.sliding_refresh_exp_claim;
+        let deadline = claims
+            .get(claim)
+            .ok_or_else(|| TokenError::NoClaim(claim.clone()))?;
+        if int_claim(deadline)? <= now.saturating_sub(self.leeway) {
+            return Err(TokenError::ClaimExpired(claim.clone()));
+        }
+        let mut renewed = claims;
+        renewed.insert("exp", now.saturating_add(self.sliding_lifetime).into());
+        renewed.insert("iat", now.into());
+        Ok(renewed)
+    }
+
+    /// The name of a sliding token's refresh deadline claim.
+    pub fn sliding_refresh_exp_claim(&self) -> &str {
+        &self.sliding_refresh_exp_claim
     }
 
     /// The claims of a new access token made from a refresh token: fresh `token_type`, `exp`,
@@ -266,6 +323,11 @@ impl Tokens {
         access
     }
 
+    /// A keyed fingerprint of `data` (see `CHECK_REVOKE_TOKEN`).
+    pub fn fingerprint(&self, data: &[u8]) -> String {
+        self.keys.fingerprint(data)
+    }
+
     /// The name of the claim holding the token id.
     pub fn jti_claim(&self) -> &str {
         &self.jti_claim
@@ -300,6 +362,10 @@ impl Tokens {
     /// Checks the signature and the registered claims (`exp`, `nbf`, `iat`, `aud`, `iss`) at
     /// `now`, as PyJWT does for simplejwt, and returns the payload. Says nothing about the kind.
     pub fn decode(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
+        self.decode_inner(token, now, true)
+    }
+
+    fn decode_inner(&self, token: &str, now: i64, check_exp: bool) -> Result<Claims, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Invalid);
         }
@@ -317,7 +383,7 @@ impl Tokens {
         let bytes = b64().decode(payload).map_err(|_| TokenError::Invalid)?;
         let claims: Map<String, Value> =
             serde_json::from_slice(&bytes).map_err(|_| TokenError::Invalid)?;
-        self.check_registered_claims(&claims, now)?;
+        self.check_registered_claims(&claims, now, check_exp)?;
         Ok(Claims(claims))
     }
 
@@ -331,6 +397,16 @@ impl Tokens {
         now: i64,
     ) -> Result<Claims, TokenError> {
         let claims = self.decode(token, now)?;
+        self.check_simplejwt_claims(&claims, kind)?;
+        Ok(claims)
+    }
+
+    /// simplejwt's `Token.verify`: `exp` and the id present, and the kind when one is given.
+    fn check_simplejwt_claims(
+        &self,
+        claims: &Claims,
+        kind: Option<TokenKind>,
+    ) -> Result<(), TokenError> {
         if claims.get("exp").is_none() {
             return Err(TokenError::NoExp);
         }
@@ -344,7 +420,7 @@ impl Tokens {
                 Some(_) => return Err(TokenError::WrongType),
             }
         }
-        Ok(claims)
+        Ok(())
     }
 
     fn check_header(&self, segment: &str) -> Result<(), TokenError> {
@@ -375,6 +451,7 @@ impl Tokens {
         &self,
         claims: &Map<String, Value>,
         now: i64,
+        check_exp: bool,
     ) -> Result<(), TokenError> {
         let leeway = self.leeway;
         for name in ["iat", "nbf"] {
@@ -386,6 +463,7 @@ impl Tokens {
         }
         if let Some(exp) = claims.get("exp")
             && int_claim(exp)? <= now.saturating_sub(leeway)
+            && check_exp
         {
             return Err(TokenError::Expired);
         }

@@ -189,6 +189,44 @@ impl Fields {
         }
     }
 
+    /// Reads an optional model `CharField(max_length, blank=True)` as DRF's `ModelSerializer`
+    /// does: absent is `None` (left as it is), present must be a string or number, not null,
+    /// at most `max_chars` characters after trimming, no NUL; `is_email` adds the email check.
+    pub fn optional_char_field(
+        &mut self,
+        payload: &Payload,
+        name: &str,
+        max_chars: usize,
+        is_email: bool,
+    ) -> Option<String> {
+        let result = match payload.0.get(name)? {
+            Value::Null => Err("This field may not be null.".to_owned()),
+            Value::String(s) => Ok(s.trim().to_owned()),
+            Value::Number(n) => Ok(n.to_string()),
+            _ => Err("Not a valid string.".to_owned()),
+        }
+        .and_then(|value| {
+            if value.contains('\0') {
+                Err("Null characters are not allowed.".to_owned())
+            } else if value.chars().count() > max_chars {
+                Err(format!(
+                    "Ensure this field has no more than {max_chars} characters."
+                ))
+            } else if is_email && !value.is_empty() && !is_valid_email(&value) {
+                Err("Enter a valid email address.".to_owned())
+            } else {
+                Ok(value)
+            }
+        });
+        match result {
+            Ok(value) => Some(value),
+            Err(message) => {
+                self.errors.insert(name.to_owned(), json!([message]));
+                None
+            }
+        }
+    }
+
     /// `Ok` when no field failed, else the 400 with every field's errors.
     pub fn finish(self) -> Result<(), ApiError> {
         if self.errors.is_empty() {
@@ -197,4 +235,33 @@ impl Fields {
             Err(ApiError::Fields(self.errors))
         }
     }
+}
+
+/// Django's `EmailValidator`, in its common shape: a dot-atom local part, `@`, and a domain of
+/// dot-separated labels (letters, digits, hyphens inside) whose last label is not numeric.
+pub fn is_valid_email(value: &str) -> bool {
+    let Some((local, domain)) = value.rsplit_once('@') else {
+        return false;
+    };
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~-.".contains(c));
+    let labels: Vec<&str> = domain.split('.').collect();
+    let domain_ok = labels.len() >= 2
+        && labels.iter().all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+        })
+        && labels
+            .last()
+            .is_some_and(|tld| !tld.chars().all(|c| c.is_ascii_digit()));
+    local_ok && domain_ok
 }

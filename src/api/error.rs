@@ -40,6 +40,9 @@ pub enum ApiError {
     /// 401: a valid token whose user is inactive.
     #[error("User is inactive")]
     UserInactive,
+    /// 401: a token issued before the user's password changed (`CHECK_REVOKE_TOKEN`).
+    #[error("The user's password has been changed.")]
+    PasswordChanged,
     /// 401: login failed; the same for an unknown user, an inactive one and a wrong password.
     #[error("No active account found with the given credentials")]
     NoActiveAccount,
@@ -90,6 +93,7 @@ impl ApiError {
             | NoUserIdentification
             | UserNotFound
             | UserInactive
+            | PasswordChanged
             | NoActiveAccount
             | NoActiveAccountForToken => StatusCode::UNAUTHORIZED,
             Fields(_) | Parse(_) => StatusCode::BAD_REQUEST,
@@ -123,6 +127,7 @@ impl ApiError {
             }
             ApiError::UserNotFound => with_code("user_not_found"),
             ApiError::UserInactive => with_code("user_inactive"),
+            ApiError::PasswordChanged => with_code("password_changed"),
             ApiError::Fields(fields) => Value::Object(fields.clone()),
             _ => json!({ "detail": detail }),
         }

@@ -27,8 +27,11 @@ mod user;
 pub use body::{Fields, MAX_BODY_BYTES, Payload};
 pub use error::{ApiError, FieldErrors};
 pub use sessions::{delete_session, list_sessions, logout};
-pub use tokens::{ClientInfo, blacklist_token, obtain_token_pair, refresh_token, verify_token};
-pub use user::get_user;
+pub use tokens::{
+    ClientInfo, blacklist_token, obtain_sliding_token, obtain_token_pair, refresh_sliding_token,
+    refresh_token, verify_token,
+};
+pub use user::{get_token_user, get_user, update_user};
 
 /// A 200 JSON response rendered as DRF renders it: compact, UTF-8, `application/json`.
 #[derive(Debug, Clone)]
@@ -63,12 +66,22 @@ pub fn token_router(state: AuthState) -> Router {
             "/api/token/blacklist/",
             token_view(post(blacklist_token), metadata::TOKEN_BLACKLIST),
         )
+        .route(
+            "/api/token/sliding/",
+            token_view(post(obtain_sliding_token), metadata::TOKEN_OBTAIN_SLIDING),
+        )
+        .route(
+            "/api/token/sliding/refresh/",
+            token_view(post(refresh_sliding_token), metadata::TOKEN_REFRESH_SLIDING),
+        )
         .layer(middleware::from_fn(drf_view))
         .merge(slash_redirects(&[
             "/api/token",
             "/api/token/refresh",
             "/api/token/verify",
             "/api/token/blacklist",
+            "/api/token/sliding",
+            "/api/token/sliding/refresh",
         ]))
         .with_state(state)
 }
@@ -105,11 +118,22 @@ pub fn session_router(state: AuthState) -> Router {
 /// Everything restjwt serves: the token endpoints, the sessions, and the seed's
 /// `GET /api/user/`.
 pub fn router(state: AuthState) -> Router {
-    let user_routes = Router::new()
-        .route(
-            "/api/user/",
-            authenticated_view(get(get_user), "GET, HEAD, OPTIONS", metadata::USER),
+    // Stateless, the view has no user row to read or write: GET only, from the claims.
+    let user_view = if state.settings().stateless_user_authentication {
+        authenticated_view(
+            get(get_token_user),
+            "GET, HEAD, OPTIONS",
+            metadata::USER_READ_ONLY,
         )
+    } else {
+        authenticated_view(
+            get(get_user).put(update_user).patch(update_user),
+            "GET, PUT, PATCH, HEAD, OPTIONS",
+            metadata::USER,
+        )
+    };
+    let user_routes = Router::new()
+        .route("/api/user/", user_view)
         .layer(middleware::from_fn(drf_view))
         .merge(slash_redirects(&["/api/user"]))
         .with_state(state.clone());

@@ -11,8 +11,9 @@ use serde_json::{Value, json};
 use super::body::{Fields, Payload};
 use super::{ApiError, JsonResponse};
 use crate::auth::AuthState;
+use crate::settings::UsernameField;
 use crate::store::{
-    BlacklistOutcome, NewOutstanding, Rotation, RotationOutcome, Session, token_hash,
+    BlacklistOutcome, NewOutstanding, Rotation, RotationOutcome, Session, User, token_hash,
 };
 use crate::token::{Claims, SESSION_CLAIM, TokenError, TokenKind, new_jti};
 
@@ -87,44 +88,65 @@ fn outstanding(
     }
 }
 
-/// `POST /api/token/`: username and password for a refresh and an access token.
+/// Checks the posted credentials as Django's `authenticate` and simplejwt's
+/// `USER_AUTHENTICATION_RULE` do, and returns the user.
 ///
 /// An unknown user, an inactive one and a wrong password get the same 401 after the same
-/// work: one password verification, against a dummy hash when there is no user. Each login
-/// starts a session (one per device), recorded with its first refresh token.
-pub async fn obtain_token_pair(
-    State(auth): State<AuthState>,
-    client: ClientInfo,
-    payload: Payload,
-) -> Result<JsonResponse, ApiError> {
+/// work: one password verification, against a dummy hash when there is no user.
+async fn check_credentials(auth: &AuthState, payload: &Payload) -> Result<User, ApiError> {
+    let login_field = auth.settings().username_field;
     let mut fields = Fields::default();
-    let username = fields.char_field(&payload, "username");
-    let password = fields.char_field(&payload, "password");
+    let login = fields.char_field(payload, login_field.as_str());
+    let password = fields.char_field(payload, "password");
     fields.finish()?;
-    let (Some(username), Some(password)) = (username, password) else {
+    let (Some(login), Some(password)) = (login, password) else {
         return Err(ApiError::Internal("validated fields missing".into()));
     };
 
-    let user = auth.store().find_user_by_username(&username).await?;
+    let user = match login_field {
+        UsernameField::Username => auth.store().find_user_by_username(&login).await?,
+        UsernameField::Email => {
+            let mut users = auth.store().find_users_by_email(&login).await?;
+            // An address shared by several accounts names none of them.
+            if users.len() == 1 { users.pop() } else { None }
+        }
+    };
     let verification = auth
         .hasher()
         .verify(password.clone(), user.as_ref().map(|u| u.password.clone()))
         .await?;
     let user = match user {
-        Some(user) if verification.is_valid && user.is_active => user,
+        Some(user) if verification.is_valid && auth.is_user_allowed(&user) => user,
         _ => return Err(ApiError::NoActiveAccount),
     };
     if verification.needs_rehash {
         // Upgrade an imported Django hash to Argon2id now that we know the password.
         let hash = auth.hasher().hash(password).await?;
         auth.store().update_password(user.id, &hash).await?;
+        // The fingerprint of the new hash is the one tokens must carry from now on.
+        return auth
+            .store()
+            .find_user_by_id(user.id)
+            .await?
+            .ok_or(ApiError::NoActiveAccount);
     }
+    Ok(user)
+}
 
+/// `POST /api/token/`: username and password for a refresh and an access token.
+///
+/// Each login starts a session (one per device), recorded with its first refresh token.
+pub async fn obtain_token_pair(
+    State(auth): State<AuthState>,
+    client: ClientInfo,
+    payload: Payload,
+) -> Result<JsonResponse, ApiError> {
+    let user = check_credentials(&auth, &payload).await?;
     let now = auth.now();
     let session_id = new_jti();
-    let pair =
-        auth.tokens()
-            .issue_pair(&auth.user_id_claim_value(&user), Some(&session_id), now)?;
+    let pair = auth
+        .tokens()
+        .issue_pair(&auth.claims_for_user(&user, Some(&session_id)), now)?;
     let token = outstanding(&auth, &pair.refresh, &pair.refresh_claims, Some(user.id));
     let session = Session {
         id: session_id,
@@ -145,6 +167,93 @@ pub async fn obtain_token_pair(
     Ok(JsonResponse(
         json!({ "refresh": pair.refresh, "access": pair.access }),
     ))
+}
+
+/// `POST /api/token/sliding/`: username and password for one sliding token, which
+/// authenticates requests when `AUTH_TOKEN_CLASSES` includes `sliding` and is refreshed in
+/// place. It is recorded as outstanding, so it can be blacklisted.
+pub async fn obtain_sliding_token(
+    State(auth): State<AuthState>,
+    payload: Payload,
+) -> Result<JsonResponse, ApiError> {
+    let user = check_credentials(&auth, &payload).await?;
+    let now = auth.now();
+    let (token, claims) = auth
+        .tokens()
+        .issue_sliding(&auth.claims_for_user(&user, None), now)?;
+    auth.store()
+        .create_outstanding(sliding_outstanding(&auth, &token, &claims, Some(user.id)))
+        .await?;
+    if auth.settings().update_last_login {
+        auth.store()
+            .update_last_login(user.id, chrono::Utc::now())
+            .await?;
+    }
+    Ok(JsonResponse(json!({ "token": token })))
+}
+
+/// A sliding token lives, refreshed, until its `refresh_exp`: record that as its expiry, so
+/// `flushexpiredtokens` keeps its blacklisting as long as the token could come back.
+fn sliding_outstanding(
+    auth: &AuthState,
+    token: &str,
+    claims: &Claims,
+    user_id: Option<i64>,
+) -> NewOutstanding {
+    let mut record = outstanding(auth, token, claims, user_id);
+    if let Some(deadline) = claims
+        .get(auth.tokens().sliding_refresh_exp_claim())
+        .and_then(Value::as_i64)
+    {
+        record.expires_at = time(deadline);
+    }
+    record
+}
+
+/// `POST /api/token/sliding/refresh/`: a sliding token (expired or not) whose `refresh_exp`
+/// has not passed, for the same token with a new `exp`.
+pub async fn refresh_sliding_token(
+    State(auth): State<AuthState>,
+    payload: Payload,
+) -> Result<JsonResponse, ApiError> {
+    let mut fields = Fields::default();
+    let token = fields.char_field(&payload, "token");
+    fields.finish()?;
+    let now = auth.now();
+    let claims = auth
+        .tokens()
+        .refresh_sliding(&token.unwrap_or_default(), now)?;
+    let jti = claims
+        .get(auth.tokens().jti_claim())
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if auth.store().find_token_state(jti).await?.is_blacklisted {
+        return Err(TokenError::Blacklisted.into());
+    }
+    check_token_user(&auth, &claims).await?;
+    Ok(JsonResponse(
+        json!({ "token": auth.tokens().encode(&claims)? }),
+    ))
+}
+
+/// The user checks of a refresh: when the token names a user (a truthy claim, in Python's
+/// sense, as simplejwt checks), the user must exist, pass the user rule and, with
+/// `CHECK_REVOKE_TOKEN`, not have changed password since (simplejwt 5.5.1 forgets this on
+/// its refresh endpoint). Returns the user's id.
+async fn check_token_user(auth: &AuthState, claims: &Claims) -> Result<Option<i64>, ApiError> {
+    let Some(claim) = claims
+        .get(auth.tokens().user_id_claim())
+        .filter(|c| is_truthy(c))
+    else {
+        return Ok(None);
+    };
+    match auth.find_user_by_claim(claim).await? {
+        Some(user) if auth.is_user_allowed(&user) || !auth.settings().check_user_is_active => {
+            auth.check_password_unchanged(claims, &user)?;
+            Ok(Some(user.id))
+        }
+        _ => Err(ApiError::NoActiveAccountForToken),
+    }
 }
 
 /// `POST /api/token/refresh/`: a refresh token for a new access token, and with
@@ -174,16 +283,7 @@ pub async fn refresh_token(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
-    // simplejwt checks the user only when the claim is truthy in Python's sense.
-    let mut user_id = None;
-    if let Some(claim) = claims.get(tokens.user_id_claim()).filter(|c| is_truthy(c)) {
-        match auth.find_user_by_claim(claim).await? {
-            Some(user) if user.is_active || !auth.settings().check_user_is_active => {
-                user_id = Some(user.id);
-            }
-            _ => return Err(ApiError::NoActiveAccountForToken),
-        }
-    }
+    let user_id = check_token_user(&auth, &claims).await?;
 
     let settings = auth.settings();
     if !settings.rotate_refresh_tokens {
@@ -296,14 +396,39 @@ pub async fn blacklist_token(
     let refresh = fields.char_field(&payload, "refresh");
     fields.finish()?;
     let refresh = refresh.unwrap_or_default();
-    let claims = auth
+    let now = auth.now();
+    let claims = match auth
         .tokens()
-        .verify(&refresh, Some(TokenKind::Refresh), auth.now())?;
+        .verify(&refresh, Some(TokenKind::Refresh), now)
+    {
+        // A sliding token is its own refresh token: it can be blacklisted (logged out) here
+        // when sliding tokens authenticate.
+        Err(TokenError::WrongType)
+            if auth
+                .settings()
+                .auth_token_classes
+                .contains(&TokenKind::Sliding) =>
+        {
+            auth.tokens()
+                .verify(&refresh, Some(TokenKind::Sliding), now)
+                .map_err(|_| TokenError::WrongType)?
+        }
+        other => other?,
+    };
     let user_id = match claims.get(auth.tokens().user_id_claim()) {
         Some(claim) => auth.find_user_by_claim(claim).await?.map(|u| u.id),
         None => None,
     };
-    let token = outstanding(&auth, &refresh, &claims, user_id);
+    let is_sliding = claims.get(auth.tokens().jti_claim()).is_some()
+        && claims
+            .get(&auth.settings().token_type_claim)
+            .and_then(Value::as_str)
+            == Some(TokenKind::Sliding.as_str());
+    let token = if is_sliding {
+        sliding_outstanding(&auth, &refresh, &claims, user_id)
+    } else {
+        outstanding(&auth, &refresh, &claims, user_id)
+    };
     let detect_reuse = auth.settings().is_reuse_detection_on();
     match auth.store().blacklist_token(token, detect_reuse).await? {
         BlacklistOutcome::Blacklisted { session_id } => {

@@ -1,13 +1,15 @@
-//! The seed's `UserAPIView`: the authenticated user's public fields.
+//! The seed's `UserAPIView`: the authenticated user's public fields, which the user may change
+//! (email and names; id and username are read-only).
 
-use serde_json::json;
+use axum::extract::State;
+use serde_json::{Value, json};
 
-use super::JsonResponse;
-use crate::auth::CurrentUser;
+use super::body::{Fields, Payload};
+use super::{ApiError, JsonResponse};
+use crate::auth::{AuthState, CurrentUser, TokenUser};
+use crate::store::{ProfileUpdate, User};
 
-/// `GET /api/user/`: `{"id","username","email","first_name","last_name"}` of the user whose
-/// access token authenticates the request.
-pub async fn get_user(CurrentUser(user): CurrentUser) -> JsonResponse {
+fn user_json(user: &User) -> JsonResponse {
     JsonResponse(json!({
         "id": user.id,
         "username": user.username,
@@ -15,4 +17,52 @@ pub async fn get_user(CurrentUser(user): CurrentUser) -> JsonResponse {
         "first_name": user.first_name,
         "last_name": user.last_name,
     }))
+}
+
+/// `GET /api/user/`: `{"id","username","email","first_name","last_name"}` of the user whose
+/// access token authenticates the request.
+pub async fn get_user(CurrentUser(user): CurrentUser) -> JsonResponse {
+    user_json(&user)
+}
+
+/// `GET /api/user/` with `STATELESS_USER_AUTHENTICATION`: the same shape, from the token's
+/// claims alone (no database read): the id from the user id claim, the other fields from
+/// claims of the same name (see `TOKEN_CLAIMS`), or "" when the token has none.
+pub async fn get_token_user(user: TokenUser) -> JsonResponse {
+    let id = match user.id() {
+        // simplejwt writes the id as a string; the user view shows the model's integer.
+        Value::String(s) => s
+            .parse::<i64>()
+            .map_or_else(|_| s.clone().into(), Value::from),
+        other => other.clone(),
+    };
+    JsonResponse(json!({
+        "id": id,
+        "username": user.username(),
+        "email": user.str_claim("email"),
+        "first_name": user.str_claim("first_name"),
+        "last_name": user.str_claim("last_name"),
+    }))
+}
+
+/// `PUT` and `PATCH /api/user/`: change the user's email, first name and last name, with
+/// DRF's field errors. Both leave absent fields as they are (the model fields are optional),
+/// as DRF's `ModelSerializer` does; `id` and `username` in the body are ignored.
+pub async fn update_user(
+    State(auth): State<AuthState>,
+    CurrentUser(user): CurrentUser,
+    payload: Payload,
+) -> Result<JsonResponse, ApiError> {
+    let mut fields = Fields::default();
+    let update = ProfileUpdate {
+        email: fields.optional_char_field(&payload, "email", 254, true),
+        first_name: fields.optional_char_field(&payload, "first_name", 150, false),
+        last_name: fields.optional_char_field(&payload, "last_name", 150, false),
+    };
+    fields.finish()?;
+    if update == ProfileUpdate::default() {
+        return Ok(user_json(&user));
+    }
+    let user = auth.store().update_user_profile(user.id, update).await?;
+    Ok(user_json(&user))
 }

@@ -77,6 +77,17 @@ pub struct NewUser {
     pub date_joined: DateTime<Utc>,
 }
 
+/// The profile fields a user may change themselves; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProfileUpdate {
+    /// New email address.
+    pub email: Option<String>,
+    /// New first name.
+    pub first_name: Option<String>,
+    /// New last name.
+    pub last_name: Option<String>,
+}
+
 /// A login session: the family of refresh tokens descended from one login (one device).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
@@ -227,6 +238,13 @@ pub trait Store: Send + Sync + 'static {
     async fn update_password(&self, id: i64, password_hash: &str) -> Result<(), StoreError>;
     /// Records a successful login.
     async fn update_last_login(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// The users with this email address, compared without regard to case (at most two: one
+    /// is an answer, two are ambiguous).
+    async fn find_users_by_email(&self, email: &str) -> Result<Vec<User>, StoreError>;
+    /// Changes the given profile fields and returns the user; [`StoreError::NotFound`] when
+    /// there is no such user.
+    async fn update_user_profile(&self, id: i64, update: ProfileUpdate)
+    -> Result<User, StoreError>;
 
     /// Starts a session with its first refresh token, in one transaction.
     async fn create_session(

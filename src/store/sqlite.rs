@@ -14,8 +14,8 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::{
-    BlacklistOutcome, FlushReport, NewOutstanding, NewUser, Rotation, RotationOutcome, Session,
-    Store, StoreError, TokenState, User,
+    BlacklistOutcome, FlushReport, NewOutstanding, NewUser, ProfileUpdate, Rotation,
+    RotationOutcome, Session, Store, StoreError, TokenState, User,
 };
 
 /// How long a statement waits for another connection's lock before failing.
@@ -497,6 +497,39 @@ impl Store for SqliteStore {
             )
             .map_err(db_err)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn find_users_by_email(&self, email: &str) -> Result<Vec<User>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {USER_COLUMNS} FROM auth_user WHERE email = ? COLLATE NOCASE \
+                 ORDER BY id LIMIT 2"
+            ))?
+            .query_map([email], user_from_row)?
+            .collect()
+        })
+    }
+
+    async fn update_user_profile(
+        &self,
+        id: i64,
+        update: ProfileUpdate,
+    ) -> Result<User, StoreError> {
+        self.write(move |conn| {
+            conn.query_row(
+                &format!(
+                    "UPDATE auth_user SET email = COALESCE(?1, email), \
+                         first_name = COALESCE(?2, first_name), last_name = COALESCE(?3, last_name) \
+                     WHERE id = ?4 RETURNING {USER_COLUMNS}"
+                ),
+                params![update.email, update.first_name, update.last_name, id],
+                user_from_row,
+            )
+            .optional()
+            .map_err(db_err)?
+            .ok_or(StoreError::NotFound)
         })
         .await
     }
