@@ -7,14 +7,14 @@
 use std::future::Future;
 
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::{FromRequestParts, Request};
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post};
 use serde_json::Value;
 
-use crate::auth::{AuthState, Authenticated};
+use crate::auth::{AuthState, Authenticated, TokenUser};
 
 mod body;
 mod error;
@@ -120,7 +120,7 @@ pub fn session_router(state: AuthState) -> Router {
 pub fn router(state: AuthState) -> Router {
     // Stateless, the view has no user row to read or write: GET only, from the claims.
     let user_view = if state.settings().stateless_user_authentication {
-        authenticated_view(
+        authenticated_view_with::<TokenUser>(
             get(get_token_user),
             "GET, HEAD, OPTIONS",
             metadata::USER_READ_ONLY,
@@ -188,11 +188,22 @@ fn authenticated_view(
     methods: &'static str,
     metadata: &'static str,
 ) -> MethodRouter<AuthState> {
+    authenticated_view_with::<Authenticated>(method_router, methods, metadata)
+}
+
+/// [`authenticated_view`], authenticating with the extractor `E` (a stateless view must not
+/// read the user for its OPTIONS and 405 answers either).
+fn authenticated_view_with<E>(
+    method_router: MethodRouter<AuthState>,
+    methods: &'static str,
+    metadata: &'static str,
+) -> MethodRouter<AuthState>
+where
+    E: FromRequestParts<AuthState, Rejection = ApiError> + Send + 'static,
+{
     method_router
-        .options(move |_: Authenticated| async move { raw_json(metadata) })
-        .fallback(
-            |_: Authenticated, method: Method| async move { ApiError::MethodNotAllowed(method) },
-        )
+        .options(move |_: E| async move { raw_json(metadata) })
+        .fallback(|_: E, method: Method| async move { ApiError::MethodNotAllowed(method) })
         .layer(middleware::from_fn(move |req, next| {
             allow(req, next, methods)
         }))

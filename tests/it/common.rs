@@ -87,6 +87,15 @@ impl TestApp {
 
     /// An app with the given settings (its signing key is [`SECRET`] unless one is set).
     pub async fn with_settings(settings: Settings) -> Self {
+        Self::with_state(settings, |state| state).await
+    }
+
+    /// An app with the given settings, its state passed through `adapt` (to add hooks)
+    /// before the router is built.
+    pub async fn with_state(
+        settings: Settings,
+        adapt: impl FnOnce(AuthState) -> AuthState,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let db_path = dir.path().join("db.sqlite3");
         let url = format!("sqlite://{}", db_path.display());
@@ -100,13 +109,13 @@ impl TestApp {
         let tokens = Tokens::new(&settings, keys);
         let hasher = PasswordHasher::new(HashParams::INSECURE_FAST, 2).expect("hasher");
         let clock = ManualClock::new(T0);
-        let state = AuthState::new(
+        let state = adapt(AuthState::new(
             settings,
             tokens,
             Arc::clone(&store),
             Arc::clone(&hasher),
             clock.clone(),
-        );
+        ));
         let router = restjwt::api::router(state.clone()).fallback(restjwt::api::not_found);
         Self {
             state,

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use restjwt::Settings;
-use restjwt::settings::{SettingsError, UserIdField};
+use restjwt::settings::{AccessTokenRevocation, SettingsError, UserIdField, UsernameField};
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
@@ -35,6 +35,24 @@ fn defaults_are_simplejwts() {
     assert_eq!(s.jti_claim, "jti");
     assert!(!s.update_last_login);
     assert!(s.check_user_is_active);
+    assert!(!s.rotate_refresh_tokens);
+    assert!(!s.blacklist_after_rotation);
+    assert_eq!(s.refresh_token_reuse_grace, Duration::ZERO);
+    assert_eq!(s.refresh_token_reuse_detection, None);
+    assert!(!s.is_reuse_detection_on());
+    assert_eq!(s.access_token_revocation, AccessTokenRevocation::None);
+    assert_eq!(s.sliding_token_lifetime, Duration::from_secs(300));
+    assert_eq!(
+        s.sliding_token_refresh_lifetime,
+        Duration::from_secs(86_400)
+    );
+    assert_eq!(s.sliding_token_refresh_exp_claim, "refresh_exp");
+    assert_eq!(s.auth_token_classes, [restjwt::TokenKind::Access]);
+    assert!(!s.check_revoke_token);
+    assert_eq!(s.revoke_token_claim, "hash_password");
+    assert_eq!(s.username_field, UsernameField::Username);
+    assert!(s.token_claims.is_empty());
+    assert!(!s.stateless_user_authentication);
 }
 
 #[test]
