@@ -141,6 +141,11 @@ impl Claims {
         self.0.get(name)
     }
 
+    /// A claim's value when it is a string.
+    pub fn get_str(&self, name: &str) -> Option<&str> {
+        self.0.get(name).and_then(Value::as_str)
+    }
+
     /// Sets a claim; a new claim goes last, an existing one keeps its place.
     pub fn insert(&mut self, name: impl Into<String>, value: Value) {
         self.0.insert(name.into(), value);
@@ -326,6 +331,11 @@ impl Tokens {
     /// A keyed fingerprint of `data` (see `CHECK_REVOKE_TOKEN`).
     pub fn fingerprint(&self, data: &[u8]) -> String {
         self.keys.fingerprint(data)
+    }
+
+    /// A token's id (its `jti` claim), or "" when it has none.
+    pub fn jti_of<'c>(&self, claims: &'c Claims) -> &'c str {
+        claims.get_str(&self.jti_claim).unwrap_or_default()
     }
 
     /// The name of the claim holding the token id.

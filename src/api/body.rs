@@ -227,6 +227,15 @@ impl Fields {
         }
     }
 
+    /// The one required `CharField` of a body (`refresh`, `token`): its trimmed value, or the
+    /// 400 that names it.
+    pub fn single(payload: &Payload, name: &str) -> Result<String, ApiError> {
+        let mut fields = Fields::default();
+        let value = fields.char_field(payload, name);
+        fields.finish()?;
+        Ok(value.unwrap_or_default())
+    }
+
     /// `Ok` when no field failed, else the 400 with every field's errors.
     pub fn finish(self) -> Result<(), ApiError> {
         if self.errors.is_empty() {

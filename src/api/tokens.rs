@@ -72,17 +72,10 @@ fn outstanding(
         .and_then(Value::as_i64)
         .unwrap_or_default();
     NewOutstanding {
-        jti: claims
-            .get(auth.tokens().jti_claim())
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
+        jti: auth.tokens().jti_of(claims).to_owned(),
         token_hash: token_hash(token),
         user_id,
-        session_id: claims
-            .get(SESSION_CLAIM)
-            .and_then(Value::as_str)
-            .map(str::to_owned),
+        session_id: claims.get_str(SESSION_CLAIM).map(str::to_owned),
         created_at: time(auth.now()),
         expires_at: time(exp),
     }
@@ -216,17 +209,10 @@ pub async fn refresh_sliding_token(
     State(auth): State<AuthState>,
     payload: Payload,
 ) -> Result<JsonResponse, ApiError> {
-    let mut fields = Fields::default();
-    let token = fields.char_field(&payload, "token");
-    fields.finish()?;
+    let token = Fields::single(&payload, "token")?;
     let now = auth.now();
-    let claims = auth
-        .tokens()
-        .refresh_sliding(&token.unwrap_or_default(), now)?;
-    let jti = claims
-        .get(auth.tokens().jti_claim())
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let claims = auth.tokens().refresh_sliding(&token, now)?;
+    let jti = auth.tokens().jti_of(&claims);
     if auth.store().find_token_state(jti).await?.is_blacklisted {
         return Err(TokenError::Blacklisted.into());
     }
@@ -270,19 +256,12 @@ pub async fn refresh_token(
     State(auth): State<AuthState>,
     payload: Payload,
 ) -> Result<JsonResponse, ApiError> {
-    let mut fields = Fields::default();
-    let refresh = fields.char_field(&payload, "refresh");
-    fields.finish()?;
-    let refresh = refresh.unwrap_or_default();
+    let refresh = Fields::single(&payload, "refresh")?;
 
     let now = auth.now();
     let tokens = auth.tokens();
     let claims = tokens.verify(&refresh, Some(TokenKind::Refresh), now)?;
-    let jti = claims
-        .get(tokens.jti_claim())
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
+    let jti = tokens.jti_of(&claims).to_owned();
     let user_id = check_token_user(&auth, &claims).await?;
 
     let settings = auth.settings();
@@ -369,16 +348,10 @@ pub async fn verify_token(
     State(auth): State<AuthState>,
     payload: Payload,
 ) -> Result<JsonResponse, ApiError> {
-    let mut fields = Fields::default();
-    let token = fields.char_field(&payload, "token");
-    fields.finish()?;
-    let claims = auth
-        .tokens()
-        .verify(&token.unwrap_or_default(), None, auth.now())?;
+    let token = Fields::single(&payload, "token")?;
+    let claims = auth.tokens().verify(&token, None, auth.now())?;
     if auth.settings().blacklist_after_rotation
-        && let Some(jti) = claims
-            .get(auth.tokens().jti_claim())
-            .and_then(Value::as_str)
+        && let Some(jti) = claims.get_str(auth.tokens().jti_claim())
         && auth.store().find_token_state(jti).await?.is_blacklisted
     {
         return Err(ApiError::non_field("Token is blacklisted"));
@@ -392,10 +365,7 @@ pub async fn blacklist_token(
     State(auth): State<AuthState>,
     payload: Payload,
 ) -> Result<JsonResponse, ApiError> {
-    let mut fields = Fields::default();
-    let refresh = fields.char_field(&payload, "refresh");
-    fields.finish()?;
-    let refresh = refresh.unwrap_or_default();
+    let refresh = Fields::single(&payload, "refresh")?;
     let now = auth.now();
     let claims = match auth
         .tokens()
@@ -419,11 +389,8 @@ pub async fn blacklist_token(
         Some(claim) => auth.find_user_by_claim(claim).await?.map(|u| u.id),
         None => None,
     };
-    let is_sliding = claims.get(auth.tokens().jti_claim()).is_some()
-        && claims
-            .get(&auth.settings().token_type_claim)
-            .and_then(Value::as_str)
-            == Some(TokenKind::Sliding.as_str());
+    let is_sliding =
+        claims.get_str(&auth.settings().token_type_claim) == Some(TokenKind::Sliding.as_str());
     let token = if is_sliding {
         sliding_outstanding(&auth, &refresh, &claims, user_id)
     } else {

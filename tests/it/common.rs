@@ -152,6 +152,15 @@ impl TestApp {
             .expect("create user")
     }
 
+    /// The stored row of `username` (panics if there is none).
+    pub async fn user(&self, username: &str) -> User {
+        self.store
+            .find_user_by_username(username)
+            .await
+            .expect("find user")
+            .unwrap_or_else(|| panic!("no user {username:?}"))
+    }
+
     /// Sends a request with the given headers and raw body.
     pub async fn send(
         &self,

@@ -342,12 +342,7 @@ async fn a_password_change_revokes_access_refresh_and_sliding_tokens() {
         .as_str()
         .expect("claim")
         .to_owned();
-    let user = app
-        .store
-        .find_user_by_username("bob")
-        .await
-        .expect("find")
-        .expect("bob");
+    let user = app.user("bob").await;
     assert_eq!(fingerprint.len(), 22, "128 bits, base64url");
     assert!(!user.password.contains(&fingerprint));
     assert_eq!(app.get_with_token("/api/user/", &access).await.status, 200);
@@ -453,12 +448,7 @@ async fn a_user_rule_decides_who_may_log_in_and_refresh() {
 async fn sliding_login_updates_last_login_when_on() {
     let app = app(&[("RESTJWT_UPDATE_LAST_LOGIN", "true")]).await;
     sliding_login(&app).await;
-    let bob = app
-        .store
-        .find_user_by_username("bob")
-        .await
-        .expect("find")
-        .expect("bob");
+    let bob = app.user("bob").await;
     assert!(bob.last_login.is_some());
 }
 
@@ -560,12 +550,7 @@ async fn users_change_their_email_and_names_with_drfs_field_errors() {
             "{method} {body}"
         );
     }
-    let stored = app
-        .store
-        .find_user_by_username("bob")
-        .await
-        .expect("find")
-        .expect("bob");
+    let stored = app.user("bob").await;
     assert_eq!(
         (stored.email.as_str(), stored.first_name.as_str()),
         ("A@B.co", "Robert")

@@ -495,12 +495,7 @@ async fn access_tokens_of_ended_sessions_stop_when_revocation_is_on() {
         .as_str()
         .expect("sid")
         .to_owned();
-    let user = app
-        .store
-        .find_user_by_username("bob")
-        .await
-        .expect("find")
-        .expect("bob");
+    let user = app.user("bob").await;
     let now = chrono::DateTime::from_timestamp(app.state.now(), 0).expect("time");
     assert!(
         app.store

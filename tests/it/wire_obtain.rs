@@ -503,12 +503,7 @@ async fn django_pbkdf2_hash_logs_in_and_is_upgraded_to_argon2id() {
 async fn update_last_login_records_the_login_only_when_on() {
     let app = app_with_bob().await;
     app.login("bob", "bob-pass-1234").await;
-    let bob = app
-        .store
-        .find_user_by_username("bob")
-        .await
-        .expect("find")
-        .expect("bob");
+    let bob = app.user("bob").await;
     assert_eq!(bob.last_login, None, "off by default");
 
     let settings = restjwt::Settings {
@@ -518,11 +513,6 @@ async fn update_last_login_records_the_login_only_when_on() {
     let app = TestApp::with_settings(settings).await;
     app.create_user("bob", "bob-pass-1234").await;
     app.login("bob", "bob-pass-1234").await;
-    let bob = app
-        .store
-        .find_user_by_username("bob")
-        .await
-        .expect("find")
-        .expect("bob");
+    let bob = app.user("bob").await;
     assert!(bob.last_login.is_some());
 }
