@@ -7,9 +7,8 @@
 use std::future::Future;
 
 use axum::Router;
-use axum::extract::{FromRequestParts, Request};
+use axum::extract::FromRequestParts;
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post};
 use serde_json::Value;
@@ -17,6 +16,7 @@ use serde_json::Value;
 use crate::auth::{AuthState, Authenticated, TokenUser};
 
 mod body;
+mod drf;
 mod error;
 mod metadata;
 mod python_json;
@@ -25,6 +25,8 @@ mod tokens;
 mod user;
 
 pub use body::{Fields, MAX_BODY_BYTES, Payload};
+pub use drf::not_found;
+use drf::{DrfLayer, SECURITY_HEADERS, add_headers};
 pub use error::{ApiError, FieldErrors};
 pub use sessions::{delete_session, list_sessions, logout};
 pub use tokens::{
@@ -74,7 +76,6 @@ pub fn token_router(state: AuthState) -> Router {
             "/api/token/sliding/refresh/",
             token_view(post(refresh_sliding_token), metadata::TOKEN_REFRESH_SLIDING),
         )
-        .layer(middleware::from_fn(drf_view))
         .merge(slash_redirects(&[
             "/api/token",
             "/api/token/refresh",
@@ -110,7 +111,6 @@ pub fn session_router(state: AuthState) -> Router {
             "/api/logout/",
             authenticated_view(post(sessions::logout), "POST, OPTIONS", metadata::LOGOUT),
         )
-        .layer(middleware::from_fn(drf_view))
         .merge(slash_redirects(&["/api/sessions", "/api/logout"]))
         .with_state(state)
 }
@@ -134,7 +134,6 @@ pub fn router(state: AuthState) -> Router {
     };
     let user_routes = Router::new()
         .route("/api/user/", user_view)
-        .layer(middleware::from_fn(drf_view))
         .merge(slash_redirects(&["/api/user"]))
         .with_state(state.clone());
     token_router(state.clone())
@@ -172,9 +171,7 @@ fn token_view(
     method_router
         .options(move || async move { raw_json(metadata) })
         .fallback(method_not_allowed)
-        .layer(middleware::from_fn(|req, next| {
-            allow(req, next, TOKEN_ALLOW)
-        }))
+        .layer(DrfLayer::new(TOKEN_ALLOW))
 }
 
 async fn method_not_allowed(method: Method) -> ApiError {
@@ -204,9 +201,7 @@ where
     method_router
         .options(move |_: E| async move { raw_json(metadata) })
         .fallback(|_: E, method: Method| async move { ApiError::MethodNotAllowed(method) })
-        .layer(middleware::from_fn(move |req, next| {
-            allow(req, next, methods)
-        }))
+        .layer(DrfLayer::new(methods))
 }
 
 fn raw_json(body: &'static str) -> Response {
@@ -218,107 +213,6 @@ fn raw_json(body: &'static str) -> Response {
         body,
     )
         .into_response()
-}
-
-async fn allow(req: Request, next: Next, methods: &'static str) -> Response {
-    let mut response = next.run(req).await;
-    response
-        .headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static(methods));
-    response
-}
-
-/// What Django's security middleware puts on every answer.
-const SECURITY_HEADERS: [(header::HeaderName, &str); 3] = [
-    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-    (header::REFERRER_POLICY, "same-origin"),
-    (
-        header::HeaderName::from_static("cross-origin-opener-policy"),
-        "same-origin",
-    ),
-];
-
-fn add_headers(response: &mut Response, headers: &[(header::HeaderName, &'static str)]) {
-    for (name, value) in headers {
-        response
-            .headers_mut()
-            .insert(name.clone(), HeaderValue::from_static(value));
-    }
-}
-
-/// A DRF view's framing: content negotiation first (406 before anything else, as DRF does it
-/// before authentication), then DRF's and Django's headers on whatever the view answers.
-async fn drf_view(req: Request, next: Next) -> Response {
-    if let Err(error) = negotiate(&req) {
-        let mut response = error.into_response();
-        add_drf_headers(&mut response);
-        return response;
-    }
-    let mut response = next.run(req).await;
-    add_drf_headers(&mut response);
-    response
-}
-
-fn add_drf_headers(response: &mut Response) {
-    add_headers(
-        response,
-        &[(header::VARY, "Accept"), (header::X_FRAME_OPTIONS, "DENY")],
-    );
-    add_headers(response, &SECURITY_HEADERS);
-}
-
-/// DRF's content negotiation, reduced to what restjwt renders: JSON. A client that accepts
-/// JSON (or HTML, which DRF would answer with its browsable page) gets JSON; one that accepts
-/// neither gets 406; `?format=` other than `json` or `api` names no renderer: 404.
-fn negotiate(req: &Request) -> Result<(), ApiError> {
-    if let Some(query) = req.uri().query() {
-        let format = serde_urlencoded::from_str::<Vec<(String, String)>>(query)
-            .unwrap_or_default()
-            .into_iter()
-            .rev()
-            .find(|(k, _)| k == "format");
-        if let Some((_, format)) = format {
-            if format != "json" && format != "api" {
-                return Err(ApiError::NotFound);
-            }
-            return Ok(());
-        }
-    }
-    let Some(accept) = req.headers().get(header::ACCEPT) else {
-        return Ok(());
-    };
-    let accept = String::from_utf8_lossy(accept.as_bytes()).to_ascii_lowercase();
-    let acceptable = accept.split(',').any(|range| {
-        let media = range.split(';').next().unwrap_or_default().trim();
-        matches!(
-            media,
-            "application/json" | "application/*" | "text/html" | "text/*" | "*/*" | "*"
-        )
-    });
-    if acceptable {
-        Ok(())
-    } else {
-        Err(ApiError::NotAcceptable)
-    }
-}
-
-/// Django's 404 page, for paths no route takes, byte for byte.
-const NOT_FOUND_HTML: &str = "\n<!doctype html>\n<html lang=\"en\">\n<head>\n  <title>Not Found</title>\n</head>\n<body>\n  <h1>Not Found</h1><p>The requested resource was not found on this server.</p>\n</body>\n</html>\n";
-
-/// The answer to any path no route takes: Django's HTML 404, as the reference gives it.
-pub async fn not_found() -> Response {
-    let mut response = (
-        StatusCode::NOT_FOUND,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/html; charset=utf-8"),
-        )],
-        NOT_FOUND_HTML,
-    )
-        .into_response();
-    add_headers(&mut response, &[(header::X_FRAME_OPTIONS, "DENY")]);
-    add_headers(&mut response, &SECURITY_HEADERS);
-    response
 }
 
 /// Django's `APPEND_SLASH`: a known path without its trailing slash answers 301 to the slashed

@@ -155,15 +155,57 @@ pub(super) fn django_time(t: DateTime<Utc>) -> String {
 }
 
 fn parse_time(text: &str) -> Option<DateTime<Utc>> {
-    NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
-        .map(|t| t.and_utc())
-        .ok()
+    parse_django_time(text.as_bytes())
+        .or_else(|| {
+            NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
+                .map(|t| t.and_utc())
+                .ok()
+        })
         .or_else(|| DateTime::parse_from_rfc3339(text).ok().map(|t| t.to_utc()))
         .or_else(|| {
             DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f%:z")
                 .ok()
                 .map(|t| t.to_utc())
         })
+}
+
+/// The usual `YYYY-MM-DD HH:MM:SS[.ffffff]`, read without chrono's format machinery: every
+/// user lookup reads two of these, and the general parser costs more than the query.
+fn parse_django_time(b: &[u8]) -> Option<DateTime<Utc>> {
+    let digits = |range: std::ops::Range<usize>| -> Option<u32> {
+        b.get(range)?.iter().try_fold(0u32, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    };
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b' '
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let micros = match b.get(19) {
+        None => 0,
+        Some(b'.') if b.len() <= 26 && b.len() > 20 => {
+            let frac = digits(20..b.len())?;
+            frac * 10u32.pow(u32::try_from(26 - b.len()).ok()?)
+        }
+        Some(_) => return None,
+    };
+    let date = chrono::NaiveDate::from_ymd_opt(
+        i32::try_from(digits(0..4)?).ok()?,
+        digits(5..7)?,
+        digits(8..10)?,
+    )?;
+    let time = chrono::NaiveTime::from_hms_micro_opt(
+        digits(11..13)?,
+        digits(14..16)?,
+        digits(17..19)?,
+        micros,
+    )?;
+    Some(NaiveDateTime::new(date, time).and_utc())
 }
 
 fn time_column(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
@@ -424,8 +466,10 @@ impl Store for SqliteStore {
 
     async fn find_user_by_id(&self, id: i64) -> Result<Option<User>, StoreError> {
         self.read(|conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {USER_COLUMNS} FROM auth_user WHERE id = ?"
+            // A literal, not a format!: this runs on every authenticated request.
+            conn.prepare_cached(concat!(
+                "SELECT id, username, password, email, first_name, last_name, is_active, ",
+                "is_staff, is_superuser, last_login, date_joined FROM auth_user WHERE id = ?"
             ))?
             .query_row([id], user_from_row)
             .optional()
@@ -757,5 +801,44 @@ impl Store for SqliteStore {
             })
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn django_times_are_read_in_every_shape() {
+        let t = |s: &str| parse_time(s).map(|t| t.to_rfc3339());
+        assert_eq!(
+            t("2026-11-29 12:00:01.123456").as_deref(),
+            Some("2026-11-29T12:00:01.123456+00:00")
+        );
+        assert_eq!(
+            t("2026-11-29 12:00:01.5").as_deref(),
+            Some("2026-11-29T12:00:01.500+00:00")
+        );
+        assert_eq!(
+            t("2026-11-29 12:00:01").as_deref(),
+            Some("2026-11-29T12:00:01+00:00")
+        );
+        assert_eq!(
+            t("2026-11-29T12:00:01+01:00").as_deref(),
+            Some("2026-11-29T11:00:01+00:00")
+        );
+        assert_eq!(
+            t("2026-11-29 12:00:01.123456+00:00").as_deref(),
+            Some("2026-11-29T12:00:01.123456+00:00")
+        );
+        assert_eq!(t("2026-02-30 12:00:01"), None);
+        assert_eq!(t("nonsense"), None);
+        assert_eq!(
+            parse_time(&django_time(
+                parse_time("2026-11-29 12:00:01.000042").expect("t")
+            ))
+            .map(|t| t.timestamp_subsec_micros()),
+            Some(42)
+        );
     }
 }
