@@ -153,10 +153,13 @@ impl AuthState {
                 Some(_) => Err(ApiError::BadAuthorizationHeader),
             };
         }
+        let token = self.split_header(first.as_bytes())?;
+        // Refused before any decoding: no valid token is this long.
+        if token.is_some_and(|t| t.len() > crate::token::MAX_TOKEN_BYTES) {
+            return Err(ApiError::HeaderTooLarge);
+        }
         // A token is ASCII; anything else cannot verify, and is refused the same way.
-        Ok(self
-            .split_header(first.as_bytes())?
-            .map(|token| std::str::from_utf8(token).unwrap_or("")))
+        Ok(token.map(|token| std::str::from_utf8(token).unwrap_or("")))
     }
 
     /// simplejwt's `get_raw_token`: Python's `bytes.split()` (runs of ASCII whitespace
@@ -183,14 +186,16 @@ impl AuthState {
     }
 
     /// Authenticates a request: `Ok(None)` when it carries no credentials, the user when its
-    /// access token is valid and its user may use it, an error otherwise.
+    /// access token is valid (signed by our keys, or by the external issuer of `JWK_URL`) and
+    /// its user may use it, an error otherwise.
     pub async fn authenticate(&self, parts: &Parts) -> Result<Option<User>, ApiError> {
         let Some(raw) = self.raw_token(parts)? else {
             return Ok(None);
         };
         let claims = self
             .tokens()
-            .verify(raw, Some(TokenKind::Access), self.now())
+            .verify_with_issuer(raw, Some(TokenKind::Access), self.now())
+            .await
             .map_err(|e| ApiError::TokenNotValidForAnyType(vec![(TokenKind::Access, e)]))?;
         self.user_for_claims(&claims).await.map(Some)
     }
