@@ -85,15 +85,20 @@ impl TestApp {
 
     /// An app with the given settings (its signing key is [`SECRET`] unless one is set).
     pub async fn with_settings(settings: Settings) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}", dir.path().join("db.sqlite3").display());
-        let store = store::connect(&url).await.expect("connect");
-        store.migrate().await.expect("migrate");
         let secret = settings
             .signing_key
             .clone()
             .unwrap_or_else(|| SECRET.to_owned());
         let keys = Keys::hmac(settings.algorithm, secret.as_bytes()).expect("keys");
+        Self::with_keys(settings, keys).await
+    }
+
+    /// An app with the given settings and keys.
+    pub async fn with_keys(settings: Settings, keys: Keys) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("db.sqlite3").display());
+        let store = store::connect(&url).await.expect("connect");
+        store.migrate().await.expect("migrate");
         let tokens = Tokens::new(&settings, keys);
         let hasher = PasswordHasher::new(HashParams::INSECURE_FAST, 2).expect("hasher");
         let clock = ManualClock::new(T0);

@@ -5,6 +5,7 @@ mod common;
 mod cli;
 mod e2e;
 mod example;
+mod keys;
 mod settings;
 mod wire_obtain;
 mod wire_refresh_verify;
