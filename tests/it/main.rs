@@ -6,6 +6,7 @@ mod cli;
 mod e2e;
 mod example;
 mod keys;
+mod rotation;
 mod settings;
 mod wire_obtain;
 mod wire_refresh_verify;
