@@ -225,7 +225,9 @@ fn bad_pem_keys_stop_the_start_naming_the_setting() {
     let other = generate_key_pair(Algorithm::ES256).expect("pair");
     let ed = generate_key_pair(Algorithm::EdDSA).expect("pair");
     let rs = generate_key_pair(Algorithm::RS256).expect("pair");
-    let cases: Vec<(&str, Vec<(&str, &str)>, &str)> = vec![
+    // (case, environment, the error's start)
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         (
             "not PEM",
             vec![
