@@ -294,6 +294,40 @@ impl PublicParts {
         Value::Object(jwk)
     }
 
+    /// The key as a DER SubjectPublicKeyInfo, the body of a `PUBLIC KEY` PEM.
+    fn spki_der(&self) -> Option<Vec<u8>> {
+        let der = match self {
+            PublicParts::Rsa { n, e } => aws_lc_rs::rsa::PublicKeyComponents { n, e }
+                .as_der()
+                .ok()?
+                .as_ref()
+                .to_vec(),
+            PublicParts::Ec { crv, x, y } => {
+                let algorithm: &'static EcdsaVerificationAlgorithm = if *crv == "P-256" {
+                    &ECDSA_P256_SHA256_FIXED
+                } else {
+                    &ECDSA_P384_SHA384_FIXED
+                };
+                let mut point = vec![4];
+                point.extend_from_slice(x);
+                point.extend_from_slice(y);
+                ParsedPublicKey::new(algorithm, &point)
+                    .ok()?
+                    .as_der()
+                    .ok()?
+                    .as_ref()
+                    .to_vec()
+            }
+            PublicParts::Ed25519 { x } => ParsedPublicKey::new(&ED25519, x)
+                .ok()?
+                .as_der()
+                .ok()?
+                .as_ref()
+                .to_vec(),
+        };
+        Some(der)
+    }
+
     /// True when `algorithm` can use this key.
     pub(crate) fn fits(&self, algorithm: Algorithm) -> bool {
         matches!(
@@ -801,6 +835,14 @@ impl Keys {
     /// never in it: an HMAC-only set gives `{"keys":[]}`.
     pub fn jwks_json(&self) -> &[u8] {
         &self.0.jwks
+    }
+
+    /// The active key's public key as a `PUBLIC KEY` PEM (what `VERIFYING_KEY` takes), for
+    /// services that verify with a fixed key instead of the JWKS. `None` under HMAC.
+    pub fn public_pem(&self) -> Option<String> {
+        let entry = &self.0.entries[self.0.active.unwrap_or(0)];
+        let der = entry.public.as_ref()?.spki_der()?;
+        Some(pem::encode(&pem::Pem::new("PUBLIC KEY", der)))
     }
 
     pub(crate) fn header_segment(&self) -> &str {

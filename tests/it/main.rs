@@ -2,6 +2,7 @@
 
 mod common;
 
+mod attacks;
 mod cli;
 mod e2e;
 mod example;
