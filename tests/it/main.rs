@@ -6,6 +6,7 @@ mod attacks;
 mod cli;
 mod e2e;
 mod example;
+mod interop;
 mod issuer;
 mod keys;
 mod rotation;
