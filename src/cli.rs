@@ -129,7 +129,7 @@ pub struct ServeArgs {
     #[arg(long, env = "RESTJWT_KEY_DIR")]
     pub key_dir: Option<PathBuf>,
     /// How often the key directory's manifest is checked for a rotation (SIGHUP reloads at
-    /// once): seconds, or a number with s, m, h or d.
+    /// once): seconds, or a number with s, m, h or d; at least 1 s.
     #[arg(long, env = "RESTJWT_KEY_RELOAD_INTERVAL", default_value = "5s", value_parser = crate::settings::parse_duration)]
     pub key_reload_interval: Duration,
 }
@@ -380,6 +380,8 @@ impl ReloadSignal {
 /// or at once on SIGHUP, and swaps the new keys in. A directory that cannot be read is logged
 /// and retried; the keys in use stay until a load succeeds.
 async fn watch_keys(kept: KeptKeys, tokens: Tokens, interval: Duration, mut reload: ReloadSignal) {
+    // A zero interval would spin; a second is as fast as anyone needs.
+    let interval = interval.max(Duration::from_secs(1));
     let mut seen = kept.dir.stamp();
     loop {
         let asked = tokio::select! {
