@@ -110,17 +110,18 @@ async fn create_note(
 
 /// Builds the auth state from the environment (`DATABASE_URL`, defaulting to
 /// `sqlite://example.sqlite3`, and the `RESTJWT_*` settings, of which `RESTJWT_SIGNING_KEY` is
-/// required) and serves the app on 127.0.0.1:3000 until Ctrl-C.
+/// required: an HMAC secret, or with an asymmetric `RESTJWT_ALGORITHM` a PEM key or `@path`)
+/// and serves the app on 127.0.0.1:3000 until Ctrl-C.
 // The tests include this file as a module and use `app` only.
 #[allow(dead_code)]
 async fn serve_from_env() -> Result<(), Box<dyn std::error::Error>> {
     let env: HashMap<String, String> = std::env::vars().collect();
     let settings = Settings::load(None, env.clone())?;
-    let secret = settings
-        .signing_key
-        .clone()
-        .ok_or("RESTJWT_SIGNING_KEY is required (at least 32 bytes)")?;
-    let keys = Keys::hmac(settings.algorithm, secret.as_bytes())?;
+    let keys = Keys::from_settings(&settings)?
+        .filter(Keys::can_sign)
+        .ok_or(
+            "RESTJWT_SIGNING_KEY is required (an HMAC secret of 32 bytes or more, or a PEM key)",
+        )?;
     let tokens = Tokens::new(&settings, keys);
     let url = env
         .get("DATABASE_URL")

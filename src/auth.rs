@@ -345,10 +345,13 @@ impl AuthState {
                 Some(_) => Err(ApiError::BadAuthorizationHeader),
             };
         }
+        let token = self.split_header(first.as_bytes())?;
+        // Refused before any decoding: no valid token is this long.
+        if token.is_some_and(|t| t.len() > crate::token::MAX_TOKEN_BYTES) {
+            return Err(ApiError::HeaderTooLarge);
+        }
         // A token is ASCII; anything else cannot verify, and is refused the same way.
-        Ok(self
-            .split_header(first.as_bytes())?
-            .map(|token| std::str::from_utf8(token).unwrap_or("")))
+        Ok(token.map(|token| std::str::from_utf8(token).unwrap_or("")))
     }
 
     /// simplejwt's `get_raw_token`: Python's `bytes.split()` (runs of ASCII whitespace
@@ -399,7 +402,13 @@ impl AuthState {
         kind: TokenKind,
         now: i64,
     ) -> Result<Result<Claims, TokenError>, ApiError> {
-        let claims = match self.tokens().verify(raw, Some(kind), now) {
+        // Access tokens may come from the external issuer of `JWK_URL`; other kinds are ours.
+        let verified = if kind == TokenKind::Access {
+            self.tokens().verify_with_issuer(raw, Some(kind), now).await
+        } else {
+            self.tokens().verify(raw, Some(kind), now)
+        };
+        let claims = match verified {
             Ok(claims) => claims,
             Err(e) => return Ok(Err(e)),
         };

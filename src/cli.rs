@@ -1,4 +1,4 @@
-//! The `restjwt` command: `serve`, `migrate`, and Django's user commands.
+//! The `restjwt` command: `serve`, `migrate`, `keys`, and Django's user commands.
 //!
 //! `main.rs` only parses the command line and calls [`run`]; the environment is passed in, so
 //! nothing here reads it behind the caller's back.
@@ -9,12 +9,17 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::api;
 use crate::auth::AuthState;
-use crate::keys::{KeyError, KeyFileStatus, Keys, load_or_create_secret};
+use crate::keys::dir::{KeyDir, KeyInfo, LegacySecret};
+use crate::keys::{
+    Algorithm, KeyError, KeyFileStatus, Keys, create_exclusive, generate_key_pair, generate_secret,
+    load_or_create_secret,
+};
 use crate::password::{PasswordError, PasswordHasher};
 use crate::settings::{AccessTokenRevocation, Settings, SettingsError};
 use crate::store::{self, NewUser, Store, StoreError, normalize_username};
@@ -63,6 +68,9 @@ pub enum Command {
     /// List or end a user's sessions (devices).
     #[command(subcommand)]
     Sessions(SessionsCommand),
+    /// Manage signing keys: generate a key pair, rotate or retire keys, list them.
+    #[command(subcommand)]
+    Keys(KeysCommand),
 }
 
 /// `restjwt sessions …`.
@@ -90,6 +98,53 @@ pub enum SessionsCommand {
     },
 }
 
+/// The `keys` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Write a new key to DIR: signing.pem (private, mode 0600) and verifying.pem for RS*, PS*,
+    /// ES* and EdDSA; signing.key (a random secret, mode 0600) for HS*.
+    Generate {
+        /// The algorithm. Defaults to the ALGORITHM setting.
+        #[arg(long)]
+        algorithm: Option<Algorithm>,
+        /// The directory to write to (created if missing); existing files are never replaced.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Make a new active key in the key directory; older keys keep verifying until retired.
+    Rotate {
+        /// The new key's algorithm. Defaults to the ALGORITHM setting.
+        #[arg(long)]
+        algorithm: Option<Algorithm>,
+        #[command(flatten)]
+        location: KeyDirArgs,
+    },
+    /// Remove a key from the key directory: tokens it signed are refused from then on.
+    Retire {
+        /// The key's id (see `restjwt keys list`).
+        kid: String,
+        #[command(flatten)]
+        location: KeyDirArgs,
+    },
+    /// List the keys of the key directory, the active key first.
+    List {
+        #[command(flatten)]
+        location: KeyDirArgs,
+    },
+}
+
+/// Where the kept keys are.
+#[derive(Debug, Args)]
+pub struct KeyDirArgs {
+    /// The key directory. Defaults to the database file's path with `.keys` appended.
+    #[arg(long, env = "RESTJWT_KEY_DIR")]
+    pub key_dir: Option<PathBuf>,
+    /// The single HMAC key file of a server that has not rotated yet, imported by the first
+    /// rotation. Defaults to the database file's path with `.key` appended.
+    #[arg(long, env = "RESTJWT_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+}
+
 /// Options of `serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -100,6 +155,14 @@ pub struct ServeArgs {
     /// database file's path with `.key` appended.
     #[arg(long, env = "RESTJWT_KEY_FILE")]
     pub key_file: Option<PathBuf>,
+    /// The key directory (see `restjwt keys`), used when SIGNING_KEY is not set. Defaults to
+    /// the database file's path with `.keys` appended.
+    #[arg(long, env = "RESTJWT_KEY_DIR")]
+    pub key_dir: Option<PathBuf>,
+    /// How often the key directory's manifest is checked for a rotation (SIGHUP reloads at
+    /// once): seconds, or a number with s, m, h or d; at least 1 s.
+    #[arg(long, env = "RESTJWT_KEY_RELOAD_INTERVAL", default_value = "5s", value_parser = crate::settings::parse_duration)]
+    pub key_reload_interval: Duration,
 }
 
 /// Options of `createsuperuser` and `createuser`.
@@ -188,6 +251,7 @@ async fn run_command(cli: Cli, env: &HashMap<String, String>) -> Result<(), CliE
             Ok(())
         }
         Command::Sessions(command) => sessions(&cli.database_url, command).await,
+        Command::Keys(command) => keys_command(&settings, &cli.database_url, command),
     }
 }
 
@@ -248,41 +312,36 @@ async fn open_store(url: &str) -> Result<Arc<dyn Store>, CliError> {
 }
 
 async fn serve(settings: Settings, url: &str, args: ServeArgs) -> Result<(), CliError> {
-    // A configured key is a setting: a bad one stops the start before the database is touched.
-    let configured = match &settings.signing_key {
-        Some(key) => Some(Keys::hmac(settings.algorithm, key.as_bytes())?),
-        None => None,
-    };
+    // Configured keys are settings: a bad one stops the start before the database is touched.
+    let configured = Keys::from_settings(&settings)?;
+    if configured.as_ref().is_some_and(|keys| !keys.can_sign()) {
+        return Err(CliError::Command(
+            "VERIFYING_KEY alone cannot issue tokens: set SIGNING_KEY to the private key too"
+                .into(),
+        ));
+    }
     let store = open_store(url).await?;
-    let keys = match configured {
-        Some(keys) => keys,
+    let (keys, kept) = match configured {
+        Some(keys) => (keys, None),
         None => {
-            let path = match args.key_file {
-                Some(path) => path,
-                None => default_key_path(url).ok_or_else(|| {
-                    CliError::Command(
-                        "no signing key: set RESTJWT_SIGNING_KEY or --key-file for this database"
-                            .into(),
-                    )
-                })?,
-            };
-            let (secret, status) = load_or_create_secret(&path)?;
-            match status {
-                KeyFileStatus::Created => {
-                    tracing::info!(path = %path.display(), "generated a new signing key");
-                }
-                KeyFileStatus::Existing => {
-                    tracing::info!(path = %path.display(), "using the kept signing key");
-                }
-                KeyFileStatus::ExistingReadableByOthers => tracing::warn!(
-                    path = %path.display(),
-                    "the signing key file is readable by other users: chmod 600 it, and rotate the key if others could have read it"
-                ),
-            }
-            Keys::hmac(settings.algorithm, secret.as_bytes())?
+            let kept = KeptKeys::for_serve(url, &args)?;
+            (kept.load_or_create(settings.algorithm)?, Some(kept))
         }
     };
+    if let Some(kid) = keys.active_kid() {
+        tracing::info!(algorithm = %keys.algorithm(), kid, "signing with");
+    }
     let tokens = Tokens::new(&settings, keys);
+    // Installed before the server listens, so a SIGHUP from then on reloads instead of killing.
+    let watcher = kept.map(|kept| {
+        let reload = ReloadSignal::install();
+        tokio::spawn(watch_keys(
+            kept,
+            tokens.clone(),
+            args.key_reload_interval,
+            reload,
+        ))
+    });
     let hasher = PasswordHasher::production()?;
     let revocation = settings.access_token_revocation;
     let state = AuthState::new(settings, tokens, store, hasher, Arc::new(SystemClock));
@@ -301,8 +360,163 @@ async fn serve(settings: Settings, url: &str, args: ServeArgs) -> Result<(), Cli
         .map_err(|e| CliError::Command(format!("cannot listen on {}: {e}", args.bind)))?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
     api::serve(listener, app, shutdown_signal()).await?;
+    if let Some(watcher) = watcher {
+        watcher.abort();
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The keys a server keeps beside its database when no SIGNING_KEY is set: the key directory
+/// once it exists, else the single HMAC key file (or, for the asymmetric algorithms, a new key
+/// directory).
+struct KeptKeys {
+    dir: KeyDir,
+    key_file: PathBuf,
+}
+
+impl KeptKeys {
+    fn new(url: &str, location: &KeyDirArgs) -> Result<Self, CliError> {
+        let missing = || {
+            CliError::Command(
+                "no signing key: set RESTJWT_SIGNING_KEY, or --key-dir and --key-file for this database"
+                    .into(),
+            )
+        };
+        let key_file = match &location.key_file {
+            Some(path) => path.clone(),
+            None => default_key_path(url).ok_or_else(missing)?,
+        };
+        let dir = match &location.key_dir {
+            Some(path) => path.clone(),
+            None => default_key_dir(url).ok_or_else(missing)?,
+        };
+        Ok(Self {
+            dir: KeyDir::new(dir),
+            key_file,
+        })
+    }
+
+    fn for_serve(url: &str, args: &ServeArgs) -> Result<Self, CliError> {
+        Self::new(
+            url,
+            &KeyDirArgs {
+                key_dir: args.key_dir.clone(),
+                key_file: args.key_file.clone(),
+            },
+        )
+    }
+
+    fn load_or_create(&self, algorithm: Algorithm) -> Result<Keys, CliError> {
+        let path = self.dir.path();
+        if !self.dir.exists()
+            && !algorithm.is_hmac()
+            && self.dir.create(algorithm, None, now())?.is_some()
+        {
+            tracing::info!(path = %path.display(), %algorithm, "generated a new signing key in the key directory");
+        }
+        if self.dir.exists() {
+            let keys = self.dir.load()?;
+            tracing::info!(path = %path.display(), keys = keys.kids().len(), "using the key directory");
+            for exposed in self.dir.exposed_files() {
+                tracing::warn!(
+                    path = %exposed.display(),
+                    "readable by other users: chmod it (700 for the directory, 600 for files), and rotate the keys if others could have read them"
+                );
+            }
+            if keys.algorithm() != algorithm {
+                tracing::warn!(
+                    active = %keys.algorithm(),
+                    setting = %algorithm,
+                    "the active key's algorithm is not ALGORITHM: the key directory decides (rotate with --algorithm to change it)"
+                );
+            }
+            return Ok(keys);
+        }
+        let path = &self.key_file;
+        let (secret, status) = load_or_create_secret(path)?;
+        match status {
+            KeyFileStatus::Created => {
+                tracing::info!(path = %path.display(), "generated a new signing key");
+            }
+            KeyFileStatus::Existing => {
+                tracing::info!(path = %path.display(), "using the kept signing key");
+            }
+            KeyFileStatus::ExistingReadableByOthers => tracing::warn!(
+                path = %path.display(),
+                "the signing key file is readable by other users: chmod 600 it, and rotate the key if others could have read it"
+            ),
+        }
+        Ok(Keys::hmac(algorithm, secret.as_bytes())?)
+    }
+}
+
+/// SIGHUP, the conventional "reload your configuration" signal.
+struct ReloadSignal {
+    #[cfg(unix)]
+    hangup: Option<tokio::signal::unix::Signal>,
+}
+
+impl ReloadSignal {
+    fn install() -> Self {
+        Self {
+            #[cfg(unix)]
+            hangup: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
+        }
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(hangup) = &mut self.hangup {
+            hangup.recv().await;
+            return;
+        }
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Reloads the key directory when its manifest changes (checked every `interval`: one `stat`)
+/// or at once on SIGHUP, and swaps the new keys in. A directory that cannot be read is logged
+/// and retried; the keys in use stay until a load succeeds.
+async fn watch_keys(kept: KeptKeys, tokens: Tokens, interval: Duration, mut reload: ReloadSignal) {
+    // A zero interval would spin; a second is as fast as anyone needs.
+    let interval = interval.max(Duration::from_secs(1));
+    let mut seen = kept.dir.stamp();
+    loop {
+        let asked = tokio::select! {
+            () = tokio::time::sleep(interval) => false,
+            () = reload.recv() => true,
+        };
+        let stamp = kept.dir.stamp();
+        if stamp.is_none() {
+            if asked {
+                tracing::info!(path = %kept.dir.path().display(), "no key directory: keeping the keys in use");
+            }
+            continue;
+        }
+        if !asked && stamp == seen {
+            continue;
+        }
+        match kept.dir.load() {
+            Ok(keys) => {
+                tracing::info!(
+                    path = %kept.dir.path().display(),
+                    active = keys.active_kid().unwrap_or_default(),
+                    keys = keys.kids().len(),
+                    "reloaded the signing keys"
+                );
+                tokens.replace_keys(keys);
+                seen = stamp;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot reload the signing keys: keeping those in use");
+            }
+        }
+    }
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
 }
 
 /// The key file beside a SQLite database: its path with `.key` appended.
@@ -317,6 +531,168 @@ fn default_key_path(url: &str) -> Option<PathBuf> {
     let mut name = Path::new(path).as_os_str().to_owned();
     name.push(".key");
     Some(PathBuf::from(name))
+}
+
+/// The key directory beside a SQLite database: its path with `.keys` appended.
+fn default_key_dir(url: &str) -> Option<PathBuf> {
+    let mut path = default_key_path(url)?.into_os_string();
+    // `….key` plus `s`: the directory sits beside the key file it supersedes.
+    path.push("s");
+    Some(PathBuf::from(path))
+}
+
+fn keys_command(settings: &Settings, url: &str, command: KeysCommand) -> Result<(), CliError> {
+    match command {
+        KeysCommand::Generate { algorithm, out } => {
+            generate_keys(algorithm.unwrap_or(settings.algorithm), &out)
+        }
+        KeysCommand::Rotate {
+            algorithm,
+            location,
+        } => {
+            refuse_configured_keys(settings)?;
+            let kept = KeptKeys::new(url, &location)?;
+            let algorithm = algorithm.unwrap_or(settings.algorithm);
+            let legacy_text = if kept.dir.exists() {
+                None
+            } else {
+                match std::fs::read_to_string(&kept.key_file) {
+                    Ok(text) => Some(text.trim().to_owned()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                    Err(source) => {
+                        return Err(KeyError::File {
+                            path: kept.key_file.clone(),
+                            source,
+                        }
+                        .into());
+                    }
+                }
+            };
+            let legacy = legacy_text.as_deref().map(|secret| LegacySecret {
+                // The key file only ever served HMAC; it keeps ALGORITHM when that is HMAC.
+                algorithm: if settings.algorithm.is_hmac() {
+                    settings.algorithm
+                } else {
+                    Algorithm::HS256
+                },
+                secret,
+            });
+            let new = kept.dir.rotate(algorithm, legacy, now())?;
+            if legacy_text.is_some() {
+                std::fs::remove_file(&kept.key_file).map_err(|source| KeyError::File {
+                    path: kept.key_file.clone(),
+                    source,
+                })?;
+                println!(
+                    "Moved the key of {} into {}: it checks tokens without kid until retired.",
+                    kept.key_file.display(),
+                    kept.dir.path().display()
+                );
+            }
+            println!(
+                "New active key {} ({}) in {}.",
+                new.kid,
+                new.algorithm,
+                kept.dir.path().display()
+            );
+            println!(
+                "Older keys verify until `restjwt keys retire KID`; running servers reload within their --key-reload-interval, or at once on SIGHUP."
+            );
+            Ok(())
+        }
+        KeysCommand::Retire { kid, location } => {
+            refuse_configured_keys(settings)?;
+            let kept = KeptKeys::new(url, &location)?;
+            let retired = kept.dir.retire(&kid)?;
+            println!(
+                "Retired {} ({}): tokens it signed are refused once servers reload.",
+                retired.kid, retired.algorithm
+            );
+            Ok(())
+        }
+        KeysCommand::List { location } => {
+            let kept = KeptKeys::new(url, &location)?;
+            for key in kept.dir.list()? {
+                println!("{}", describe(&key));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Rotation manages the key directory, which `serve` does not use while SIGNING_KEY is set.
+fn refuse_configured_keys(settings: &Settings) -> Result<(), CliError> {
+    if settings.signing_key.is_some() || settings.verifying_key.is_some() {
+        return Err(CliError::Command(
+            "SIGNING_KEY is set, so serve uses it and not the key directory: unset it to manage kept keys".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// One line of `keys list`: kid, algorithm, creation time, role.
+fn describe(key: &KeyInfo) -> String {
+    let created = chrono::DateTime::from_timestamp(key.created, 0)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default();
+    let role = match (key.is_active, key.accepts_tokens_without_kid) {
+        (true, _) => "active",
+        (false, true) => "verifies (and tokens without kid)",
+        (false, false) => "verifies",
+    };
+    format!("{}  {}  {}  {}", key.kid, key.algorithm, created, role)
+}
+
+fn generate_keys(algorithm: Algorithm, out: &Path) -> Result<(), CliError> {
+    let file_error = |path: &Path, source| KeyError::File {
+        path: path.to_owned(),
+        source,
+    };
+    std::fs::create_dir_all(out).map_err(|e| file_error(out, e))?;
+    if algorithm.is_hmac() {
+        let path = out.join("signing.key");
+        let secret = generate_secret();
+        let mut content = zeroize::Zeroizing::new(secret.as_bytes().to_vec());
+        content.push(b'\n');
+        create_exclusive(&path, &content).map_err(|e| file_error(&path, e))?;
+        println!(
+            "Wrote {} (mode 0600): a random {algorithm} secret.",
+            path.display()
+        );
+        println!(
+            "Use it with RESTJWT_ALGORITHM={algorithm} RESTJWT_SIGNING_KEY=\"$(cat {})\".",
+            path.display()
+        );
+        return Ok(());
+    }
+    let pair = generate_key_pair(algorithm)?;
+    let private = out.join("signing.pem");
+    let public = out.join("verifying.pem");
+    if public.exists() {
+        return Err(file_error(&public, std::io::ErrorKind::AlreadyExists.into()).into());
+    }
+    create_exclusive(&private, pair.private_pem.as_bytes()).map_err(|e| file_error(&private, e))?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&public)
+        .and_then(|mut file| {
+            file.write_all(pair.public_pem.as_bytes())?;
+            file.sync_all()
+        })
+        .map_err(|e| file_error(&public, e))?;
+    println!(
+        "Wrote {} (private, mode 0600) and {} ({algorithm}, kid {}).",
+        private.display(),
+        public.display(),
+        pair.kid
+    );
+    println!(
+        "Use them with RESTJWT_ALGORITHM={algorithm} RESTJWT_SIGNING_KEY=@{} (and VERIFYING_KEY=@{} where tokens are only checked).",
+        private.display(),
+        public.display()
+    );
+    Ok(())
 }
 
 async fn shutdown_signal() {

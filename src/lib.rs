@@ -7,7 +7,10 @@
 //!
 //! # Layout
 //! - [`settings`]: simplejwt's settings, read from a TOML file and the environment, validated once.
-//! - [`keys`]: the signing and verifying keys, and the generated key file.
+//! - [`keys`]: algorithms, signing and verifying keys, the key set and its JWKS; [`keys::dir`]
+//!   keeps a rotating key set beside the database.
+//! - [`issuer`]: external issuers (`JWK_URL`): another issuer's published keys, fetched and
+//!   cached.
 //! - [`token`]: claims, token kinds, issuing and checking tokens; time is a parameter.
 //! - [`password`]: Argon2id hashing off the async workers; Django's hashes verified as they are.
 //! - [`store`]: the user store trait and its SQLite implementation, with migrations.
@@ -40,6 +43,7 @@
 pub mod api;
 pub mod auth;
 pub mod cli;
+pub mod issuer;
 pub mod keys;
 pub mod password;
 pub mod settings;

@@ -14,7 +14,7 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::keys::Algorithm;
+use crate::keys::{Algorithm, KeyError, Keys};
 use crate::token::TokenKind;
 
 /// The prefix of every environment variable that holds a setting.
@@ -58,9 +58,12 @@ pub struct Settings {
     pub access_token_lifetime: Duration,
     /// How long a refresh token lives. Defaults to 1 day.
     pub refresh_token_lifetime: Duration,
-    /// The signing algorithm. Defaults to HS256; HS384 and HS512 are accepted.
+    /// The signing algorithm: HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512,
+    /// ES256, ES384 or EdDSA. Defaults to HS256.
     pub algorithm: Algorithm,
-    /// The HMAC secret; `None` means "use the key file kept beside the database". Never logged.
+    /// The HMAC secret (its text, always literal), or for the other algorithms a PEM private
+    /// key (the file's text after `@path` is read). `None` means "use the keys kept beside the
+    /// database". Never logged.
     pub signing_key: Option<String>,
     /// When set, put in every token as `aud` and required on every token read. Defaults to none.
     pub audience: Option<String>,
@@ -122,6 +125,13 @@ pub struct Settings {
     /// Answer `GET /api/user/` from the token's claims alone, without reading the user
     /// (simplejwt's `JWTStatelessUserAuthentication`). Defaults to false.
     pub stateless_user_authentication: bool,
+    /// For the asymmetric algorithms, a PEM public key (the file's text after `@path` is read)
+    /// that checks tokens; with `SIGNING_KEY` it must be that key's public half. Unused with
+    /// HMAC. Defaults to none.
+    pub verifying_key: Option<String>,
+    /// The JWKS URL of an external issuer whose access tokens are accepted too (`https://`,
+    /// or `http://` to a loopback address). Defaults to none.
+    pub jwk_url: Option<String>,
 }
 
 /// The field a user logs in with (simplejwt follows the user model's `USERNAME_FIELD`).
@@ -237,6 +247,8 @@ impl Default for Settings {
             username_field: UsernameField::Username,
             token_claims: Vec::new(),
             stateless_user_authentication: false,
+            verifying_key: None,
+            jwk_url: None,
         }
     }
 }
@@ -288,6 +300,11 @@ impl fmt::Debug for Settings {
                 "stateless_user_authentication",
                 &self.stateless_user_authentication,
             )
+            .field(
+                "verifying_key",
+                &self.verifying_key.as_ref().map(|_| "<public key>"),
+            )
+            .field("jwk_url", &self.jwk_url)
             .finish()
     }
 }
@@ -330,6 +347,8 @@ const NAMES: &[&str] = &[
     "username_field",
     "token_claims",
     "stateless_user_authentication",
+    "verifying_key",
+    "jwk_url",
 ];
 
 impl Settings {
@@ -564,6 +583,15 @@ impl Settings {
                 "needs ROTATE_REFRESH_TOKENS and BLACKLIST_AFTER_ROTATION on: without them a rotated-out token stays valid and reuse cannot be told apart",
             ));
         }
+        if let Some((n, v)) = take("verifying_key") {
+            s.verifying_key = optional_string(&n, v)?;
+        }
+        if let Some((n, v)) = take("jwk_url") {
+            s.jwk_url = optional_string(&n, v)?
+                .map(|url| jwk_url(&n, &url))
+                .transpose()?;
+        }
+        resolve_pem_keys(&mut s)?;
         let mut claims = [
             ("USER_ID_CLAIM", &s.user_id_claim),
             ("TOKEN_TYPE_CLAIM", &s.token_type_claim),
@@ -578,6 +606,70 @@ impl Settings {
         }
         Ok(s)
     }
+}
+
+/// Reads `@path` values of the PEM key settings, then checks the keys, so a bad key stops the
+/// start with its setting's name. HMAC secrets stay literal (a Django `SECRET_KEY` may start
+/// with `@`) and are checked when the keys are made.
+fn resolve_pem_keys(s: &mut Settings) -> Result<(), SettingsError> {
+    let read = |name: &str, value: &str| -> Result<String, SettingsError> {
+        match value.strip_prefix('@') {
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|e| invalid(name, format!("cannot read {path}: {e}"))),
+            None => Ok(value.to_owned()),
+        }
+    };
+    if !s.algorithm.is_hmac()
+        && let Some(key) = &s.signing_key
+    {
+        s.signing_key = Some(read("SIGNING_KEY", key)?);
+    }
+    if let Some(key) = &s.verifying_key {
+        if s.algorithm.is_hmac() {
+            return Err(invalid(
+                "VERIFYING_KEY",
+                format!(
+                    "{} verifies with SIGNING_KEY; unset VERIFYING_KEY",
+                    s.algorithm
+                ),
+            ));
+        }
+        s.verifying_key = Some(read("VERIFYING_KEY", key)?);
+    }
+    if !s.algorithm.is_hmac() {
+        Keys::from_settings(s).map_err(|e| match e {
+            KeyError::BadKey { origin, message } => invalid(&origin, message),
+            other => invalid("SIGNING_KEY", other.to_string()),
+        })?;
+    }
+    Ok(())
+}
+
+/// A JWKS URL: `https://`, or `http://` to a loopback address (a local issuer, or tests).
+fn jwk_url(name: &str, text: &str) -> Result<String, SettingsError> {
+    let url = reqwest::Url::parse(text.trim())
+        .map_err(|e| invalid(name, format!("{text:?} is not a URL: {e}")))?;
+    let host = url.host_str().unwrap_or_default();
+    let is_loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback => {}
+        _ => {
+            return Err(invalid(
+                name,
+                format!("{text:?} must be an https:// URL (http:// only to a loopback address)"),
+            ));
+        }
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(name, "must not hold credentials"));
+    }
+    Ok(url.to_string())
 }
 
 fn invalid(name: &str, message: impl Into<String>) -> SettingsError {

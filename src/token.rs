@@ -1,19 +1,35 @@
 //! Claims, token kinds, and issuing and checking tokens, byte-compatible with simplejwt.
 //!
-//! Tokens are compact JWS strings whose header is PyJWT's `{"alg":"HS256","typ":"JWT"}` and
-//! whose payload keeps simplejwt's claim order (`token_type`, `exp`, `iat`, `jti`, then the user
-//! id and any custom claims). Parsing is ours and strict; the `jsonwebtoken` crate only signs
-//! and checks signatures. That crate does not know `token_type`, defaults to 60 s of leeway and
-//! reads the system clock, so every claim check lives here, with the time passed in: expiry
-//! tests never sleep.
+//! Tokens are compact JWS strings whose header is PyJWT's (`{"alg":"HS256","typ":"JWT"}` for
+//! an HMAC key; `alg`, `kid`, `typ` for the others and for a key directory) and whose payload
+//! keeps simplejwt's claim order (`token_type`, `exp`, `iat`, `jti`, then the user id and any
+//! custom claims). Parsing is ours and strict; the `jsonwebtoken` crate only signs and checks
+//! signatures. That crate does not know `token_type`, defaults to 60 s of leeway and reads the
+//! system clock, so every claim check lives here, with the time passed in: expiry tests never
+//! sleep.
+//!
+//! # What is refused
+//! Following RFC 8725 and the OWASP JWT cheat sheet, and stricter than simplejwt, a token is
+//! refused before any signature work when it is longer than [`MAX_TOKEN_BYTES`], has other than
+//! three segments (a JWE has five), a segment that is not unpadded base64url, an empty
+//! signature, or a header that is not a JSON object of `alg`, `typ` and `kid` strings (so
+//! `crit`, `jku`, `jwk`, `x5u`, `x5c`, `enc`, `zip`, … are refused, and nothing a token names is
+//! ever fetched). The `alg` must be exactly the algorithm of the key the `kid` leads to, so
+//! `none`, in any spelling, and HMAC over a public key never verify. Header and payload must be
+//! UTF-8 JSON objects without a byte order mark and without repeated keys at any depth
+//! (`serde_json` would silently keep the last one). `exp`, `nbf` and `iat` must be JSON
+//! integers; `jti` and `sub` strings; `aud` and `iss` equal to the settings exactly.
 
-use std::sync::Arc;
+use std::fmt;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use base64::Engine;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use crate::keys::{KeyError, Keys, b64};
+use crate::issuer::ExternalIssuer;
+use crate::keys::{KeyEntry, KeyError, Keys, Selection, b64};
 use crate::settings::Settings;
 
 /// The longest token read. Real tokens are a few hundred bytes; anything near this is an attack
@@ -116,6 +132,9 @@ pub enum TokenError {
     /// A token of another kind, e.g. a refresh token where an access token belongs.
     #[error("Token has wrong type")]
     WrongType,
+    /// Longer than [`MAX_TOKEN_BYTES`]: refused before any decoding (HTTP answers 413 or 431).
+    #[error("Token is invalid")]
+    TooLarge,
     /// A refresh token that was blacklisted (logout, rotation) or whose session ended; or an
     /// access token of an ended session when access-token revocation is on.
     #[error("Token is blacklisted")]
@@ -163,10 +182,12 @@ pub struct TokenPair {
     pub refresh_claims: Claims,
 }
 
-/// Issues and checks tokens with one set of keys and the token settings.
-#[derive(Debug, Clone)]
+/// Issues and checks tokens with one set of keys and the token settings. Clones share the
+/// keys, so [`Tokens::replace_keys`] on one (a key rotation) is seen by all.
+#[derive(Clone)]
 pub struct Tokens {
-    keys: Keys,
+    keys: Arc<RwLock<Keys>>,
+    external: Option<Arc<ExternalIssuer>>,
     access_lifetime: i64,
     refresh_lifetime: i64,
     sliding_lifetime: i64,
@@ -184,11 +205,17 @@ pub struct Tokens {
 const NO_COPY: [&str; 2] = ["exp", "iat"];
 
 impl Tokens {
-    /// Takes what it needs of `settings`; `keys` must be for `settings.algorithm`.
+    /// Takes what it needs of `settings`. With `JWK_URL` set, access tokens whose `kid` is not
+    /// one of `keys` are checked with that issuer's published keys (see [`ExternalIssuer`];
+    /// nothing is fetched until such a token arrives).
     pub fn new(settings: &Settings, keys: Keys) -> Self {
         let secs = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
         Self {
-            keys,
+            keys: Arc::new(RwLock::new(keys)),
+            external: settings
+                .jwk_url
+                .as_deref()
+                .map(|url| Arc::new(ExternalIssuer::new(url))),
             access_lifetime: secs(settings.access_token_lifetime),
             refresh_lifetime: secs(settings.refresh_token_lifetime),
             sliding_lifetime: secs(settings.sliding_token_lifetime),
@@ -203,9 +230,23 @@ impl Tokens {
         }
     }
 
-    /// The keys tokens are signed with.
-    pub fn keys(&self) -> &Keys {
-        &self.keys
+    /// The keys tokens are signed and checked with now.
+    pub fn keys(&self) -> Keys {
+        self.keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the keys, for this value and every clone of it: tokens are signed with the new
+    /// active key from now on, and checked with the new set.
+    pub fn replace_keys(&self, keys: Keys) {
+        *self.keys.write().unwrap_or_else(PoisonError::into_inner) = keys;
+    }
+
+    /// The external issuer of `JWK_URL`, when one is configured.
+    pub fn external_issuer(&self) -> Option<&ExternalIssuer> {
+        self.external.as_deref()
     }
 
     /// The name of the claim that identifies the user.
@@ -273,7 +314,7 @@ impl Tokens {
     /// expired, contrary to its documentation; this does what the documentation promises.
     pub fn refresh_sliding(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
         let claims = self.decode_inner(token, now, false)?;
-        self.check_simplejwt_claims(&claims, Some(TokenKind::Sliding))?;
+        let claims = self.check_kind(claims, Some(TokenKind::Sliding))?;
         let claim = &self.sliding_refresh_exp_claim;
         let deadline = claims
             .get(claim)
@@ -290,23 +331,6 @@ impl Tokens {
     /// The name of a sliding token's refresh deadline claim.
     pub fn sliding_refresh_exp_claim(&self) -> &str {
         &self.sliding_refresh_exp_claim
-    }
-
-    /// The claims of a new access token made from a refresh token: fresh `token_type`, `exp`,
-    /// `iat` and `jti`, and every other claim of the refresh token copied in its order (the user
-    /// id and any custom claims), as simplejwt's `RefreshToken.access_token` does.
-    pub fn access_claims(&self, refresh: &Claims, now: i64) -> Claims {
-        let mut access = self.new_claims(TokenKind::Access, now);
-        for (name, value) in &refresh.0 {
-            if name == &self.token_type_claim || name == &self.jti_claim {
-                continue;
-            }
-            if NO_COPY.contains(&name.as_str()) {
-                continue;
-            }
-            access.0.insert(name.clone(), value.clone());
-        }
-        access
     }
 
     /// The claims of the refresh token that replaces `old` on rotation: the same claims in the
@@ -328,9 +352,16 @@ impl Tokens {
         access
     }
 
-    /// A keyed fingerprint of `data` (see `CHECK_REVOKE_TOKEN`).
+    /// A fingerprint of `data` (a password hash, for `CHECK_REVOKE_TOKEN`): the first 128 bits
+    /// of a domain-separated SHA-256, base64url. It changes whenever the hash does, and since
+    /// the hash's salt never leaves the database it cannot be used to test password guesses.
+    /// It does not depend on the signing keys, so key rotation leaves it unchanged.
     pub fn fingerprint(&self, data: &[u8]) -> String {
-        self.keys.fingerprint(data)
+        use sha2::Digest;
+        let mut hash = sha2::Sha256::new();
+        hash.update(b"restjwt password fingerprint\0");
+        hash.update(data);
+        b64().encode(&hash.finalize()[..16])
     }
 
     /// A token's id (its `jti` claim), or "" when it has none.
@@ -341,6 +372,23 @@ impl Tokens {
     /// The name of the claim holding the token id.
     pub fn jti_claim(&self) -> &str {
         &self.jti_claim
+    }
+
+    /// The claims of a new access token made from a refresh token: fresh `token_type`, `exp`,
+    /// `iat` and `jti`, and every other claim of the refresh token copied in its order (the user
+    /// id and any custom claims), as simplejwt's `RefreshToken.access_token` does.
+    pub fn access_claims(&self, refresh: &Claims, now: i64) -> Claims {
+        let mut access = self.new_claims(TokenKind::Access, now);
+        for (name, value) in &refresh.0 {
+            if name == &self.token_type_claim || name == &self.jti_claim {
+                continue;
+            }
+            if NO_COPY.contains(&name.as_str()) {
+                continue;
+            }
+            access.0.insert(name.clone(), value.clone());
+        }
+        access
     }
 
     /// Signs `claims` into a compact token, adding `aud` and `iss` when configured.
@@ -358,41 +406,75 @@ impl Tokens {
             serde_json::to_vec(&claims.0)
         }
         .map_err(|e| KeyError::Rejected(e.to_string()))?;
-        let header = self.keys.header_segment();
+        let keys = self.keys();
+        let header = keys.header_segment();
         let mut token = String::with_capacity(header.len() + payload.len() * 4 / 3 + 90);
         token.push_str(header);
         token.push('.');
         b64().encode_string(payload, &mut token);
-        let signature = self.keys.sign(token.as_bytes())?;
+        let signature = keys.sign(token.as_bytes())?;
         token.push('.');
         token.push_str(&signature);
         Ok(token)
     }
 
     /// Checks the signature and the registered claims (`exp`, `nbf`, `iat`, `aud`, `iss`) at
-    /// `now`, as PyJWT does for simplejwt, and returns the payload. Says nothing about the kind.
+    /// `now`, as PyJWT does for simplejwt but stricter (see the module doc), and returns the
+    /// payload. Says nothing about the kind. Only this server's keys are used.
     pub fn decode(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
         self.decode_inner(token, now, true)
     }
 
     fn decode_inner(&self, token: &str, now: i64, check_exp: bool) -> Result<Claims, TokenError> {
-        if token.len() > MAX_TOKEN_BYTES {
+        let parsed = Parsed::new(token)?;
+        let keys = self.keys();
+        match keys.select(parsed.header.kid.as_deref()) {
+            Selection::Named(key) | Selection::Unnamed(key) => {
+                self.finish(&parsed, key, now, check_exp)
+            }
+            Selection::NotFound => Err(TokenError::Invalid),
+        }
+    }
+
+    /// [`Tokens::decode`], and with an external issuer configured, a token whose `kid` names
+    /// no key of ours is checked with the issuer's keys (fetched and cached; see
+    /// [`ExternalIssuer`]).
+    pub async fn decode_with_issuer(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
+        let parsed = Parsed::new(token)?;
+        let keys = self.keys();
+        let selection = keys.select(parsed.header.kid.as_deref());
+        match (selection, &self.external, parsed.header.kid.as_deref()) {
+            (Selection::Named(key), _, _) => self.finish(&parsed, key, now, true),
+            (Selection::Unnamed(_) | Selection::NotFound, Some(external), Some(kid)) => {
+                let key = external
+                    .key(kid, &parsed.header.alg, now)
+                    .await
+                    .ok_or(TokenError::Invalid)?;
+                self.finish(&parsed, &key, now, true)
+            }
+            (Selection::Unnamed(key), _, _) => self.finish(&parsed, key, now, true),
+            (Selection::NotFound, _, _) => Err(TokenError::Invalid),
+        }
+    }
+
+    /// The checks after the key is known: its algorithm, the signature, then the payload.
+    fn finish(
+        &self,
+        parsed: &Parsed<'_>,
+        key: &KeyEntry,
+        now: i64,
+        check_exp: bool,
+    ) -> Result<Claims, TokenError> {
+        if parsed.header.alg != key.algorithm.as_str() {
             return Err(TokenError::Invalid);
         }
-        let mut parts = token.split('.');
-        let (Some(header), Some(payload), Some(signature), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(TokenError::Invalid);
-        };
-        self.check_header(header)?;
-        let signed_len = header.len() + 1 + payload.len();
-        if signature.is_empty() || !self.keys.verify(signature, &token.as_bytes()[..signed_len]) {
+        if !key.verify(parsed.signature, parsed.signing_input.as_bytes()) {
             return Err(TokenError::Invalid);
         }
-        let bytes = b64().decode(payload).map_err(|_| TokenError::Invalid)?;
-        let claims: Map<String, Value> =
-            serde_json::from_slice(&bytes).map_err(|_| TokenError::Invalid)?;
+        let bytes = b64()
+            .decode(parsed.payload)
+            .map_err(|_| TokenError::Invalid)?;
+        let claims = parse_object(&bytes).ok_or(TokenError::Invalid)?;
         self.check_registered_claims(&claims, now, check_exp)?;
         Ok(Claims(claims))
     }
@@ -407,16 +489,21 @@ impl Tokens {
         now: i64,
     ) -> Result<Claims, TokenError> {
         let claims = self.decode(token, now)?;
-        self.check_simplejwt_claims(&claims, kind)?;
-        Ok(claims)
+        self.check_kind(claims, kind)
     }
 
-    /// simplejwt's `Token.verify`: `exp` and the id present, and the kind when one is given.
-    fn check_simplejwt_claims(
+    /// [`Tokens::verify`] with [`Tokens::decode_with_issuer`]: what authenticates requests.
+    pub async fn verify_with_issuer(
         &self,
-        claims: &Claims,
+        token: &str,
         kind: Option<TokenKind>,
-    ) -> Result<(), TokenError> {
+        now: i64,
+    ) -> Result<Claims, TokenError> {
+        let claims = self.decode_with_issuer(token, now).await?;
+        self.check_kind(claims, kind)
+    }
+
+    fn check_kind(&self, claims: Claims, kind: Option<TokenKind>) -> Result<Claims, TokenError> {
         if claims.get("exp").is_none() {
             return Err(TokenError::NoExp);
         }
@@ -430,31 +517,7 @@ impl Tokens {
                 Some(_) => return Err(TokenError::WrongType),
             }
         }
-        Ok(())
-    }
-
-    fn check_header(&self, segment: &str) -> Result<(), TokenError> {
-        let bytes = b64().decode(segment).map_err(|_| TokenError::Invalid)?;
-        let header: Map<String, Value> =
-            serde_json::from_slice(&bytes).map_err(|_| TokenError::Invalid)?;
-        let mut alg_ok = false;
-        for (name, value) in &header {
-            match (name.as_str(), value) {
-                ("alg", Value::String(alg)) if alg == self.keys.algorithm().as_str() => {
-                    alg_ok = true;
-                }
-                // `kid` is ignored while there is one key, as simplejwt ignores it.
-                ("typ" | "kid", Value::String(_)) => {}
-                // Anything else (`crit`, `jku`, `jwk`, `x5u`, `zip`, `enc`, …) asks us to do
-                // something we do not do: refuse rather than ignore.
-                _ => return Err(TokenError::Invalid),
-            }
-        }
-        if alg_ok {
-            Ok(())
-        } else {
-            Err(TokenError::Invalid)
-        }
+        Ok(claims)
     }
 
     fn check_registered_claims(
@@ -501,6 +564,162 @@ impl Tokens {
             }
         }
         Ok(())
+    }
+}
+
+impl fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tokens")
+            .field("keys", &self.keys())
+            .field("external_issuer", &self.external)
+            .field("access_lifetime", &self.access_lifetime)
+            .field("refresh_lifetime", &self.refresh_lifetime)
+            .field("leeway", &self.leeway)
+            .field("audience", &self.audience)
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The longest `kid` read; real ones are a few dozen characters.
+const MAX_KID_BYTES: usize = 256;
+
+/// A token's header: the only fields restjwt acts on.
+#[derive(Debug)]
+struct Header {
+    alg: String,
+    kid: Option<String>,
+}
+
+/// A token split and its header read; nothing is verified yet.
+struct Parsed<'t> {
+    header: Header,
+    /// `header.payload`, the bytes the signature covers.
+    signing_input: &'t str,
+    payload: &'t str,
+    signature: &'t str,
+}
+
+impl<'t> Parsed<'t> {
+    fn new(token: &'t str) -> Result<Self, TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::TooLarge);
+        }
+        let mut parts = token.split('.');
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Invalid);
+        };
+        // Unpadded base64url only, and canonical: the engine refuses `=`, `+`, `/` and stray
+        // trailing bits.
+        if signature.is_empty() || b64().decode(signature).is_err() {
+            return Err(TokenError::Invalid);
+        }
+        let header_bytes = b64().decode(header).map_err(|_| TokenError::Invalid)?;
+        let fields = parse_object(&header_bytes).ok_or(TokenError::Invalid)?;
+        let mut alg = None;
+        let mut kid = None;
+        for (name, value) in fields {
+            match (name.as_str(), value) {
+                ("alg", Value::String(value)) => alg = Some(value),
+                ("kid", Value::String(value))
+                    if !value.is_empty() && value.len() <= MAX_KID_BYTES =>
+                {
+                    kid = Some(value);
+                }
+                // `typ` is informative (simplejwt does not check it either).
+                ("typ", Value::String(_)) => {}
+                // Anything else (`crit`, `jku`, `jwk`, `x5u`, `x5c`, `zip`, `enc`, …) asks us to
+                // do something we do not do: refuse rather than ignore.
+                _ => return Err(TokenError::Invalid),
+            }
+        }
+        let alg = alg.ok_or(TokenError::Invalid)?;
+        Ok(Self {
+            header: Header { alg, kid },
+            signing_input: &token[..header.len() + 1 + payload.len()],
+            payload,
+            signature,
+        })
+    }
+}
+
+/// Reads a JSON object strictly: UTF-8 without a byte order mark, and no key repeated in any
+/// object at any depth. `None` for anything else.
+pub(crate) fn parse_object(bytes: &[u8]) -> Option<Map<String, Value>> {
+    match serde_json::from_slice::<Strict>(bytes) {
+        Ok(Strict(Value::Object(map))) => Some(map),
+        _ => None,
+    }
+}
+
+/// A JSON value whose objects have no repeated keys.
+struct Strict(Value);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Strict;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Strict, E> {
+        Ok(Strict(Value::Bool(v)))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Strict, E> {
+        Ok(Strict(Value::Number(v.into())))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Strict, E> {
+        Ok(Strict(Value::Number(v.into())))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Strict, E> {
+        serde_json::Number::from_f64(v)
+            .map(|n| Strict(Value::Number(n)))
+            .ok_or_else(|| E::custom("not a finite number"))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Strict, E> {
+        Ok(Strict(Value::String(v.to_owned())))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Strict, E> {
+        Ok(Strict(Value::String(v)))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Strict, E> {
+        Ok(Strict(Value::Null))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Strict(Value::Array(items)))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Strict, A::Error> {
+        let mut map = Map::new();
+        while let Some(key) = access.next_key::<String>()? {
+            if map.contains_key(&key) {
+                return Err(de::Error::custom("repeated key"));
+            }
+            let Strict(value) = access.next_value()?;
+            map.insert(key, value);
+        }
+        Ok(Strict(Value::Object(map)))
     }
 }
 

@@ -55,9 +55,13 @@ pub enum ApiError {
     /// 400: the body could not be parsed; the text follows DRF (`JSON parse error - …`).
     #[error("{0}")]
     Parse(String),
-    /// 413: the body is larger than any valid request to this endpoint.
+    /// 413: the body is larger than any valid request to this endpoint, or holds a token longer
+    /// than any valid token.
     #[error("Request body is too large.")]
     PayloadTooLarge,
+    /// 431: the auth header holds a token longer than any valid token.
+    #[error("Request header fields too large.")]
+    HeaderTooLarge,
     /// 415: a body in a media type no parser reads.
     #[error("Unsupported media type \"{0}\" in request.")]
     UnsupportedMediaType(String),
@@ -98,6 +102,7 @@ impl ApiError {
             | NoActiveAccountForToken => StatusCode::UNAUTHORIZED,
             Fields(_) | Parse(_) => StatusCode::BAD_REQUEST,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             NotAcceptable => StatusCode::NOT_ACCEPTABLE,
@@ -193,6 +198,10 @@ impl From<KeyError> for ApiError {
 
 impl From<TokenError> for ApiError {
     fn from(e: TokenError) -> Self {
-        ApiError::InvalidToken(e)
+        match e {
+            // Only a request body brings a token here; a header's is refused earlier (431).
+            TokenError::TooLarge => ApiError::PayloadTooLarge,
+            e => ApiError::InvalidToken(e),
+        }
     }
 }

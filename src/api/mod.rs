@@ -47,9 +47,9 @@ impl IntoResponse for JsonResponse {
 
 const TOKEN_ALLOW: &str = "POST, OPTIONS";
 
-/// simplejwt's token endpoints: `/api/token/`, `/api/token/refresh/`, `/api/token/verify/` and
-/// `/api/token/blacklist/`, each also answering its path without the trailing slash with
-/// Django's 301.
+/// simplejwt's token endpoints: `/api/token/`, `/api/token/refresh/`, `/api/token/verify/`,
+/// `/api/token/blacklist/` and the sliding ones, each also answering its path without the
+/// trailing slash with Django's 301; and `/.well-known/jwks.json`, the public keys.
 pub fn token_router(state: AuthState) -> Router {
     Router::new()
         .route(
@@ -76,6 +76,7 @@ pub fn token_router(state: AuthState) -> Router {
             "/api/token/sliding/refresh/",
             token_view(post(refresh_sliding_token), metadata::TOKEN_REFRESH_SLIDING),
         )
+        .route(JWKS_PATH, get(get_jwks))
         .merge(slash_redirects(&[
             "/api/token",
             "/api/token/refresh",
@@ -139,6 +140,37 @@ pub fn router(state: AuthState) -> Router {
     token_router(state.clone())
         .merge(session_router(state))
         .merge(user_routes)
+}
+
+/// Where the public keys are published (RFC 8615's well-known location, as identity providers
+/// use it).
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+
+/// How long clients may cache the JWKS document. A rotation's new key is looked up by its `kid`
+/// (clients refetch on an unknown `kid`), so this only bounds how long a retired key stays in
+/// clients' caches.
+pub const JWKS_MAX_AGE: u64 = 300;
+
+/// `GET /.well-known/jwks.json`: the public keys that verify this server's tokens, as a JWKS
+/// document (RFC 7517), active key first, with `Cache-Control: public, max-age=300`. HMAC
+/// secrets are never published: under HMAC the set is empty, `{"keys":[]}`.
+pub async fn get_jwks(axum::extract::State(auth): axum::extract::State<AuthState>) -> Response {
+    let keys = auth.tokens().keys();
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_str(&format!("public, max-age={JWKS_MAX_AGE}"))
+                    .unwrap_or(HeaderValue::from_static("no-cache")),
+            ),
+        ],
+        keys.jwks_json().to_vec(),
+    )
+        .into_response()
 }
 
 /// `GET /healthz`: liveness. Answers without touching the database or any token, so a load

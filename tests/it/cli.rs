@@ -445,7 +445,7 @@ fn a_bad_setting_stops_the_command_with_one_line_naming_it() {
         "settings are checked before the database is touched"
     );
 
-    let out = ws.run(&["migrate"], &[("RESTJWT_ALGORITHM", "RS256")], "");
+    let out = ws.run(&["migrate"], &[("RESTJWT_ALGORITHM", "ES512")], "");
     out.assert_error("ALGORITHM");
     assert_eq!(out.stderr_lines().len(), 1, "{}", out.stderr);
 }

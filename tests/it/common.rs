@@ -96,16 +96,29 @@ impl TestApp {
         settings: Settings,
         adapt: impl FnOnce(AuthState) -> AuthState,
     ) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db_path = dir.path().join("db.sqlite3");
-        let url = format!("sqlite://{}", db_path.display());
-        let store = store::connect(&url).await.expect("connect");
-        store.migrate().await.expect("migrate");
         let secret = settings
             .signing_key
             .clone()
             .unwrap_or_else(|| SECRET.to_owned());
         let keys = Keys::hmac(settings.algorithm, secret.as_bytes()).expect("keys");
+        Self::build(settings, keys, adapt).await
+    }
+
+    /// An app with the given settings and keys.
+    pub async fn with_keys(settings: Settings, keys: Keys) -> Self {
+        Self::build(settings, keys, |state| state).await
+    }
+
+    async fn build(
+        settings: Settings,
+        keys: Keys,
+        adapt: impl FnOnce(AuthState) -> AuthState,
+    ) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db_path = dir.path().join("db.sqlite3");
+        let url = format!("sqlite://{}", db_path.display());
+        let store = store::connect(&url).await.expect("connect");
+        store.migrate().await.expect("migrate");
         let tokens = Tokens::new(&settings, keys);
         let hasher = PasswordHasher::new(HashParams::INSECURE_FAST, 2).expect("hasher");
         let clock = ManualClock::new(T0);
@@ -314,4 +327,11 @@ pub fn not_valid_for_any(message: &str) -> String {
 /// The flat simplejwt body of a 401 from a token endpoint.
 pub fn flat(message: &str) -> String {
     format!(r#"{{"detail":"{message}","code":"token_not_valid"}}"#)
+}
+
+/// The user claims of user `id`, as a login writes them (without a session).
+pub fn user_claims(id: &str) -> restjwt::Claims {
+    let mut claims = restjwt::Claims(serde_json::Map::new());
+    claims.insert("user_id", id.into());
+    claims
 }

@@ -26,25 +26,27 @@ const STOP_DEADLINE: Duration = Duration::from_secs(10);
 const LISTENING: &str = "listening on http://";
 
 /// A running `restjwt serve`, killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Option<Child>,
     pid: u32,
     base: String,
     output: Arc<Mutex<String>>,
+    /// The lines printed since start-up that no [`Server::wait_for`] has read yet.
+    lines: Mutex<mpsc::Receiver<String>>,
     readers: Vec<JoinHandle<()>>,
 }
 
 /// A server that has exited, with everything it printed.
-struct Stopped {
-    status: ExitStatus,
-    output: String,
-    took: Duration,
+pub(crate) struct Stopped {
+    pub(crate) status: ExitStatus,
+    pub(crate) output: String,
+    pub(crate) took: Duration,
 }
 
 impl Server {
     /// Starts `serve --bind 127.0.0.1:0` on the workspace's database and waits for its
     /// "listening on" line.
-    fn start(ws: &Workspace, env: &[(&str, &str)]) -> Self {
+    pub(crate) fn start(ws: &Workspace, env: &[(&str, &str)]) -> Self {
         let mut child = ws
             .command(&["serve", "--bind", "127.0.0.1:0"])
             .envs(env.iter().copied())
@@ -67,13 +69,19 @@ impl Server {
             pid,
             base: String::new(),
             output,
+            lines: Mutex::new(lines),
             readers,
         };
 
         let deadline = Instant::now() + START_DEADLINE;
         server.base = loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match lines.recv_timeout(left) {
+            let line = server
+                .lines
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .recv_timeout(left);
+            match line {
                 Ok(line) => {
                     if let Some(at) = line.find(LISTENING) {
                         let address = line[at + LISTENING.len()..]
@@ -93,12 +101,36 @@ impl Server {
         server
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
+    /// Waits for the next line, among those not read yet, that contains `needle`, and returns
+    /// it; fails the test after [`START_DEADLINE`].
+    #[track_caller]
+    pub(crate) fn wait_for(&self, needle: &str) -> String {
+        let deadline = Instant::now() + START_DEADLINE;
+        let lines = self.lines.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!(
+                    "the server never printed {needle:?}; its output:\n{}",
+                    self.output()
+                ),
+            }
+        }
+    }
+
+    /// Sends `signal` (`HUP`, `TERM`, …) without waiting for anything.
+    pub(crate) fn signal(&self, signal: &str) {
+        send_signal(self.pid, signal);
+    }
+
     /// Everything the server printed so far, on stdout and stderr.
-    fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         self.output
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -106,7 +138,7 @@ impl Server {
     }
 
     /// Sends `signal` and waits for the server to exit, at most [`STOP_DEADLINE`].
-    fn stop(mut self, signal: &str) -> Stopped {
+    pub(crate) fn stop(mut self, signal: &str) -> Stopped {
         let mut child = self.child.take().expect("the server is running");
         let (tx, rx) = mpsc::channel();
         let sent = Instant::now();
@@ -159,7 +191,7 @@ fn collect_lines(
                 output.push_str(&line);
                 output.push('\n');
             }
-            // Nobody listens once the server has started; the output is kept all the same.
+            // Read by `wait_for`, or by nobody; the output is kept all the same.
             let _ = lines.send(line);
         }
     })
@@ -187,7 +219,7 @@ fn shared_server() -> Arc<SharedServer> {
     shared
 }
 
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     // No proxy: a proxy from the environment must not come between the test and 127.0.0.1.
     reqwest::Client::builder()
         .no_proxy()
@@ -196,14 +228,14 @@ fn client() -> reqwest::Client {
 }
 
 /// A response, fully read.
-struct Answer {
-    status: StatusCode,
-    www_authenticate: Option<String>,
-    body: String,
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) www_authenticate: Option<String>,
+    pub(crate) body: String,
 }
 
 impl Answer {
-    async fn read(response: reqwest::Response) -> Self {
+    pub(crate) async fn read(response: reqwest::Response) -> Self {
         let status = response.status();
         let www_authenticate = response
             .headers()
@@ -217,12 +249,12 @@ impl Answer {
         }
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.body).expect("a JSON body")
     }
 
     #[track_caller]
-    fn assert(&self, status: StatusCode, body: &str) {
+    pub(crate) fn assert(&self, status: StatusCode, body: &str) {
         assert_eq!((self.status, self.body.as_str()), (status, body));
         if status == StatusCode::UNAUTHORIZED {
             assert_eq!(
@@ -233,7 +265,7 @@ impl Answer {
     }
 
     #[track_caller]
-    fn field(&self, name: &str) -> String {
+    pub(crate) fn field(&self, name: &str) -> String {
         assert_eq!(self.status, StatusCode::OK, "{}", self.body);
         self.json()[name]
             .as_str()
@@ -242,7 +274,7 @@ impl Answer {
     }
 }
 
-async fn get_user(server: &Server, access: Option<&str>) -> Answer {
+pub(crate) async fn get_user(server: &Server, access: Option<&str>) -> Answer {
     let mut request = client().get(server.url("/api/user/"));
     if let Some(access) = access {
         request = request.bearer_auth(access);
@@ -250,7 +282,7 @@ async fn get_user(server: &Server, access: Option<&str>) -> Answer {
     Answer::read(request.send().await.expect("GET /api/user/")).await
 }
 
-async fn post(server: &Server, path: &str, body: Value) -> Answer {
+pub(crate) async fn post(server: &Server, path: &str, body: Value) -> Answer {
     let response = client()
         .post(server.url(path))
         .json(&body)
@@ -261,7 +293,7 @@ async fn post(server: &Server, path: &str, body: Value) -> Answer {
 }
 
 /// Logs in and returns (refresh, access).
-async fn login(server: &Server, username: &str, password: &str) -> (String, String) {
+pub(crate) async fn login(server: &Server, username: &str, password: &str) -> (String, String) {
     let answer = post(
         server,
         "/api/token/",

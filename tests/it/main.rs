@@ -2,11 +2,16 @@
 
 mod common;
 
+mod attacks;
 mod cli;
 mod e2e;
 mod example;
 mod features;
+mod interop;
+mod issuer;
+mod keys;
 mod lifecycle;
+mod rotation;
 mod settings;
 mod wire_obtain;
 mod wire_refresh_verify;
