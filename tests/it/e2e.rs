@@ -1,5 +1,6 @@
-//! The blog's sequence against the real `restjwt serve` over a real socket, on a real SQLite
-//! file: users made with the real commands, a key file generated on first start and kept.
+//! The blog's sequence against the real `restjwt serve` over a real socket, on a real database
+//! (a SQLite file, or a PostgreSQL database of its own): users made with the real commands, a
+//! key file generated on first start and kept.
 //!
 //! Servers bind port 0 and announce their address on stderr; the tests read that line instead
 //! of guessing a port or sleeping. Expiry is shown without waiting: the test signs an already
@@ -16,7 +17,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::cli::{Workspace, send_signal};
-use crate::common::{claims_of, mint, not_valid_for_any};
+use crate::common::{Backend, backend_tests, claims_of, mint, not_valid_for_any};
 
 /// How long a server may take to announce its address, or to stop after a signal.
 const START_DEADLINE: Duration = Duration::from_secs(60);
@@ -26,7 +27,7 @@ const STOP_DEADLINE: Duration = Duration::from_secs(10);
 const LISTENING: &str = "listening on http://";
 
 /// A running `restjwt serve`, killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Option<Child>,
     pid: u32,
     base: String,
@@ -35,16 +36,16 @@ struct Server {
 }
 
 /// A server that has exited, with everything it printed.
-struct Stopped {
-    status: ExitStatus,
-    output: String,
-    took: Duration,
+pub(crate) struct Stopped {
+    pub(crate) status: ExitStatus,
+    pub(crate) output: String,
+    pub(crate) took: Duration,
 }
 
 impl Server {
     /// Starts `serve --bind 127.0.0.1:0` on the workspace's database and waits for its
     /// "listening on" line.
-    fn start(ws: &Workspace, env: &[(&str, &str)]) -> Self {
+    pub(crate) fn start(ws: &Workspace, env: &[(&str, &str)]) -> Self {
         let mut child = ws
             .command(&["serve", "--bind", "127.0.0.1:0"])
             .envs(env.iter().copied())
@@ -93,12 +94,12 @@ impl Server {
         server
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
     /// Everything the server printed so far, on stdout and stderr.
-    fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         self.output
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -106,7 +107,7 @@ impl Server {
     }
 
     /// Sends `signal` and waits for the server to exit, at most [`STOP_DEADLINE`].
-    fn stop(mut self, signal: &str) -> Stopped {
+    pub(crate) fn stop(mut self, signal: &str) -> Stopped {
         let mut child = self.child.take().expect("the server is running");
         let (tx, rx) = mpsc::channel();
         let sent = Instant::now();
@@ -174,20 +175,25 @@ struct SharedServer {
     ws: Workspace,
 }
 
-fn shared_server() -> Arc<SharedServer> {
-    static SHARED: Mutex<Weak<SharedServer>> = Mutex::new(Weak::new());
-    let mut slot = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
+fn shared_server(backend: Backend) -> Arc<SharedServer> {
+    static SQLITE: Mutex<Weak<SharedServer>> = Mutex::new(Weak::new());
+    static POSTGRES: Mutex<Weak<SharedServer>> = Mutex::new(Weak::new());
+    let shared = match backend {
+        Backend::Sqlite => &SQLITE,
+        Backend::Postgres => &POSTGRES,
+    };
+    let mut slot = shared.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(shared) = slot.upgrade() {
         return shared;
     }
-    let ws = Workspace::new();
+    let ws = Workspace::with_backend(backend);
     let server = Server::start(&ws, &[]);
     let shared = Arc::new(SharedServer { server, ws });
     *slot = Arc::downgrade(&shared);
     shared
 }
 
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     // No proxy: a proxy from the environment must not come between the test and 127.0.0.1.
     reqwest::Client::builder()
         .no_proxy()
@@ -196,14 +202,14 @@ fn client() -> reqwest::Client {
 }
 
 /// A response, fully read.
-struct Answer {
-    status: StatusCode,
-    www_authenticate: Option<String>,
-    body: String,
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) www_authenticate: Option<String>,
+    pub(crate) body: String,
 }
 
 impl Answer {
-    async fn read(response: reqwest::Response) -> Self {
+    pub(crate) async fn read(response: reqwest::Response) -> Self {
         let status = response.status();
         let www_authenticate = response
             .headers()
@@ -217,12 +223,12 @@ impl Answer {
         }
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.body).expect("a JSON body")
     }
 
     #[track_caller]
-    fn assert(&self, status: StatusCode, body: &str) {
+    pub(crate) fn assert(&self, status: StatusCode, body: &str) {
         assert_eq!((self.status, self.body.as_str()), (status, body));
         if status == StatusCode::UNAUTHORIZED {
             assert_eq!(
@@ -233,7 +239,7 @@ impl Answer {
     }
 
     #[track_caller]
-    fn field(&self, name: &str) -> String {
+    pub(crate) fn field(&self, name: &str) -> String {
         assert_eq!(self.status, StatusCode::OK, "{}", self.body);
         self.json()[name]
             .as_str()
@@ -242,7 +248,7 @@ impl Answer {
     }
 }
 
-async fn get_user(server: &Server, access: Option<&str>) -> Answer {
+pub(crate) async fn get_user(server: &Server, access: Option<&str>) -> Answer {
     let mut request = client().get(server.url("/api/user/"));
     if let Some(access) = access {
         request = request.bearer_auth(access);
@@ -250,7 +256,7 @@ async fn get_user(server: &Server, access: Option<&str>) -> Answer {
     Answer::read(request.send().await.expect("GET /api/user/")).await
 }
 
-async fn post(server: &Server, path: &str, body: Value) -> Answer {
+pub(crate) async fn post(server: &Server, path: &str, body: Value) -> Answer {
     let response = client()
         .post(server.url(path))
         .json(&body)
@@ -261,7 +267,7 @@ async fn post(server: &Server, path: &str, body: Value) -> Answer {
 }
 
 /// Logs in and returns (refresh, access).
-async fn login(server: &Server, username: &str, password: &str) -> (String, String) {
+pub(crate) async fn login(server: &Server, username: &str, password: &str) -> (String, String) {
     let answer = post(
         server,
         "/api/token/",
@@ -279,9 +285,8 @@ fn kept_key(ws: &Workspace) -> String {
         .to_owned()
 }
 
-#[tokio::test]
-async fn blog_flow_over_a_real_socket() {
-    let shared = shared_server();
+async fn blog_flow_over_a_real_socket(backend: Backend) {
+    let shared = shared_server(backend);
     let server = &shared.server;
     shared
         .ws
@@ -374,9 +379,8 @@ async fn blog_flow_over_a_real_socket() {
     );
 }
 
-#[tokio::test]
-async fn an_expired_access_token_is_refused_until_refreshed() {
-    let shared = shared_server();
+async fn an_expired_access_token_is_refused_until_refreshed(backend: Backend) {
+    let shared = shared_server(backend);
     let server = &shared.server;
     shared
         .ws
@@ -427,9 +431,8 @@ async fn an_expired_access_token_is_refused_until_refreshed() {
     assert_eq!(again.json()["username"], "sleeper");
 }
 
-#[tokio::test]
-async fn the_generated_key_is_kept_beside_the_database_and_never_printed() {
-    let shared = shared_server();
+async fn the_generated_key_is_kept_beside_the_database_and_never_printed(backend: Backend) {
+    let shared = shared_server(backend);
     let path = shared.ws.key_path();
     assert_eq!(path.parent(), shared.ws.db_path().parent());
     let metadata = std::fs::metadata(&path).expect("the key file exists");
@@ -453,9 +456,8 @@ async fn the_generated_key_is_kept_beside_the_database_and_never_printed() {
     );
 }
 
-#[tokio::test]
-async fn a_restart_reuses_the_key_file_and_its_tokens() {
-    let ws = Workspace::new();
+async fn a_restart_reuses_the_key_file_and_its_tokens(backend: Backend) {
+    let ws = Workspace::with_backend(backend);
     ws.create_user("createuser", "steady", "steady-pass-1");
 
     let first = Server::start(&ws, &[]);
@@ -486,10 +488,9 @@ async fn a_restart_reuses_the_key_file_and_its_tokens() {
     }
 }
 
-#[tokio::test]
-async fn sigterm_and_sigint_stop_the_server_with_status_0() {
+async fn sigterm_and_sigint_stop_the_server_with_status_0(backend: Backend) {
     for signal in ["TERM", "INT"] {
-        let ws = Workspace::new();
+        let ws = Workspace::with_backend(backend);
         let server = Server::start(&ws, &[]);
         // It serves before it is stopped.
         assert_eq!(
@@ -509,9 +510,8 @@ async fn sigterm_and_sigint_stop_the_server_with_status_0() {
 
 /// Rotation with the blacklist is one atomic step on the real server: 50 parallel refreshes of
 /// one token, ten rounds, exactly one success a round and no 5xx.
-#[tokio::test]
-async fn fifty_parallel_refreshes_of_one_token_give_exactly_one_pair() {
-    let ws = Workspace::new();
+async fn fifty_parallel_refreshes_of_one_token_give_exactly_one_pair(backend: Backend) {
+    let ws = Workspace::with_backend(backend);
     ws.create_user("createuser", "racer", "race-pass-1");
     let server = Server::start(
         &ws,
@@ -547,9 +547,8 @@ async fn fifty_parallel_refreshes_of_one_token_give_exactly_one_pair() {
 
 /// Sessions ended by another process (here the CLI) stop refresh tokens at once and, with
 /// ACCESS_TOKEN_REVOCATION=session, access tokens within about a second.
-#[tokio::test]
-async fn sessions_ended_from_the_cli_stop_the_running_servers_tokens() {
-    let ws = Workspace::new();
+async fn sessions_ended_from_the_cli_stop_the_running_servers_tokens(backend: Backend) {
+    let ws = Workspace::with_backend(backend);
     ws.create_user("createuser", "dana", "dana-pass-1");
     let server = Server::start(&ws, &[("RESTJWT_ACCESS_TOKEN_REVOCATION", "session")]);
     let (refresh, access) = login(&server, "dana", "dana-pass-1").await;
@@ -623,3 +622,13 @@ async fn sessions_ended_from_the_cli_stop_the_running_servers_tokens() {
         flushed.stdout
     );
 }
+
+backend_tests!(
+    blog_flow_over_a_real_socket,
+    an_expired_access_token_is_refused_until_refreshed,
+    the_generated_key_is_kept_beside_the_database_and_never_printed,
+    a_restart_reuses_the_key_file_and_its_tokens,
+    sigterm_and_sigint_stop_the_server_with_status_0,
+    fifty_parallel_refreshes_of_one_token_give_exactly_one_pair,
+    sessions_ended_from_the_cli_stop_the_running_servers_tokens,
+);

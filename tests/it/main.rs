@@ -5,6 +5,7 @@ mod common;
 mod cli;
 mod e2e;
 mod example;
+mod instances;
 mod lifecycle;
 mod settings;
 mod wire_obtain;
