@@ -36,7 +36,7 @@ pub struct Cli {
     #[arg(long, global = true, env = "RESTJWT_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where users live: sqlite://PATH (created on first use) or postgres://USER:PASSWORD@HOST/DB.
-    #[arg(long, global = true, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true, hide_default_value = true)]
+    #[arg(long, global = true, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
     pub database_url: DatabaseUrl,
     /// PostgreSQL: the most connections each process opens [default: 10].
     #[arg(long, global = true, env = "DATABASE_POOL_SIZE", value_name = "N")]

@@ -118,10 +118,10 @@ impl std::ops::Deref for DatabaseUrl {
 /// ignores them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DatabaseOptions {
-    /// The most connections one process keeps open (`DATABASE_POOL_SIZE`). Defaults to 10.
-    /// PostgreSQL ends `max_connections` (100 by default) across all instances: keep
-    /// instances × pool size below it, with room for the CLI and one listener connection per
-    /// instance.
+    /// The most connections one process opens for its work (`DATABASE_POOL_SIZE`); one more
+    /// listens for ended sessions. PostgreSQL's `max_connections` (100 by default) is shared
+    /// by all instances: keep instances × (pool size + 1) below it, with room for the CLI.
+    /// Defaults to 10.
     pub pool_size: u32,
     /// How long a request waits for a connection, opening one included, before it gets 503
     /// (`DATABASE_ACQUIRE_TIMEOUT`). Defaults to 5 seconds.

@@ -135,6 +135,11 @@ fn percent_decode(text: &str) -> String {
 /// Users, sessions and tokens in a PostgreSQL database shared by any number of instances.
 pub struct PgStore {
     pool: PgPool,
+    /// For connections of its own outside the pool (migrations), whose errors say why a
+    /// connection failed where the pool only says that it timed out. Holds the password:
+    /// never printed.
+    connect: PgConnectOptions,
+    acquire_timeout: Duration,
     /// A pool of one connection for LISTEN, so listening never takes a request's connection.
     listener_pool: PgPool,
     redactor: Redactor,
@@ -184,9 +189,11 @@ impl PgStore {
             .acquire_timeout(options.acquire_timeout)
             .idle_timeout(None)
             .max_lifetime(None)
-            .connect_lazy_with(connect);
+            .connect_lazy_with(connect.clone());
         Ok(Self {
             pool,
+            connect,
+            acquire_timeout: options.acquire_timeout,
             listener_pool,
             redactor,
             budget: options.acquire_timeout + options.query_timeout,
@@ -206,6 +213,23 @@ impl PgStore {
             return StoreError::Conflict("username");
         }
         StoreError::Database(self.redactor.apply(e.to_string()))
+    }
+
+    /// A connection of its own, within the acquire timeout: for migrating, which runs first
+    /// and should say why the database cannot be reached.
+    async fn connect_alone(&self) -> Result<PgConnection, StoreError> {
+        match tokio::time::timeout(
+            self.acquire_timeout,
+            PgConnection::connect_with(&self.connect),
+        )
+        .await
+        {
+            Ok(connected) => connected.map_err(|e| self.db_err(e)),
+            Err(_) => Err(StoreError::Database(format!(
+                "cannot connect to {} within {:?}",
+                self.host, self.acquire_timeout
+            ))),
+        }
     }
 
     /// Runs `op` within the time budget, again when PostgreSQL aborted it for a deadlock or a
@@ -639,13 +663,10 @@ async fn listen_for_ended_sessions(
 #[async_trait::async_trait]
 impl Store for PgStore {
     async fn migrate(&self) -> Result<(), StoreError> {
-        self.run_unbounded(move || {
-            Box::pin(async move {
-                let mut conn = self.pool.acquire().await?;
-                migrate(&mut conn).await
-            })
-        })
-        .await
+        let mut conn = self.connect_alone().await?;
+        let result = migrate(&mut conn).await.map_err(|e| self.db_err(e));
+        let _ = conn.close().await;
+        result
     }
 
     async fn check_ready(&self) -> Result<(), StoreError> {
