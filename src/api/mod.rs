@@ -127,7 +127,8 @@ pub async fn healthz() -> JsonResponse {
 /// `GET /readyz`: readiness. `{"status":"ok"}` when the database answers and every migration
 /// of this build is applied; otherwise 503 with DRF's `{"detail":"Service temporarily
 /// unavailable, try again later."}` (the cause goes to the log), so a load balancer sends
-/// traffic to other instances. Answers within the database acquire timeout.
+/// traffic to other instances. Answers within the database timeouts (`DATABASE_ACQUIRE_TIMEOUT`
+/// plus `DATABASE_QUERY_TIMEOUT` at most).
 pub async fn readyz(State(auth): State<AuthState>) -> Result<JsonResponse, ApiError> {
     auth.store().check_ready().await?;
     Ok(JsonResponse(serde_json::json!({ "status": "ok" })))

@@ -15,7 +15,8 @@ use tokio::task::AbortHandle;
 
 use crate::cli::Workspace;
 use crate::common::{
-    Backend, TestApp, TestDb, backend_tests, block_on_side, not_valid_for_any, postgres_admin_url,
+    Backend, T0, TestApp, TestDb, backend_tests, block_on_side, mint_payload, not_valid_for_any,
+    postgres_admin_url,
 };
 use crate::e2e::{Answer, Server, client, get_user, login, post};
 use restjwt::store::{self, NewOutstanding, Session, Store};
@@ -681,4 +682,52 @@ async fn readiness_follows_the_migrations(backend: Backend) {
     );
 }
 
-backend_tests!(readiness_follows_the_migrations);
+/// A refresh token the store never recorded (issued by another deployment with the same key,
+/// say) is recorded by the first refresh that sees it: when many see it at once, exactly one
+/// records it and wins, on any number of connections.
+async fn parallel_refreshes_of_an_unrecorded_token_yield_exactly_one_pair(backend: Backend) {
+    let app = std::sync::Arc::new(
+        TestApp::with_settings(
+            backend,
+            TestApp::settings(&[
+                ("RESTJWT_ROTATE_REFRESH_TOKENS", "true"),
+                ("RESTJWT_BLACKLIST_AFTER_ROTATION", "true"),
+            ]),
+        )
+        .await,
+    );
+    let bob = app.create_user("bob", "bob-pass-1234").await;
+    for round in 0..3 {
+        let token = mint_payload(&json!({
+            "token_type": "refresh",
+            "exp": T0 + 86_400,
+            "iat": T0,
+            "jti": restjwt::token::new_jti(),
+            "user_id": bob.id.to_string(),
+        }));
+        let tasks: Vec<_> = (0..30)
+            .map(|_| {
+                let (app, token) = (std::sync::Arc::clone(&app), token.clone());
+                tokio::spawn(async move {
+                    app.post("/api/token/refresh/", json!({ "refresh": token }))
+                        .await
+                })
+            })
+            .collect();
+        let mut successes = 0;
+        for task in tasks {
+            let response = task.await.expect("task");
+            match response.status.as_u16() {
+                200 => successes += 1,
+                401 => assert_eq!(response.text(), BLACKLISTED, "round {round}"),
+                other => panic!("round {round}: {other}: {}", response.text()),
+            }
+        }
+        assert_eq!(successes, 1, "round {round}");
+    }
+}
+
+backend_tests!(
+    readiness_follows_the_migrations,
+    parallel_refreshes_of_an_unrecorded_token_yield_exactly_one_pair,
+);
