@@ -164,7 +164,9 @@ impl fmt::Debug for PgStore {
 impl PgStore {
     /// Prepares a pool for the database at `url` (`postgres://user:password@host:port/db`,
     /// with libpq's `sslmode`, `options`, … parameters). Connects lazily: a database that is
-    /// down shows up as an error of the first operation (normally [`Store::migrate`]).
+    /// down shows up as an error of the first operation (normally [`Store::migrate`]). Call it
+    /// inside a Tokio runtime (the pool keeps a maintenance task); an unparsable URL is
+    /// [`StoreError::UnsupportedUrl`], without its password.
     pub fn connect(url: &str, options: &DatabaseOptions) -> Result<Self, StoreError> {
         let redactor = Redactor::new(&super::DatabaseUrl::new(url));
         let mut connect = PgConnectOptions::from_str(url).map_err(|e| {
