@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::api::ApiError;
 use crate::password::PasswordHasher;
 use crate::settings::{AccessTokenRevocation, Settings, UserField, UserIdField};
-use crate::store::{Store, StoreError, User};
+use crate::store::{SessionEvent, Store, StoreError, User};
 use crate::token::{Claims, Clock, SESSION_CLAIM, TokenError, TokenKind, Tokens};
 
 /// What restjwt needs at request time. Cheap to clone (one `Arc`).
@@ -228,19 +228,70 @@ impl AuthState {
         Ok(())
     }
 
-    /// Keeps the ended-session set in step with the store every `interval`, in the background,
-    /// for as long as the runtime runs. Only needed when `ACCESS_TOKEN_REVOCATION` is
-    /// "session"; then a session ended by another process stops its access tokens within
-    /// `interval`.
+    /// Forgets how far the store was read, and reads every session ended within one
+    /// access-token lifetime again: after a feed of pushed ends was lost for a while.
+    pub async fn reload_ended_sessions(&self) -> Result<(), StoreError> {
+        if let Ok(mut t) = self.0.synced_through.lock() {
+            *t = None;
+        }
+        self.sync_ended_sessions().await
+    }
+
+    /// Keeps the ended-session set in step with the store, in the background, for as long as
+    /// the runtime runs. Only needed when `ACCESS_TOKEN_REVOCATION` is "session".
+    ///
+    /// Two ways, one the other's fallback: a backend that pushes ended sessions
+    /// ([`Store::watch_ended_sessions`]: PostgreSQL's LISTEN/NOTIFY) has them noted as they
+    /// end, and the whole set reloaded each time its feed (re)connects; and every `interval`
+    /// the store is read for sessions ended since the last read. So a session ended by
+    /// another process (an instance, the CLI) stops its access tokens at once when pushed,
+    /// and within `interval` in any case.
     pub fn spawn_ended_session_sync(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
+        enum Step {
+            Poll,
+            Pushed(SessionEvent),
+            FeedClosed,
+        }
         let auth = self.clone();
         tokio::spawn(async move {
+            let mut feed = auth.store().watch_ended_sessions();
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // Warn when reading starts to fail and say when it works again, not every second.
+            let mut failing = false;
             loop {
-                ticker.tick().await;
-                if let Err(e) = auth.sync_ended_sessions().await {
-                    tracing::warn!(error = %e, "could not read ended sessions");
+                let pushed = async {
+                    match feed.as_mut() {
+                        Some(events) => events.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let step = tokio::select! {
+                    _ = ticker.tick() => Step::Poll,
+                    event = pushed => event.map_or(Step::FeedClosed, Step::Pushed),
+                };
+                let read = match step {
+                    Step::Pushed(SessionEvent::Ended(id)) => {
+                        auth.note_sessions_ended([id]);
+                        continue;
+                    }
+                    Step::FeedClosed => {
+                        feed = None;
+                        continue;
+                    }
+                    Step::Pushed(SessionEvent::Subscribed) => auth.reload_ended_sessions().await,
+                    Step::Poll => auth.sync_ended_sessions().await,
+                };
+                match read {
+                    Err(e) if !failing => {
+                        tracing::warn!(error = %e, "could not read ended sessions; retrying every {interval:?}");
+                        failing = true;
+                    }
+                    Ok(()) if failing => {
+                        tracing::info!("reading ended sessions again");
+                        failing = false;
+                    }
+                    _ => {}
                 }
             }
         })

@@ -22,7 +22,9 @@ use crate::keys::{
 };
 use crate::password::{PasswordError, PasswordHasher};
 use crate::settings::{AccessTokenRevocation, Settings, SettingsError};
-use crate::store::{self, NewUser, Store, StoreError, normalize_username};
+use crate::store::{
+    self, DatabaseOptions, DatabaseUrl, NewUser, Store, StoreError, normalize_username,
+};
 use crate::token::{SystemClock, Tokens};
 
 /// The database used when `DATABASE_URL` is not set: a SQLite file in the working directory.
@@ -38,9 +40,28 @@ pub struct Cli {
     /// A TOML file of settings (lower-case simplejwt names); RESTJWT_<NAME> variables win.
     #[arg(long, global = true, env = "RESTJWT_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Where users live. A sqlite:// file is created on first use.
+    /// Where users live: sqlite://PATH (created on first use) or postgres://USER:PASSWORD@HOST/DB.
     #[arg(long, global = true, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
+    /// PostgreSQL: the most connections each process opens [default: 10].
+    #[arg(long, global = true, env = "DATABASE_POOL_SIZE", value_name = "N")]
+    pub database_pool_size: Option<String>,
+    /// PostgreSQL: how long a request waits for a connection before it gets 503 [default: 5s].
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_ACQUIRE_TIMEOUT",
+        value_name = "DURATION"
+    )]
+    pub database_acquire_timeout: Option<String>,
+    /// PostgreSQL: how long one database operation may run before it is abandoned [default: 10s].
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_QUERY_TIMEOUT",
+        value_name = "DURATION"
+    )]
+    pub database_query_timeout: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -229,20 +250,34 @@ fn init_tracing(env: &HashMap<String, String>) {
         .try_init();
 }
 
+/// The database a command works on: its URL and the pool's limits.
+struct Database {
+    url: DatabaseUrl,
+    options: DatabaseOptions,
+}
+
 async fn run_command(cli: Cli, env: &HashMap<String, String>) -> Result<(), CliError> {
     let settings = Settings::load(cli.config.as_deref(), env.clone())?;
+    let db = &Database {
+        options: DatabaseOptions::parse(
+            cli.database_pool_size.as_deref(),
+            cli.database_acquire_timeout.as_deref(),
+            cli.database_query_timeout.as_deref(),
+        )?,
+        url: cli.database_url,
+    };
     match cli.command {
-        Command::Serve(args) => serve(settings, &cli.database_url, args).await,
+        Command::Serve(args) => serve(settings, db, args).await,
         Command::Migrate => {
-            open_store(&cli.database_url).await?;
+            open_store(db).await?;
             println!("Migrations applied.");
             Ok(())
         }
-        Command::Createsuperuser(args) => create_user(&cli.database_url, args, true, env).await,
-        Command::Createuser(args) => create_user(&cli.database_url, args, false, env).await,
-        Command::Changepassword { username } => change_password(&cli.database_url, &username).await,
+        Command::Createsuperuser(args) => create_user(db, args, true, env).await,
+        Command::Createuser(args) => create_user(db, args, false, env).await,
+        Command::Changepassword { username } => change_password(db, &username).await,
         Command::Flushexpiredtokens => {
-            let store = open_store(&cli.database_url).await?;
+            let store = open_store(db).await?;
             let report = store.delete_expired_tokens(chrono::Utc::now()).await?;
             println!(
                 "Deleted {} expired outstanding tokens, {} blacklisted tokens and {} sessions.",
@@ -250,13 +285,13 @@ async fn run_command(cli: Cli, env: &HashMap<String, String>) -> Result<(), CliE
             );
             Ok(())
         }
-        Command::Sessions(command) => sessions(&cli.database_url, command).await,
-        Command::Keys(command) => keys_command(&settings, &cli.database_url, command),
+        Command::Sessions(command) => sessions(db, command).await,
+        Command::Keys(command) => keys_command(&settings, db.url.expose(), command),
     }
 }
 
-async fn sessions(url: &str, command: SessionsCommand) -> Result<(), CliError> {
-    let store = open_store(url).await?;
+async fn sessions(db: &Database, command: SessionsCommand) -> Result<(), CliError> {
+    let store = open_store(db).await?;
     let username = match &command {
         SessionsCommand::List { user } | SessionsCommand::Revoke { user, .. } => user.clone(),
     };
@@ -305,13 +340,13 @@ async fn sessions(url: &str, command: SessionsCommand) -> Result<(), CliError> {
     Ok(())
 }
 
-async fn open_store(url: &str) -> Result<Arc<dyn Store>, CliError> {
-    let store = store::connect(url).await?;
+async fn open_store(db: &Database) -> Result<Arc<dyn Store>, CliError> {
+    let store = store::connect_with(db.url.expose(), &db.options).await?;
     store.migrate().await?;
     Ok(store)
 }
 
-async fn serve(settings: Settings, url: &str, args: ServeArgs) -> Result<(), CliError> {
+async fn serve(settings: Settings, db: &Database, args: ServeArgs) -> Result<(), CliError> {
     // Configured keys are settings: a bad one stops the start before the database is touched.
     let configured = Keys::from_settings(&settings)?;
     if configured.as_ref().is_some_and(|keys| !keys.can_sign()) {
@@ -320,14 +355,14 @@ async fn serve(settings: Settings, url: &str, args: ServeArgs) -> Result<(), Cli
                 .into(),
         ));
     }
-    let store = open_store(url).await?;
     let (keys, kept) = match configured {
         Some(keys) => (keys, None),
         None => {
-            let kept = KeptKeys::for_serve(url, &args)?;
+            let kept = KeptKeys::for_serve(db.url.expose(), &args)?;
             (kept.load_or_create(settings.algorithm)?, Some(kept))
         }
     };
+    let store = open_store(db).await?;
     if let Some(kid) = keys.active_kid() {
         tracing::info!(algorithm = %keys.algorithm(), kid, "signing with");
     }
@@ -348,12 +383,12 @@ async fn serve(settings: Settings, url: &str, args: ServeArgs) -> Result<(), Cli
     if revocation == AccessTokenRevocation::Session {
         // Load the sessions ended while their access tokens may live, then follow the store:
         // sessions ended by another process (a CLI, another instance) stop their access
-        // tokens within a second.
+        // tokens at once when the database pushes them (PostgreSQL), within a second anyway.
         state.sync_ended_sessions().await?;
         state.spawn_ended_session_sync(std::time::Duration::from_secs(1));
     }
-    let app = api::router(state)
-        .route("/healthz", axum::routing::get(api::healthz))
+    let app = api::router(state.clone())
+        .merge(api::health_router(state))
         .fallback(api::not_found);
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
@@ -379,7 +414,7 @@ impl KeptKeys {
     fn new(url: &str, location: &KeyDirArgs) -> Result<Self, CliError> {
         let missing = || {
             CliError::Command(
-                "no signing key: set RESTJWT_SIGNING_KEY, or --key-dir and --key-file for this database"
+                "no signing key: set RESTJWT_SIGNING_KEY, the same in every instance that shares this database (--key-dir and --key-file suit a single instance)"
                     .into(),
             )
         };
@@ -387,9 +422,13 @@ impl KeptKeys {
             Some(path) => path.clone(),
             None => default_key_path(url).ok_or_else(missing)?,
         };
+        // Without a database file to sit beside (PostgreSQL), an explicit key file places the
+        // key directory next to itself.
         let dir = match &location.key_dir {
             Some(path) => path.clone(),
-            None => default_key_dir(url).ok_or_else(missing)?,
+            None => default_key_dir(url)
+                .or_else(|| location.key_file.as_ref().map(|f| f.with_extension("keys")))
+                .ok_or_else(missing)?,
         };
         Ok(Self {
             dir: KeyDir::new(dir),
@@ -796,12 +835,12 @@ fn check_email(email: &str) -> Result<(), String> {
 }
 
 async fn create_user(
-    url: &str,
+    db: &Database,
     args: CreateUserArgs,
     is_superuser: bool,
     env: &HashMap<String, String>,
 ) -> Result<(), CliError> {
-    let store = open_store(url).await?;
+    let store = open_store(db).await?;
     let (username, email, password) = if args.noinput {
         let username = args
             .username
@@ -909,8 +948,8 @@ fn ask_new_password(console: &mut Console) -> Result<String, CliError> {
     }
 }
 
-async fn change_password(url: &str, username: &str) -> Result<(), CliError> {
-    let store = open_store(url).await?;
+async fn change_password(db: &Database, username: &str) -> Result<(), CliError> {
+    let store = open_store(db).await?;
     let user = store
         .find_user_by_username(username)
         .await?

@@ -13,7 +13,8 @@
 //!   cached.
 //! - [`token`]: claims, token kinds, issuing and checking tokens; time is a parameter.
 //! - [`password`]: Argon2id hashing off the async workers; Django's hashes verified as they are.
-//! - [`store`]: the user store trait and its SQLite implementation, with migrations.
+//! - [`store`]: the user store trait and its SQLite and PostgreSQL implementations, with
+//!   their migrations.
 //! - [`auth`]: the shared [`AuthState`] and the [`CurrentUser`] extractor for any axum app.
 //! - [`api`]: the handlers, the router, and the one error type that becomes HTTP.
 //! - [`cli`]: the `restjwt` command's subcommands (`serve`, `migrate`, user management).

@@ -7,7 +7,7 @@
 use std::future::Future;
 
 use axum::Router;
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, State};
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post};
@@ -177,6 +177,25 @@ pub async fn get_jwks(axum::extract::State(auth): axum::extract::State<AuthState
 /// balancer can tell a live process from a dead one (and benchmarks have a bare ceiling).
 pub async fn healthz() -> JsonResponse {
     JsonResponse(serde_json::json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: readiness. `{"status":"ok"}` when the database answers and every migration
+/// of this build is applied; otherwise 503 with DRF's `{"detail":"Service temporarily
+/// unavailable, try again later."}` (the cause goes to the log), so a load balancer sends
+/// traffic to other instances. Answers within the database timeouts (`DATABASE_ACQUIRE_TIMEOUT`
+/// plus `DATABASE_QUERY_TIMEOUT` at most).
+pub async fn readyz(State(auth): State<AuthState>) -> Result<JsonResponse, ApiError> {
+    auth.store().check_ready().await?;
+    Ok(JsonResponse(serde_json::json!({ "status": "ok" })))
+}
+
+/// The load balancer's pair: `GET /healthz` (liveness, see [`healthz`]) and `GET /readyz`
+/// (readiness, see [`readyz`]).
+pub fn health_router(state: AuthState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(state)
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then finishes the requests in flight.

@@ -2,15 +2,20 @@
 //!
 //! The schema is Django's `auth_user`, so a Django database is used as it is. Queries are
 //! checked at run time (no live database is needed to build), and each backend keeps its own
-//! migrations beside its code.
+//! migrations beside its code: SQLite (`sqlite://PATH`, one machine) and PostgreSQL
+//! (`postgres://…`, any number of instances on one database).
 
 use std::fmt;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+mod options;
+mod postgres;
 mod sqlite;
 
+pub use options::{DatabaseOptions, DatabaseUrl};
+pub use postgres::{PgStore, SESSION_ENDED_CHANNEL};
 pub use sqlite::SqliteStore;
 
 /// A user row, as in Django's `auth_user`.
@@ -197,6 +202,16 @@ pub struct FlushReport {
     pub sessions: u64,
 }
 
+/// What [`Store::watch_ended_sessions`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// The feed is (re)connected. Sessions that ended while it was not were not reported:
+    /// read them all again ([`Store::find_sessions_ended_since`]).
+    Subscribed,
+    /// This session has just ended, in this process or another one.
+    Ended(String),
+}
+
 /// SHA-256 of an encoded token, as hex: what the store keeps instead of the token, so a copy
 /// of the database holds no usable refresh token.
 pub fn token_hash(token: &str) -> String {
@@ -214,8 +229,8 @@ pub enum StoreError {
     /// The row to change does not exist.
     #[error("no such user")]
     NotFound,
-    /// The URL names no database restjwt can use.
-    #[error("unsupported database URL (use sqlite://PATH): {0}")]
+    /// The URL names no database restjwt can use. The message never holds the URL's password.
+    #[error("unsupported database URL (use sqlite://PATH or postgres://…): {0}")]
     UnsupportedUrl(String),
     /// The database failed or cannot be reached. The message is for logs, never for clients.
     #[error("database error: {0}")]
@@ -228,6 +243,9 @@ pub enum StoreError {
 pub trait Store: Send + Sync + 'static {
     /// Applies the pending migrations of this backend.
     async fn migrate(&self) -> Result<(), StoreError>;
+    /// Whether the database answers and every migration of this build is applied (what
+    /// `GET /readyz` reports); an error says why not.
+    async fn check_ready(&self) -> Result<(), StoreError>;
     /// The user with this primary key.
     async fn find_user_by_id(&self, id: i64) -> Result<Option<User>, StoreError>;
     /// The user with exactly this username (case-sensitive, like Django).
@@ -297,16 +315,34 @@ pub trait Store: Send + Sync + 'static {
         &self,
         since: DateTime<Utc>,
     ) -> Result<Vec<(String, DateTime<Utc>)>, StoreError>;
+    /// A feed of sessions ended by any process on this database, pushed as they end, from a
+    /// background task that lives until the receiver is dropped. Needs a Tokio runtime.
+    /// `None` (the default) when the backend cannot push: then polling
+    /// [`Store::find_sessions_ended_since`] is the only way to learn of them.
+    fn watch_ended_sessions(&self) -> Option<tokio::sync::mpsc::Receiver<SessionEvent>> {
+        None
+    }
     /// Deletes outstanding and blacklisted tokens that expired by `now`, and sessions whose
     /// every token has.
     async fn delete_expired_tokens(&self, now: DateTime<Utc>) -> Result<FlushReport, StoreError>;
 }
 
-/// Opens the store named by `url`, creating a SQLite file if it does not exist. Does not
-/// migrate: call [`Store::migrate`].
+/// Opens the store named by `url` with the default [`DatabaseOptions`]; see [`connect_with`].
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    connect_with(url, &DatabaseOptions::default()).await
+}
+
+/// Opens the store named by `url`: `sqlite://PATH` (the file is created if it does not exist)
+/// or `postgres://…` / `postgresql://…` (connections are opened on first use, within
+/// `options`). Does not migrate: call [`Store::migrate`].
+pub async fn connect_with(
+    url: &str,
+    options: &DatabaseOptions,
+) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::connect(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::connect(url, options)?))
     } else {
         // Never echo the URL: it may hold a password.
         let scheme = url.split(':').next().unwrap_or_default();

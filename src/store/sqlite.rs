@@ -464,6 +464,22 @@ impl Store for SqliteStore {
         self.write(migrate).await
     }
 
+    async fn check_ready(&self) -> Result<(), StoreError> {
+        let wanted = MIGRATIONS.len();
+        let applied: i64 = self.read(|conn| {
+            conn.query_row(
+                "SELECT COUNT(*) FROM restjwt_migrations WHERE version BETWEEN 1 AND ?",
+                [i64::try_from(wanted).unwrap_or(i64::MAX)],
+                |row| row.get(0),
+            )
+        })?;
+        if usize::try_from(applied).ok() == Some(wanted) {
+            Ok(())
+        } else {
+            Err(StoreError::Database("migrations are pending".into()))
+        }
+    }
+
     async fn find_user_by_id(&self, id: i64) -> Result<Option<User>, StoreError> {
         self.read(|conn| {
             // A literal, not a format!: this runs on every authenticated request.

@@ -125,7 +125,12 @@ impl Target {
         let unrelated = generate_key_pair(Algorithm::ES256).expect("pair");
         Self::finish(Target {
             name: "HS256 single key",
-            app: TestApp::with_keys(settings(Algorithm::HS256), keys).await,
+            app: TestApp::with_keys(
+                crate::common::Backend::Sqlite,
+                settings(Algorithm::HS256),
+                keys,
+            )
+            .await,
             algorithm: Algorithm::HS256,
             kid: None,
             ours: Signer::Hmac(SECRET.as_bytes().to_vec()),
@@ -143,7 +148,12 @@ impl Target {
         let keys = Keys::from_pem(Algorithm::ES256, Some(&pair.private_pem), None).expect("keys");
         Self::finish(Target {
             name: "ES256 single key",
-            app: TestApp::with_keys(settings(Algorithm::ES256), keys).await,
+            app: TestApp::with_keys(
+                crate::common::Backend::Sqlite,
+                settings(Algorithm::ES256),
+                keys,
+            )
+            .await,
             algorithm: Algorithm::ES256,
             kid: Some(pair.kid.clone()),
             ours: Signer::Pem(Algorithm::ES256, pair.private_pem.to_string()),
@@ -170,7 +180,12 @@ impl Target {
         let other = generate_key_pair(Algorithm::RS256).expect("pair");
         Self::finish(Target {
             name: "key directory (RS256 active, ES384 older)",
-            app: TestApp::with_keys(settings(Algorithm::RS256), dir.load().expect("load")).await,
+            app: TestApp::with_keys(
+                crate::common::Backend::Sqlite,
+                settings(Algorithm::RS256),
+                dir.load().expect("load"),
+            )
+            .await,
             algorithm: Algorithm::RS256,
             kid: Some(active.kid),
             ours: Signer::Pem(Algorithm::RS256, pem),
@@ -995,7 +1010,7 @@ fn refusals_name_no_internal_error_and_tokens_module_agrees() {
 
 #[tokio::test]
 async fn an_oversized_auth_header_is_431_before_the_token_is_read() {
-    let app = TestApp::new().await;
+    let app = TestApp::new(crate::common::Backend::Sqlite).await;
     let header = format!("Bearer {}", "x".repeat(restjwt::token::MAX_TOKEN_BYTES + 1));
     let answer = app
         .send(

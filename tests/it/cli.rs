@@ -1,5 +1,6 @@
 //! The `restjwt` binary's commands, run as a user runs them: a fresh directory with its own
-//! SQLite file, an environment without `RESTJWT_*` variables, answers piped on stdin.
+//! database (a SQLite file in it, or a PostgreSQL database of its own), an environment without
+//! `RESTJWT_*` variables, answers piped on stdin.
 //!
 //! The binary hashes with the production Argon2 parameters, so each command that stores a
 //! password costs a real hash: the tests keep those commands few.
@@ -13,49 +14,69 @@ use std::time::Duration;
 use restjwt::store;
 use restjwt::{HashParams, PasswordHasher, User};
 
+use crate::common::{Backend, TestDb, backend_tests};
+
 /// The binary under test.
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_restjwt");
 
 /// How long any one command may run before the test gives up on it and kills it.
 const COMMAND_DEADLINE: Duration = Duration::from_secs(120);
 
-/// A fresh directory holding one SQLite database, where the binary runs.
+/// A fresh directory and a fresh database, where the binary runs.
 pub(crate) struct Workspace {
-    dir: tempfile::TempDir,
+    db: TestDb,
 }
 
 impl Workspace {
+    /// A workspace on a SQLite file.
     pub(crate) fn new() -> Self {
+        Self::with_backend(Backend::Sqlite)
+    }
+
+    pub(crate) fn with_backend(backend: Backend) -> Self {
         Self {
-            dir: tempfile::tempdir().expect("create a temporary directory"),
+            db: TestDb::new(backend),
         }
     }
 
-    pub(crate) fn path(&self) -> &Path {
-        self.dir.path()
+    pub(crate) fn backend(&self) -> Backend {
+        self.db.backend
     }
 
+    pub(crate) fn path(&self) -> &Path {
+        self.db.dir()
+    }
+
+    /// The SQLite file (which does not exist on PostgreSQL).
     pub(crate) fn db_path(&self) -> PathBuf {
         self.path().join("db.sqlite3")
     }
 
-    /// The key file `serve` keeps when no SIGNING_KEY is set: beside the database.
+    /// The key file `serve` keeps when no SIGNING_KEY is set: beside the SQLite file (named so
+    /// with `--key-file` on PostgreSQL, where no key file is kept by default).
     pub(crate) fn key_path(&self) -> PathBuf {
         self.path().join("db.sqlite3.key")
     }
 
     pub(crate) fn database_url(&self) -> String {
-        format!("sqlite://{}", self.db_path().display())
+        self.db.url().to_owned()
+    }
+
+    /// The database, for reading its tables directly.
+    pub(crate) fn db(&self) -> &TestDb {
+        &self.db
     }
 
     /// The binary with `args`, run in this directory on this database, with none of the
-    /// caller's `RESTJWT_*`, `DATABASE_URL`, `RUST_LOG` or `NO_COLOR` variables.
+    /// caller's `RESTJWT_*`, `DATABASE_*`, `RUST_LOG` or `NO_COLOR` variables. On PostgreSQL
+    /// the key file is named with `RESTJWT_KEY_FILE`, so `serve` runs as on SQLite.
     pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(BIN);
         for (key, _) in std::env::vars_os() {
             let Some(key) = key.to_str() else { continue };
             if key.starts_with("RESTJWT_")
-                || ["DATABASE_URL", "RUST_LOG", "NO_COLOR"].contains(&key)
+                || key.starts_with("DATABASE_")
+                || ["RUST_LOG", "NO_COLOR"].contains(&key)
             {
                 command.env_remove(key);
             }
@@ -64,6 +85,9 @@ impl Workspace {
             .args(args)
             .current_dir(self.path())
             .env("DATABASE_URL", self.database_url());
+        if self.backend() == Backend::Postgres {
+            command.env("RESTJWT_KEY_FILE", self.key_path());
+        }
         command
     }
 
@@ -204,9 +228,8 @@ fn password_matches(user: &User, password: &str) -> bool {
     hasher.verify_blocking(password, &user.password).is_valid
 }
 
-#[tokio::test]
-async fn migrate_creates_the_database_and_is_idempotent() {
-    let ws = Workspace::new();
+async fn migrate_creates_the_database_and_is_idempotent(backend: Backend) {
+    let ws = Workspace::with_backend(backend);
     assert!(!ws.db_path().exists());
 
     let first = ws.run(&["migrate"], &[], "");
@@ -216,16 +239,19 @@ async fn migrate_creates_the_database_and_is_idempotent() {
         "{}",
         first.stdout
     );
-    assert!(ws.db_path().exists(), "migrate must create the SQLite file");
+    match backend {
+        Backend::Sqlite => assert!(ws.db_path().exists(), "migrate must create the SQLite file"),
+        Backend::Postgres => assert!(!ws.db_path().exists(), "no file on PostgreSQL"),
+    }
+    assert_eq!(ws.db().count_rows("restjwt_migrations").await, 2);
     assert!(ws.find_user("nobody").await.is_none());
 
     ws.run(&["migrate"], &[], "").assert_success();
     assert!(ws.find_user("nobody").await.is_none());
 }
 
-#[tokio::test]
-async fn createsuperuser_noinput_creates_a_staff_superuser() {
-    let ws = Workspace::new();
+async fn createsuperuser_noinput_creates_a_staff_superuser(backend: Backend) {
+    let ws = Workspace::with_backend(backend);
     let out = ws.run(
         &[
             "createsuperuser",
@@ -256,9 +282,8 @@ async fn createsuperuser_noinput_creates_a_staff_superuser() {
     assert!(!password_matches(&user, "wrong horse"));
 }
 
-#[tokio::test]
-async fn createuser_makes_a_user_who_is_not_staff() {
-    let ws = Workspace::new();
+async fn createuser_makes_a_user_who_is_not_staff(backend: Backend) {
+    let ws = Workspace::with_backend(backend);
     ws.create_user("createuser", "reader", "reader-pass-1");
 
     let user = ws.find_user("reader").await.expect("the user exists");
@@ -267,9 +292,8 @@ async fn createuser_makes_a_user_who_is_not_staff() {
     assert!(password_matches(&user, "reader-pass-1"));
 }
 
-#[tokio::test]
-async fn a_taken_username_is_refused_with_exit_code_1() {
-    let ws = Workspace::new();
+async fn a_taken_username_is_refused_with_exit_code_1(backend: Backend) {
+    let ws = Workspace::with_backend(backend);
     ws.create_user("createuser", "taken", "first-pass-1");
 
     let again = [
@@ -293,9 +317,8 @@ async fn a_taken_username_is_refused_with_exit_code_1() {
     assert!(password_matches(&user, "first-pass-1"));
 }
 
-#[tokio::test]
-async fn noinput_without_a_usable_password_creates_nobody() {
-    let ws = Workspace::new();
+async fn noinput_without_a_usable_password_creates_nobody(backend: Backend) {
+    let ws = Workspace::with_backend(backend);
     let args = [
         "createsuperuser",
         "--noinput",
@@ -322,9 +345,8 @@ async fn noinput_without_a_usable_password_creates_nobody() {
     assert!(ws.find_user("nopass").await.is_none());
 }
 
-#[tokio::test]
-async fn invalid_usernames_and_emails_are_refused() {
-    let ws = Workspace::new();
+async fn invalid_usernames_and_emails_are_refused(backend: Backend) {
+    let ws = Workspace::with_backend(backend);
     let password = [("RESTJWT_SUPERUSER_PASSWORD", "some-pass-1")];
 
     for bad in ["bad name", "semi;colon", "slash/name"] {
@@ -359,9 +381,8 @@ async fn invalid_usernames_and_emails_are_refused() {
     assert!(ws.find_user("fine").await.is_none());
 }
 
-#[tokio::test]
-async fn interactive_createsuperuser_reads_answers_from_stdin() {
-    let ws = Workspace::new();
+async fn interactive_createsuperuser_reads_answers_from_stdin(backend: Backend) {
+    let ws = Workspace::with_backend(backend);
     let out = ws.run(
         &["createsuperuser"],
         &[],
@@ -384,9 +405,8 @@ async fn interactive_createsuperuser_reads_answers_from_stdin() {
     assert!(password_matches(&user, "alice-pass-1"));
 }
 
-#[tokio::test]
-async fn interactive_createsuperuser_asks_again_and_gives_up_at_end_of_input() {
-    let ws = Workspace::new();
+async fn interactive_createsuperuser_asks_again_and_gives_up_at_end_of_input(backend: Backend) {
+    let ws = Workspace::with_backend(backend);
     // A bad username is asked again; mismatched passwords are asked again; then input ends.
     let out = ws.run(
         &["createsuperuser"],
@@ -401,9 +421,8 @@ async fn interactive_createsuperuser_asks_again_and_gives_up_at_end_of_input() {
     assert!(ws.find_user("bad name").await.is_none());
 }
 
-#[tokio::test]
-async fn changepassword_replaces_the_password() {
-    let ws = Workspace::new();
+async fn changepassword_replaces_the_password(backend: Backend) {
+    let ws = Workspace::with_backend(backend);
     ws.create_user("createuser", "carol", "old-pass-1");
 
     let out = ws.run(
@@ -423,9 +442,8 @@ async fn changepassword_replaces_the_password() {
     assert!(!password_matches(&user, "old-pass-1"));
 }
 
-#[test]
-fn changepassword_of_an_unknown_user_fails() {
-    let ws = Workspace::new();
+async fn changepassword_of_an_unknown_user_fails(backend: Backend) {
+    let ws = Workspace::with_backend(backend);
     ws.run(&["changepassword", "ghost"], &[], "new-pass\nnew-pass\n")
         .assert_error("user 'ghost' does not exist");
 }
@@ -493,3 +511,16 @@ fn an_unsupported_database_url_is_refused_without_echoing_it() {
         "the URL's password leaked: {stderr}"
     );
 }
+
+backend_tests!(
+    migrate_creates_the_database_and_is_idempotent,
+    createsuperuser_noinput_creates_a_staff_superuser,
+    createuser_makes_a_user_who_is_not_staff,
+    a_taken_username_is_refused_with_exit_code_1,
+    noinput_without_a_usable_password_creates_nobody,
+    invalid_usernames_and_emails_are_refused,
+    interactive_createsuperuser_reads_answers_from_stdin,
+    interactive_createsuperuser_asks_again_and_gives_up_at_end_of_input,
+    changepassword_replaces_the_password,
+    changepassword_of_an_unknown_user_fails,
+);

@@ -1,5 +1,9 @@
-//! Shared fixtures: a real router on a real SQLite file, cheap hashing, a clock that only moves
-//! when told, and a way to mint arbitrary tokens for the attack and edge cases.
+//! Shared fixtures: a real router on a real database (a SQLite file, or a PostgreSQL database
+//! of its own), cheap hashing, a clock that only moves when told, and a way to mint arbitrary
+//! tokens for the attack and edge cases.
+//!
+//! Store and HTTP tests run on both databases: each is an `async fn(Backend)` listed in
+//! [`backend_tests!`], which makes `NAME::sqlite` and `NAME::postgres` tests of it.
 
 #![allow(dead_code)]
 
@@ -24,16 +28,262 @@ pub const SECRET: &str = "test-secret-key-that-is-long-enough-for-hs256-01234567
 /// A fixed start time (2026-11-29 12:00:00 UTC), so token bytes are reproducible.
 pub const T0: i64 = 1_795_953_600;
 
-/// A router with its state, on its own SQLite file.
+/// Declares each named `async fn(Backend)` of the calling module as two tests, `NAME::sqlite`
+/// and `NAME::postgres` (so `cargo test postgres` runs one side), each on a fresh database.
+macro_rules! backend_tests {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name($crate::common::Backend::Sqlite).await
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                super::$name($crate::common::Backend::Postgres).await
+            }
+        }
+    )+};
+}
+pub(crate) use backend_tests;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file in a temporary directory.
+    Sqlite,
+    /// A database of its own on the PostgreSQL server of [`postgres_admin_url`].
+    Postgres,
+}
+
+/// Where PostgreSQL tests create their databases: `RESTJWT_TEST_POSTGRES_URL`, by default the
+/// local server's `postgres` database (what `.ci/run` starts).
+pub fn postgres_admin_url() -> String {
+    std::env::var("RESTJWT_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// `url` with its database name replaced by `name` (query parameters kept).
+pub fn with_database(url: &str, name: &str) -> String {
+    let authority = url.find("://").map_or(0, |i| i + 3);
+    let path = url[authority..].find('/').map(|i| authority + i);
+    let query = url[authority..].find('?').map(|i| authority + i);
+    let (head, tail) = match (path, query) {
+        (Some(p), Some(q)) if p < q => (&url[..p], &url[q..]),
+        (Some(p), None) => (&url[..p], ""),
+        (_, Some(q)) => (&url[..q], &url[q..]),
+        (None, None) => (url, ""),
+    };
+    format!("{head}/{name}{tail}")
+}
+
+/// Runs `work` to its end on a runtime of its own, on a thread of its own: for the set-up and
+/// clean-up of PostgreSQL databases, which happen in sync code (`Drop`, sync tests) too.
+pub fn block_on_side<T: Send + 'static>(
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+            .block_on(work)
+    })
+    .join()
+    .expect("the side thread")
+}
+
+/// A fresh, empty database for one test, with a temporary directory beside it: a SQLite file
+/// in that directory, or a PostgreSQL database created for the test and dropped (its
+/// connections cut) when this is dropped.
+pub struct TestDb {
+    pub backend: Backend,
+    url: String,
+    postgres_name: Option<String>,
+    dir: tempfile::TempDir,
+}
+
+impl TestDb {
+    /// Creates the database (not migrated).
+    pub fn new(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        match backend {
+            Backend::Sqlite => Self {
+                backend,
+                url: format!("sqlite://{}", dir.path().join("db.sqlite3").display()),
+                postgres_name: None,
+                dir,
+            },
+            Backend::Postgres => {
+                let name = format!("restjwt_test_{}", uuid::Uuid::new_v4().simple());
+                let admin = postgres_admin_url();
+                let create = format!("CREATE DATABASE \"{name}\"");
+                block_on_side(async move {
+                    use sqlx::Connection;
+                    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+                        panic!(
+                            "PostgreSQL tests need a server at {admin} (set RESTJWT_TEST_POSTGRES_URL, \
+                             or start it: see the README): {e}"
+                        )
+                    });
+                    sqlx::query(&create)
+                        .execute(&mut conn)
+                        .await
+                        .expect("create a test database");
+                });
+                Self {
+                    backend,
+                    url: with_database(&postgres_admin_url(), &name),
+                    postgres_name: Some(name),
+                    dir,
+                }
+            }
+        }
+    }
+
+    /// The database's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The temporary directory that lives as long as the database.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// The SQLite file, for the SQLite backend.
+    pub fn sqlite_path(&self) -> Option<std::path::PathBuf> {
+        (self.backend == Backend::Sqlite).then(|| self.dir.path().join("db.sqlite3"))
+    }
+
+    /// Runs one SQL statement directly, behind the store's back.
+    pub async fn execute(&self, sql: &str) {
+        match self.backend {
+            Backend::Sqlite => {
+                let path = self.sqlite_path().expect("a SQLite file");
+                let conn = rusqlite::Connection::open(path).expect("open");
+                conn.execute(sql, []).expect("execute");
+            }
+            Backend::Postgres => {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&self.url)
+                    .await
+                    .expect("connect");
+                sqlx::query(sql).execute(&mut conn).await.expect("execute");
+            }
+        }
+    }
+
+    /// The number of rows in `table`, read directly.
+    pub async fn count_rows(&self, table: &str) -> i64 {
+        let sql = format!("SELECT COUNT(*) FROM {table}");
+        match self.backend {
+            Backend::Sqlite => {
+                let path = self.sqlite_path().expect("a SQLite file");
+                let conn = rusqlite::Connection::open(path).expect("open");
+                conn.query_row(&sql, [], |r| r.get(0)).expect("count")
+            }
+            Backend::Postgres => {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&self.url)
+                    .await
+                    .expect("connect");
+                sqlx::query_scalar(&sql)
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("count")
+            }
+        }
+    }
+
+    /// Every text cell of every table, read directly.
+    pub async fn text_cells(&self) -> Vec<String> {
+        let mut cells = Vec::new();
+        match self.backend {
+            Backend::Sqlite => {
+                let path = self.sqlite_path().expect("a SQLite file");
+                let conn = rusqlite::Connection::open(path).expect("open");
+                let tables: Vec<String> = conn
+                    .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+                    .expect("prepare")
+                    .query_map([], |r| r.get(0))
+                    .expect("query")
+                    .collect::<Result<_, _>>()
+                    .expect("rows");
+                for table in &tables {
+                    let mut stmt = conn
+                        .prepare(&format!("SELECT * FROM \"{table}\""))
+                        .expect("select");
+                    let columns = stmt.column_count();
+                    let mut rows = stmt.query([]).expect("rows");
+                    while let Some(row) = rows.next().expect("row") {
+                        for i in 0..columns {
+                            if let Ok(text) = row.get::<_, String>(i) {
+                                cells.push(text);
+                            }
+                        }
+                    }
+                }
+            }
+            Backend::Postgres => {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&self.url)
+                    .await
+                    .expect("connect");
+                let tables: Vec<String> = sqlx::query_scalar(
+                    "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema()",
+                )
+                .fetch_all(&mut conn)
+                .await
+                .expect("tables");
+                for table in &tables {
+                    let rows: Vec<String> = sqlx::query_scalar(&format!(
+                        "SELECT row_to_json(t)::text FROM \"{table}\" t"
+                    ))
+                    .fetch_all(&mut conn)
+                    .await
+                    .expect("rows");
+                    for row in rows {
+                        let row: Value = serde_json::from_str(&row).expect("json");
+                        for value in row.as_object().expect("object").values() {
+                            if let Some(text) = value.as_str() {
+                                cells.push(text.to_owned());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        cells
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(name) = self.postgres_name.take() {
+            let admin = postgres_admin_url();
+            block_on_side(async move {
+                use sqlx::Connection;
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                    let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                    let _ = sqlx::query(&drop).execute(&mut conn).await;
+                }
+            });
+        }
+    }
+}
+
+/// A router with its state, on a fresh database of its own.
 pub struct TestApp {
     pub state: AuthState,
     pub router: Router,
     pub clock: Arc<ManualClock>,
     pub store: Arc<dyn Store>,
     pub hasher: Arc<PasswordHasher>,
-    /// The SQLite file behind `store`.
-    pub db_path: std::path::PathBuf,
-    _dir: tempfile::TempDir,
+    /// The database behind `store`.
+    pub db: TestDb,
 }
 
 /// A response, fully read.
@@ -81,18 +331,19 @@ impl TestResponse {
 
 impl TestApp {
     /// An app with simplejwt's default settings.
-    pub async fn new() -> Self {
-        Self::with_settings(Settings::default()).await
+    pub async fn new(backend: Backend) -> Self {
+        Self::with_settings(backend, Settings::default()).await
     }
 
     /// An app with the given settings (its signing key is [`SECRET`] unless one is set).
-    pub async fn with_settings(settings: Settings) -> Self {
-        Self::with_state(settings, |state| state).await
+    pub async fn with_settings(backend: Backend, settings: Settings) -> Self {
+        Self::with_state(backend, settings, |state| state).await
     }
 
     /// An app with the given settings, its state passed through `adapt` (to add hooks)
     /// before the router is built.
     pub async fn with_state(
+        backend: Backend,
         settings: Settings,
         adapt: impl FnOnce(AuthState) -> AuthState,
     ) -> Self {
@@ -101,23 +352,22 @@ impl TestApp {
             .clone()
             .unwrap_or_else(|| SECRET.to_owned());
         let keys = Keys::hmac(settings.algorithm, secret.as_bytes()).expect("keys");
-        Self::build(settings, keys, adapt).await
+        Self::build(backend, settings, keys, adapt).await
     }
 
     /// An app with the given settings and keys.
-    pub async fn with_keys(settings: Settings, keys: Keys) -> Self {
-        Self::build(settings, keys, |state| state).await
+    pub async fn with_keys(backend: Backend, settings: Settings, keys: Keys) -> Self {
+        Self::build(backend, settings, keys, |state| state).await
     }
 
     async fn build(
+        backend: Backend,
         settings: Settings,
         keys: Keys,
         adapt: impl FnOnce(AuthState) -> AuthState,
     ) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db_path = dir.path().join("db.sqlite3");
-        let url = format!("sqlite://{}", db_path.display());
-        let store = store::connect(&url).await.expect("connect");
+        let db = TestDb::new(backend);
+        let store = store::connect(db.url()).await.expect("connect");
         store.migrate().await.expect("migrate");
         let tokens = Tokens::new(&settings, keys);
         let hasher = PasswordHasher::new(HashParams::INSECURE_FAST, 2).expect("hasher");
@@ -136,9 +386,17 @@ impl TestApp {
             clock,
             store,
             hasher,
-            db_path,
-            _dir: dir,
+            db,
         }
+    }
+
+    /// The stored row of `username` (panics if there is none).
+    pub async fn user(&self, username: &str) -> User {
+        self.store
+            .find_user_by_username(username)
+            .await
+            .expect("find user")
+            .unwrap_or_else(|| panic!("no user {username:?}"))
     }
 
     /// Creates an active user with that password.
@@ -163,15 +421,6 @@ impl TestApp {
             })
             .await
             .expect("create user")
-    }
-
-    /// The stored row of `username` (panics if there is none).
-    pub async fn user(&self, username: &str) -> User {
-        self.store
-            .find_user_by_username(username)
-            .await
-            .expect("find user")
-            .unwrap_or_else(|| panic!("no user {username:?}"))
     }
 
     /// Sends a request with the given headers and raw body.

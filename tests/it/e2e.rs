@@ -1,5 +1,6 @@
-//! The blog's sequence against the real `restjwt serve` over a real socket, on a real SQLite
-//! file: users made with the real commands, a key file generated on first start and kept.
+//! The blog's sequence against the real `restjwt serve` over a real socket, on a real database
+//! (a SQLite file, or a PostgreSQL database of its own): users made with the real commands, a
+//! key file generated on first start and kept.
 //!
 //! Servers bind port 0 and announce their address on stderr; the tests read that line instead
 //! of guessing a port or sleeping. Expiry is shown without waiting: the test signs an already
@@ -16,7 +17,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::cli::{Workspace, send_signal};
-use crate::common::{claims_of, mint, not_valid_for_any};
+use crate::common::{Backend, backend_tests, claims_of, mint, not_valid_for_any};
 
 /// How long a server may take to announce its address, or to stop after a signal.
 const START_DEADLINE: Duration = Duration::from_secs(60);
@@ -206,13 +207,18 @@ struct SharedServer {
     ws: Workspace,
 }
 
-fn shared_server() -> Arc<SharedServer> {
-    static SHARED: Mutex<Weak<SharedServer>> = Mutex::new(Weak::new());
-    let mut slot = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
+fn shared_server(backend: Backend) -> Arc<SharedServer> {
+    static SQLITE: Mutex<Weak<SharedServer>> = Mutex::new(Weak::new());
+    static POSTGRES: Mutex<Weak<SharedServer>> = Mutex::new(Weak::new());
+    let shared = match backend {
+        Backend::Sqlite => &SQLITE,
+        Backend::Postgres => &POSTGRES,
+    };
+    let mut slot = shared.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(shared) = slot.upgrade() {
         return shared;
     }
-    let ws = Workspace::new();
+    let ws = Workspace::with_backend(backend);
     let server = Server::start(&ws, &[]);
     let shared = Arc::new(SharedServer { server, ws });
     *slot = Arc::downgrade(&shared);
@@ -311,9 +317,8 @@ fn kept_key(ws: &Workspace) -> String {
         .to_owned()
 }
 
-#[tokio::test]
-async fn blog_flow_over_a_real_socket() {
-    let shared = shared_server();
+async fn blog_flow_over_a_real_socket(backend: Backend) {
+    let shared = shared_server(backend);
     let server = &shared.server;
     shared
         .ws
@@ -406,9 +411,8 @@ async fn blog_flow_over_a_real_socket() {
     );
 }
 
-#[tokio::test]
-async fn an_expired_access_token_is_refused_until_refreshed() {
-    let shared = shared_server();
+async fn an_expired_access_token_is_refused_until_refreshed(backend: Backend) {
+    let shared = shared_server(backend);
     let server = &shared.server;
     shared
         .ws
@@ -459,9 +463,8 @@ async fn an_expired_access_token_is_refused_until_refreshed() {
     assert_eq!(again.json()["username"], "sleeper");
 }
 
-#[tokio::test]
-async fn the_generated_key_is_kept_beside_the_database_and_never_printed() {
-    let shared = shared_server();
+async fn the_generated_key_is_kept_beside_the_database_and_never_printed(backend: Backend) {
+    let shared = shared_server(backend);
     let path = shared.ws.key_path();
     assert_eq!(path.parent(), shared.ws.db_path().parent());
     let metadata = std::fs::metadata(&path).expect("the key file exists");
@@ -485,9 +488,8 @@ async fn the_generated_key_is_kept_beside_the_database_and_never_printed() {
     );
 }
 
-#[tokio::test]
-async fn a_restart_reuses_the_key_file_and_its_tokens() {
-    let ws = Workspace::new();
+async fn a_restart_reuses_the_key_file_and_its_tokens(backend: Backend) {
+    let ws = Workspace::with_backend(backend);
     ws.create_user("createuser", "steady", "steady-pass-1");
 
     let first = Server::start(&ws, &[]);
@@ -518,10 +520,9 @@ async fn a_restart_reuses_the_key_file_and_its_tokens() {
     }
 }
 
-#[tokio::test]
-async fn sigterm_and_sigint_stop_the_server_with_status_0() {
+async fn sigterm_and_sigint_stop_the_server_with_status_0(backend: Backend) {
     for signal in ["TERM", "INT"] {
-        let ws = Workspace::new();
+        let ws = Workspace::with_backend(backend);
         let server = Server::start(&ws, &[]);
         // It serves before it is stopped.
         assert_eq!(
@@ -541,9 +542,8 @@ async fn sigterm_and_sigint_stop_the_server_with_status_0() {
 
 /// Rotation with the blacklist is one atomic step on the real server: 50 parallel refreshes of
 /// one token, ten rounds, exactly one success a round and no 5xx.
-#[tokio::test]
-async fn fifty_parallel_refreshes_of_one_token_give_exactly_one_pair() {
-    let ws = Workspace::new();
+async fn fifty_parallel_refreshes_of_one_token_give_exactly_one_pair(backend: Backend) {
+    let ws = Workspace::with_backend(backend);
     ws.create_user("createuser", "racer", "race-pass-1");
     let server = Server::start(
         &ws,
@@ -579,9 +579,8 @@ async fn fifty_parallel_refreshes_of_one_token_give_exactly_one_pair() {
 
 /// Sessions ended by another process (here the CLI) stop refresh tokens at once and, with
 /// ACCESS_TOKEN_REVOCATION=session, access tokens within about a second.
-#[tokio::test]
-async fn sessions_ended_from_the_cli_stop_the_running_servers_tokens() {
-    let ws = Workspace::new();
+async fn sessions_ended_from_the_cli_stop_the_running_servers_tokens(backend: Backend) {
+    let ws = Workspace::with_backend(backend);
     ws.create_user("createuser", "dana", "dana-pass-1");
     let server = Server::start(&ws, &[("RESTJWT_ACCESS_TOKEN_REVOCATION", "session")]);
     let (refresh, access) = login(&server, "dana", "dana-pass-1").await;
@@ -655,3 +654,13 @@ async fn sessions_ended_from_the_cli_stop_the_running_servers_tokens() {
         flushed.stdout
     );
 }
+
+backend_tests!(
+    blog_flow_over_a_real_socket,
+    an_expired_access_token_is_refused_until_refreshed,
+    the_generated_key_is_kept_beside_the_database_and_never_printed,
+    a_restart_reuses_the_key_file_and_its_tokens,
+    sigterm_and_sigint_stop_the_server_with_status_0,
+    fifty_parallel_refreshes_of_one_token_give_exactly_one_pair,
+    sessions_ended_from_the_cli_stop_the_running_servers_tokens,
+);

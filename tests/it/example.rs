@@ -15,17 +15,18 @@ use restjwt::{AuthState, HashParams, Keys, PasswordHasher, Settings, SystemClock
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-/// The example's app on a fresh SQLite file holding one user, `dana`.
+use crate::common::{Backend, TestDb, backend_tests};
+
+/// The example's app on a fresh database holding one user, `dana`.
 struct Example {
     router: Router,
-    _dir: tempfile::TempDir,
+    _db: TestDb,
 }
 
 impl Example {
-    async fn new() -> Self {
-        let dir = tempfile::tempdir().expect("create a temporary directory");
-        let url = format!("sqlite://{}", dir.path().join("db.sqlite3").display());
-        let store = store::connect(&url).await.expect("open the database");
+    async fn new(backend: Backend) -> Self {
+        let db = TestDb::new(backend);
+        let store = store::connect(db.url()).await.expect("open the database");
         store.migrate().await.expect("migrate");
         let hasher = PasswordHasher::new(HashParams::INSECURE_FAST, 2).expect("build a hasher");
         store
@@ -52,7 +53,7 @@ impl Example {
         let auth = AuthState::new(settings, tokens, store, hasher, Arc::new(SystemClock));
         Self {
             router: protected_app::app(auth),
-            _dir: dir,
+            _db: db,
         }
     }
 
@@ -110,17 +111,15 @@ impl Example {
     }
 }
 
-#[tokio::test]
-async fn the_public_route_needs_no_token() {
-    let example = Example::new().await;
+async fn the_public_route_needs_no_token(backend: Backend) {
+    let example = Example::new(backend).await;
     let (status, _, body) = example.send("GET", "/", None, None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.starts_with("notes:"), "{body}");
 }
 
-#[tokio::test]
-async fn notes_without_a_token_are_refused() {
-    let example = Example::new().await;
+async fn notes_without_a_token_are_refused(backend: Backend) {
+    let example = Example::new(backend).await;
     for method in ["GET", "POST"] {
         let note = (method == "POST").then(|| json!({ "text": "sneaky" }));
         let (status, www_authenticate, body) = example.send(method, "/notes/", None, note).await;
@@ -133,9 +132,8 @@ async fn notes_without_a_token_are_refused() {
     }
 }
 
-#[tokio::test]
-async fn a_logged_in_user_gets_their_own_notes() {
-    let example = Example::new().await;
+async fn a_logged_in_user_gets_their_own_notes(backend: Backend) {
+    let example = Example::new(backend).await;
     let (_, access) = example.login().await;
 
     let (status, _, body) = example.send("GET", "/notes/", Some(&access), None).await;
@@ -162,9 +160,8 @@ async fn a_logged_in_user_gets_their_own_notes() {
     );
 }
 
-#[tokio::test]
-async fn a_refresh_token_does_not_open_the_notes() {
-    let example = Example::new().await;
+async fn a_refresh_token_does_not_open_the_notes(backend: Backend) {
+    let example = Example::new(backend).await;
     let (refresh, _) = example.login().await;
 
     let (status, www_authenticate, body) =
@@ -184,3 +181,10 @@ async fn a_refresh_token_does_not_open_the_notes() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
+
+backend_tests!(
+    the_public_route_needs_no_token,
+    notes_without_a_token_are_refused,
+    a_logged_in_user_gets_their_own_notes,
+    a_refresh_token_does_not_open_the_notes,
+);

@@ -6,14 +6,16 @@ use std::sync::Arc;
 use axum::http::Method;
 use serde_json::{Value, json};
 
-use crate::common::{T0, TestApp, claims_of, flat, mint_payload, not_valid_for_any};
+use crate::common::{
+    Backend, T0, TestApp, backend_tests, claims_of, flat, mint_payload, not_valid_for_any,
+};
 
 const NO_ACCOUNT: &str = r#"{"detail":"No active account found with the given credentials"}"#;
 const PASSWORD_CHANGED: &str =
     r#"{"detail":"The user's password has been changed.","code":"password_changed"}"#;
 
-async fn app(pairs: &[(&str, &str)]) -> TestApp {
-    let app = TestApp::with_settings(TestApp::settings(pairs)).await;
+async fn app(backend: Backend, pairs: &[(&str, &str)]) -> TestApp {
+    let app = TestApp::with_settings(backend, TestApp::settings(pairs)).await;
     app.create_user("bob", "bob-pass-1234").await;
     app
 }
@@ -37,9 +39,10 @@ async fn sliding_refresh(app: &TestApp, token: &str) -> crate::common::TestRespo
         .await
 }
 
-#[tokio::test]
-async fn sliding_tokens_are_issued_in_simplejwts_shape_and_authenticate_when_enabled() {
-    let app = app(&[("RESTJWT_AUTH_TOKEN_CLASSES", "sliding")]).await;
+async fn sliding_tokens_are_issued_in_simplejwts_shape_and_authenticate_when_enabled(
+    backend: Backend,
+) {
+    let app = app(backend, &[("RESTJWT_AUTH_TOKEN_CLASSES", "sliding")]).await;
     let token = sliding_login(&app).await;
     let claims = claims_of(&token);
     let names: Vec<&str> = claims
@@ -66,9 +69,8 @@ async fn sliding_tokens_are_issued_in_simplejwts_shape_and_authenticate_when_ena
     );
 }
 
-#[tokio::test]
-async fn with_both_classes_every_class_tried_is_reported() {
-    let app = app(&[("RESTJWT_AUTH_TOKEN_CLASSES", r#"["rest_framework_simplejwt.tokens.AccessToken","rest_framework_simplejwt.tokens.SlidingToken"]"#)]).await;
+async fn with_both_classes_every_class_tried_is_reported(backend: Backend) {
+    let app = app(backend, &[("RESTJWT_AUTH_TOKEN_CLASSES", r#"["rest_framework_simplejwt.tokens.AccessToken","rest_framework_simplejwt.tokens.SlidingToken"]"#)]).await;
     let (refresh, access) = app.login("bob", "bob-pass-1234").await;
     let sliding = sliding_login(&app).await;
     assert_eq!(app.get_with_token("/api/user/", &access).await.status, 200);
@@ -79,13 +81,15 @@ async fn with_both_classes_every_class_tried_is_reported() {
     );
 }
 
-#[tokio::test]
-async fn sliding_refresh_works_until_refresh_exp_even_after_exp() {
-    let app = app(&[
-        ("RESTJWT_AUTH_TOKEN_CLASSES", "sliding"),
-        ("RESTJWT_SLIDING_TOKEN_LIFETIME", "10m"),
-        ("RESTJWT_SLIDING_TOKEN_REFRESH_LIFETIME", "1h"),
-    ])
+async fn sliding_refresh_works_until_refresh_exp_even_after_exp(backend: Backend) {
+    let app = app(
+        backend,
+        &[
+            ("RESTJWT_AUTH_TOKEN_CLASSES", "sliding"),
+            ("RESTJWT_SLIDING_TOKEN_LIFETIME", "10m"),
+            ("RESTJWT_SLIDING_TOKEN_REFRESH_LIFETIME", "1h"),
+        ],
+    )
     .await;
     let token = sliding_login(&app).await;
     let original = claims_of(&token);
@@ -149,9 +153,8 @@ async fn sliding_refresh_works_until_refresh_exp_even_after_exp() {
     .assert(401, NO_ACCOUNT);
 }
 
-#[tokio::test]
-async fn a_blacklisted_sliding_token_neither_authenticates_nor_refreshes() {
-    let app = app(&[("RESTJWT_AUTH_TOKEN_CLASSES", "sliding")]).await;
+async fn a_blacklisted_sliding_token_neither_authenticates_nor_refreshes(backend: Backend) {
+    let app = app(backend, &[("RESTJWT_AUTH_TOKEN_CLASSES", "sliding")]).await;
     let token = sliding_login(&app).await;
     app.post("/api/token/blacklist/", json!({ "refresh": token }))
         .await
@@ -166,19 +169,21 @@ async fn a_blacklisted_sliding_token_neither_authenticates_nor_refreshes() {
 
     // Without sliding tokens enabled, the blacklist endpoint takes refresh tokens only, as
     // simplejwt's does.
-    let app = self::app(&[]).await;
+    let app = self::app(backend, &[]).await;
     let token = sliding_login(&app).await;
     app.post("/api/token/blacklist/", json!({ "refresh": token }))
         .await
         .assert(401, &flat("Token has wrong type"));
 }
 
-#[tokio::test]
-async fn stateless_user_endpoint_reads_no_user_row() {
-    let app = app(&[
-        ("RESTJWT_STATELESS_USER_AUTHENTICATION", "true"),
-        ("RESTJWT_TOKEN_CLAIMS", "username=username,email=email"),
-    ])
+async fn stateless_user_endpoint_reads_no_user_row(backend: Backend) {
+    let app = app(
+        backend,
+        &[
+            ("RESTJWT_STATELESS_USER_AUTHENTICATION", "true"),
+            ("RESTJWT_TOKEN_CLAIMS", "username=username,email=email"),
+        ],
+    )
     .await;
     let (_, access) = app.login("bob", "bob-pass-1234").await;
     let stateless =
@@ -187,9 +192,11 @@ async fn stateless_user_endpoint_reads_no_user_row() {
         .await
         .assert(200, stateless);
     // The row goes away; a stateless service cannot know until the token expires.
-    let conn = rusqlite::Connection::open(&app.db_path).expect("open");
-    conn.execute("DELETE FROM auth_user WHERE username = 'bob'", [])
-        .expect("delete");
+    // Sessions reference the user: remove them first, as a user deletion by Django would.
+    app.db.execute("DELETE FROM restjwt_session").await;
+    app.db
+        .execute("DELETE FROM auth_user WHERE username = 'bob'")
+        .await;
     app.get_with_token("/api/user/", &access)
         .await
         .assert(200, stateless);
@@ -206,8 +213,7 @@ async fn stateless_user_endpoint_reads_no_user_row() {
     );
 }
 
-#[tokio::test]
-async fn the_token_user_extractor_works_in_any_app() {
+async fn the_token_user_extractor_works_in_any_app(backend: Backend) {
     use axum::routing::get;
     use restjwt::{AuthState, TokenUser};
 
@@ -223,10 +229,13 @@ async fn the_token_user_extractor_works_in_any_app() {
             user.is_staff()
         )
     }
-    let app = app(&[(
-        "RESTJWT_TOKEN_CLAIMS",
-        r#"{"username":"username","is_staff":"is_staff"}"#,
-    )])
+    let app = app(
+        backend,
+        &[(
+            "RESTJWT_TOKEN_CLAIMS",
+            r#"{"username":"username","is_staff":"is_staff"}"#,
+        )],
+    )
     .await;
     let (_, access) = app.login("bob", "bob-pass-1234").await;
     let service = axum::Router::new()
@@ -249,8 +258,7 @@ async fn the_token_user_extractor_works_in_any_app() {
     assert_eq!(&body[..], b"\"1\" bob staff=false");
 }
 
-#[tokio::test]
-async fn custom_claims_from_a_hook_and_from_settings_reach_every_token() {
+async fn custom_claims_from_a_hook_and_from_settings_reach_every_token(backend: Backend) {
     let settings = TestApp::settings(&[
         (
             "RESTJWT_TOKEN_CLAIMS",
@@ -258,7 +266,7 @@ async fn custom_claims_from_a_hook_and_from_settings_reach_every_token() {
         ),
         ("RESTJWT_ROTATE_REFRESH_TOKENS", "true"),
     ]);
-    let app = TestApp::with_state(settings, |state| {
+    let app = TestApp::with_state(backend, settings, |state| {
         state.with_claims_hook(Arc::new(|user, claims| {
             claims.insert(
                 "name",
@@ -329,12 +337,14 @@ async fn custom_claims_from_a_hook_and_from_settings_reach_every_token() {
     }
 }
 
-#[tokio::test]
-async fn a_password_change_revokes_access_refresh_and_sliding_tokens() {
-    let app = app(&[
-        ("RESTJWT_CHECK_REVOKE_TOKEN", "true"),
-        ("RESTJWT_AUTH_TOKEN_CLASSES", "access,sliding"),
-    ])
+async fn a_password_change_revokes_access_refresh_and_sliding_tokens(backend: Backend) {
+    let app = app(
+        backend,
+        &[
+            ("RESTJWT_CHECK_REVOKE_TOKEN", "true"),
+            ("RESTJWT_AUTH_TOKEN_CLASSES", "access,sliding"),
+        ],
+    )
     .await;
     let (refresh, access) = app.login("bob", "bob-pass-1234").await;
     let sliding = sliding_login(&app).await;
@@ -379,9 +389,8 @@ async fn a_password_change_revokes_access_refresh_and_sliding_tokens() {
     assert_eq!(app.get_with_token("/api/user/", &access).await.status, 200);
 }
 
-#[tokio::test]
-async fn login_by_email_when_configured() {
-    let app = app(&[("RESTJWT_USERNAME_FIELD", "email")]).await;
+async fn login_by_email_when_configured(backend: Backend) {
+    let app = app(backend, &[("RESTJWT_USERNAME_FIELD", "email")]).await;
     let response = app
         .post(
             "/api/token/",
@@ -417,10 +426,9 @@ async fn login_by_email_when_configured() {
     assert_eq!(app.hasher.verification_count() - before, 1);
 }
 
-#[tokio::test]
-async fn a_user_rule_decides_who_may_log_in_and_refresh() {
+async fn a_user_rule_decides_who_may_log_in_and_refresh(backend: Backend) {
     let settings = TestApp::settings(&[]);
-    let app = TestApp::with_state(settings, |state| {
+    let app = TestApp::with_state(backend, settings, |state| {
         state.with_user_rule(Arc::new(|user| user.is_active && user.username != "banned"))
     })
     .await;
@@ -444,17 +452,15 @@ async fn a_user_rule_decides_who_may_log_in_and_refresh() {
         );
 }
 
-#[tokio::test]
-async fn sliding_login_updates_last_login_when_on() {
-    let app = app(&[("RESTJWT_UPDATE_LAST_LOGIN", "true")]).await;
+async fn sliding_login_updates_last_login_when_on(backend: Backend) {
+    let app = app(backend, &[("RESTJWT_UPDATE_LAST_LOGIN", "true")]).await;
     sliding_login(&app).await;
     let bob = app.user("bob").await;
     assert!(bob.last_login.is_some());
 }
 
-#[tokio::test]
-async fn users_change_their_email_and_names_with_drfs_field_errors() {
-    let app = app(&[]).await;
+async fn users_change_their_email_and_names_with_drfs_field_errors(backend: Backend) {
+    let app = app(backend, &[]).await;
     let (_, access) = app.login("bob", "bob-pass-1234").await;
     let send = |method: Method, body: Value| {
         let access = access.clone();
@@ -562,3 +568,18 @@ async fn users_change_their_email_and_names_with_drfs_field_errors() {
         401
     );
 }
+
+backend_tests!(
+    sliding_tokens_are_issued_in_simplejwts_shape_and_authenticate_when_enabled,
+    with_both_classes_every_class_tried_is_reported,
+    sliding_refresh_works_until_refresh_exp_even_after_exp,
+    a_blacklisted_sliding_token_neither_authenticates_nor_refreshes,
+    stateless_user_endpoint_reads_no_user_row,
+    the_token_user_extractor_works_in_any_app,
+    custom_claims_from_a_hook_and_from_settings_reach_every_token,
+    a_password_change_revokes_access_refresh_and_sliding_tokens,
+    login_by_email_when_configured,
+    a_user_rule_decides_who_may_log_in_and_refresh,
+    sliding_login_updates_last_login_when_on,
+    users_change_their_email_and_names_with_drfs_field_errors,
+);

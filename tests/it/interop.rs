@@ -166,6 +166,7 @@ fn settings(algorithm: Algorithm) -> Settings {
 async fn an_independent_implementation_verifies_restjwt_tokens_from_the_jwks_alone() {
     for algorithm in Algorithm::ALL.into_iter().filter(|a| !a.is_hmac()) {
         let app = TestApp::with_keys(
+            crate::common::Backend::Sqlite,
             settings(algorithm),
             Keys::generate(algorithm).expect("keys"),
         )
@@ -243,6 +244,7 @@ async fn restjwt_verifies_tokens_an_independent_implementation_signed() {
         // Through JWK_URL: the independent JWK, published by a JWKS server.
         jwks.set_document(jwks_of(std::slice::from_ref(&independent.jwk)));
         let app = TestApp::with_keys(
+            crate::common::Backend::Sqlite,
             Settings {
                 jwk_url: Some(jwks.url.clone()),
                 ..settings(Algorithm::HS256)
@@ -277,7 +279,12 @@ async fn restjwt_verifies_tokens_an_independent_implementation_signed() {
         let keys = Keys::from_settings(&settings)
             .expect("keys")
             .expect("configured");
-        let app = TestApp::with_keys(settings.clone(), keys.clone()).await;
+        let app = TestApp::with_keys(
+            crate::common::Backend::Sqlite,
+            settings.clone(),
+            keys.clone(),
+        )
+        .await;
         app.create_user("alice", "alice-pass-1").await;
         let answer = app.get_with_token("/api/user/", &token).await;
         assert_eq!(answer.status, 200, "{algorithm} via PEM: {}", answer.text());

@@ -137,7 +137,7 @@ async fn app_trusting(url: &str, keys: Keys, leeway: u64) -> TestApp {
         leeway: std::time::Duration::from_secs(leeway),
         ..Settings::default()
     };
-    let app = TestApp::with_keys(settings, keys).await;
+    let app = TestApp::with_keys(crate::common::Backend::Sqlite, settings, keys).await;
     app.create_user("alice", "alice-pass-1").await;
     app
 }

@@ -48,7 +48,12 @@ async fn get_jwks(app: &TestApp) -> crate::common::TestResponse {
 async fn every_algorithm_issues_and_accepts_its_tokens_over_http() {
     for algorithm in Algorithm::ALL {
         let keys = Keys::generate(algorithm).expect("keys");
-        let app = TestApp::with_keys(settings_for(algorithm), keys.clone()).await;
+        let app = TestApp::with_keys(
+            crate::common::Backend::Sqlite,
+            settings_for(algorithm),
+            keys.clone(),
+        )
+        .await;
         app.create_user("alice", "alice-pass-1").await;
         let (refresh, access) = app.login("alice", "alice-pass-1").await;
 
@@ -86,7 +91,12 @@ async fn every_algorithm_issues_and_accepts_its_tokens_over_http() {
 
         // A token of the same algorithm under another key is refused.
         let other = Keys::generate(algorithm).expect("keys");
-        let stranger = TestApp::with_keys(settings_for(algorithm), other).await;
+        let stranger = TestApp::with_keys(
+            crate::common::Backend::Sqlite,
+            settings_for(algorithm),
+            other,
+        )
+        .await;
         let foreign = stranger
             .state
             .tokens()
@@ -120,7 +130,7 @@ fn the_hmac_header_is_pyjwts_byte_for_byte() {
 #[tokio::test]
 async fn jwks_publishes_public_keys_only_with_cache_control() {
     // Under HMAC: an empty set, never the secret.
-    let app = TestApp::new().await;
+    let app = TestApp::new(crate::common::Backend::Sqlite).await;
     let answer = get_jwks(&app).await;
     answer.assert(200, r#"{"keys":[]}"#);
     assert_eq!(answer.header("cache-control"), Some("public, max-age=300"));
@@ -130,7 +140,12 @@ async fn jwks_publishes_public_keys_only_with_cache_control() {
     for algorithm in Algorithm::ALL.into_iter().filter(|a| !a.is_hmac()) {
         let pair = generate_key_pair(algorithm).expect("pair");
         let keys = Keys::from_pem(algorithm, Some(&pair.private_pem), None).expect("keys");
-        let app = TestApp::with_keys(settings_for(algorithm), keys).await;
+        let app = TestApp::with_keys(
+            crate::common::Backend::Sqlite,
+            settings_for(algorithm),
+            keys,
+        )
+        .await;
         let answer = get_jwks(&app).await;
         assert_eq!(answer.status, 200);
         assert_eq!(answer.header("cache-control"), Some("public, max-age=300"));
@@ -187,7 +202,7 @@ async fn pem_keys_come_inline_from_a_file_or_with_escaped_newlines() {
             .expect("keys")
             .expect("configured");
         assert_eq!(keys.active_kid(), Some(pair.kid.as_str()), "{case}");
-        let app = TestApp::with_keys(settings, keys).await;
+        let app = TestApp::with_keys(crate::common::Backend::Sqlite, settings, keys).await;
         app.create_user("bob", "bob-pass-1").await;
         let (_, access) = app.login("bob", "bob-pass-1").await;
         assert_eq!(

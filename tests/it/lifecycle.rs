@@ -4,13 +4,15 @@
 use axum::http::Method;
 use serde_json::{Value, json};
 
-use crate::common::{TestApp, TestResponse, claims_of, flat, not_valid_for_any};
+use crate::common::{
+    Backend, TestApp, TestResponse, backend_tests, claims_of, flat, not_valid_for_any,
+};
 
 const BLACKLISTED: &str = r#"{"detail":"Token is blacklisted","code":"token_not_valid"}"#;
 const VERIFY_BLACKLISTED: &str = r#"{"non_field_errors":["Token is blacklisted"]}"#;
 
-async fn app(pairs: &[(&str, &str)]) -> TestApp {
-    let app = TestApp::with_settings(TestApp::settings(pairs)).await;
+async fn app(backend: Backend, pairs: &[(&str, &str)]) -> TestApp {
+    let app = TestApp::with_settings(backend, TestApp::settings(pairs)).await;
     app.create_user("bob", "bob-pass-1234").await;
     app.create_user("alice", "alice-pass-1234").await;
     app
@@ -54,8 +56,7 @@ fn keys(response: &TestResponse) -> Vec<String> {
 
 /// The sequence run against the reference for each combination of ROTATE_REFRESH_TOKENS and
 /// BLACKLIST_AFTER_ROTATION, with the answers it gave.
-#[tokio::test]
-async fn rotation_and_blacklist_combinations_answer_as_the_reference_does() {
+async fn rotation_and_blacklist_combinations_answer_as_the_reference_does(backend: Backend) {
     // (rotate, blacklist, refresh again, verify, blacklist, verify after blacklisting)
     let expected = [
         (
@@ -93,10 +94,13 @@ async fn rotation_and_blacklist_combinations_answer_as_the_reference_does() {
     ];
     for (rotate, blacklist, again, verify, logout, verify_after) in expected {
         let case = format!("rotate={rotate} blacklist={blacklist}");
-        let app = app(&[
-            ("RESTJWT_ROTATE_REFRESH_TOKENS", rotate),
-            ("RESTJWT_BLACKLIST_AFTER_ROTATION", blacklist),
-        ])
+        let app = app(
+            backend,
+            &[
+                ("RESTJWT_ROTATE_REFRESH_TOKENS", rotate),
+                ("RESTJWT_BLACKLIST_AFTER_ROTATION", blacklist),
+            ],
+        )
         .await;
         let (token, _) = app.login("bob", "bob-pass-1234").await;
 
@@ -153,12 +157,14 @@ async fn rotation_and_blacklist_combinations_answer_as_the_reference_does() {
     }
 }
 
-#[tokio::test]
-async fn rotated_refresh_tokens_keep_claim_order_and_restart_the_lifetime() {
-    let app = app(&[
-        ("RESTJWT_ROTATE_REFRESH_TOKENS", "true"),
-        ("RESTJWT_BLACKLIST_AFTER_ROTATION", "true"),
-    ])
+async fn rotated_refresh_tokens_keep_claim_order_and_restart_the_lifetime(backend: Backend) {
+    let app = app(
+        backend,
+        &[
+            ("RESTJWT_ROTATE_REFRESH_TOKENS", "true"),
+            ("RESTJWT_BLACKLIST_AFTER_ROTATION", "true"),
+        ],
+    )
     .await;
     let (token, _) = app.login("bob", "bob-pass-1234").await;
     let old = claims_of(&token);
@@ -188,9 +194,8 @@ async fn rotated_refresh_tokens_keep_claim_order_and_restart_the_lifetime() {
     );
 }
 
-#[tokio::test]
-async fn logout_then_refresh_is_blacklisted() {
-    let app = app(&[]).await;
+async fn logout_then_refresh_is_blacklisted(backend: Backend) {
+    let app = app(backend, &[]).await;
     let (token, access) = app.login("bob", "bob-pass-1234").await;
     let response = app
         .post("/api/token/blacklist/", json!({ "refresh": token }))
@@ -208,12 +213,14 @@ async fn logout_then_refresh_is_blacklisted() {
         .assert(400, r#"{"refresh":["This field is required."]}"#);
 }
 
-#[tokio::test]
-async fn reusing_a_rotated_out_token_ends_the_whole_session() {
-    let app = app(&[
-        ("RESTJWT_ROTATE_REFRESH_TOKENS", "true"),
-        ("RESTJWT_BLACKLIST_AFTER_ROTATION", "true"),
-    ])
+async fn reusing_a_rotated_out_token_ends_the_whole_session(backend: Backend) {
+    let app = app(
+        backend,
+        &[
+            ("RESTJWT_ROTATE_REFRESH_TOKENS", "true"),
+            ("RESTJWT_BLACKLIST_AFTER_ROTATION", "true"),
+        ],
+    )
     .await;
     let (stolen, _) = app.login("bob", "bob-pass-1234").await;
     let (other_device, _) = app.login("bob", "bob-pass-1234").await;
@@ -236,13 +243,15 @@ async fn reusing_a_rotated_out_token_ends_the_whole_session() {
     assert_eq!(refresh(&app, &other_device).await.status, 200);
 }
 
-#[tokio::test]
-async fn reuse_detection_can_be_turned_off_and_needs_rotation_with_the_blacklist() {
-    let app = app(&[
-        ("RESTJWT_ROTATE_REFRESH_TOKENS", "true"),
-        ("RESTJWT_BLACKLIST_AFTER_ROTATION", "true"),
-        ("RESTJWT_REFRESH_TOKEN_REUSE_DETECTION", "false"),
-    ])
+async fn reuse_detection_can_be_turned_off_and_needs_rotation_with_the_blacklist(backend: Backend) {
+    let app = app(
+        backend,
+        &[
+            ("RESTJWT_ROTATE_REFRESH_TOKENS", "true"),
+            ("RESTJWT_BLACKLIST_AFTER_ROTATION", "true"),
+            ("RESTJWT_REFRESH_TOKEN_REUSE_DETECTION", "false"),
+        ],
+    )
     .await;
     let (first, _) = app.login("bob", "bob-pass-1234").await;
     let second = refresh(&app, &first).await.json()["refresh"]
@@ -271,13 +280,15 @@ async fn reuse_detection_can_be_turned_off_and_needs_rotation_with_the_blacklist
     );
 }
 
-#[tokio::test]
-async fn a_retry_within_the_grace_gets_the_same_pair_and_later_ends_the_session() {
-    let app = app(&[
-        ("RESTJWT_ROTATE_REFRESH_TOKENS", "true"),
-        ("RESTJWT_BLACKLIST_AFTER_ROTATION", "true"),
-        ("RESTJWT_REFRESH_TOKEN_REUSE_GRACE", "10s"),
-    ])
+async fn a_retry_within_the_grace_gets_the_same_pair_and_later_ends_the_session(backend: Backend) {
+    let app = app(
+        backend,
+        &[
+            ("RESTJWT_ROTATE_REFRESH_TOKENS", "true"),
+            ("RESTJWT_BLACKLIST_AFTER_ROTATION", "true"),
+            ("RESTJWT_REFRESH_TOKEN_REUSE_GRACE", "10s"),
+        ],
+    )
     .await;
     let (token, _) = app.login("bob", "bob-pass-1234").await;
     let first = refresh(&app, &token).await;
@@ -296,12 +307,14 @@ async fn a_retry_within_the_grace_gets_the_same_pair_and_later_ends_the_session(
     refresh(&app, &successor).await.assert(401, BLACKLISTED);
 }
 
-#[tokio::test]
-async fn parallel_refreshes_of_one_token_yield_exactly_one_pair() {
-    let app = app(&[
-        ("RESTJWT_ROTATE_REFRESH_TOKENS", "true"),
-        ("RESTJWT_BLACKLIST_AFTER_ROTATION", "true"),
-    ])
+async fn parallel_refreshes_of_one_token_yield_exactly_one_pair(backend: Backend) {
+    let app = app(
+        backend,
+        &[
+            ("RESTJWT_ROTATE_REFRESH_TOKENS", "true"),
+            ("RESTJWT_BLACKLIST_AFTER_ROTATION", "true"),
+        ],
+    )
     .await;
     let app = std::sync::Arc::new(app);
     for round in 0..5 {
@@ -326,9 +339,8 @@ async fn parallel_refreshes_of_one_token_yield_exactly_one_pair() {
     }
 }
 
-#[tokio::test]
-async fn sessions_are_listed_marked_and_ended_per_user() {
-    let app = app(&[]).await;
+async fn sessions_are_listed_marked_and_ended_per_user(backend: Backend) {
+    let app = app(backend, &[]).await;
     let (laptop_refresh, laptop) = login_as(&app, "bob", "Firefox on Linux").await;
     app.clock.advance(5);
     let (phone_refresh, phone) = login_as(&app, "bob", "Safari on iPhone").await;
@@ -415,9 +427,8 @@ async fn sessions_are_listed_marked_and_ended_per_user() {
     assert_eq!(response.header("allow"), Some("GET, HEAD, OPTIONS"));
 }
 
-#[tokio::test]
-async fn logout_scopes_end_this_the_others_or_all_sessions() {
-    let app = app(&[]).await;
+async fn logout_scopes_end_this_the_others_or_all_sessions(backend: Backend) {
+    let app = app(backend, &[]).await;
     let logged_out = r#"{"detail":"Successfully logged out."}"#;
     let three = || async {
         let mut sessions = Vec::new();
@@ -473,9 +484,8 @@ async fn logout_scopes_end_this_the_others_or_all_sessions() {
         );
 }
 
-#[tokio::test]
-async fn access_tokens_of_ended_sessions_stop_when_revocation_is_on() {
-    let app = app(&[("RESTJWT_ACCESS_TOKEN_REVOCATION", "session")]).await;
+async fn access_tokens_of_ended_sessions_stop_when_revocation_is_on(backend: Backend) {
+    let app = app(backend, &[("RESTJWT_ACCESS_TOKEN_REVOCATION", "session")]).await;
     let (refresh_a, access_a) = login_as(&app, "bob", "a").await;
     let (_, access_b) = login_as(&app, "bob", "b").await;
     app.post("/api/token/blacklist/", json!({ "refresh": refresh_a }))
@@ -514,31 +524,28 @@ async fn access_tokens_of_ended_sessions_stop_when_revocation_is_on() {
         .assert(401, &not_valid_for_any("Token is blacklisted"));
 }
 
-#[tokio::test]
-async fn flushexpiredtokens_keeps_live_rows_and_removes_expired_ones() {
-    let app = app(&[
-        ("RESTJWT_ROTATE_REFRESH_TOKENS", "true"),
-        ("RESTJWT_BLACKLIST_AFTER_ROTATION", "true"),
-        ("RESTJWT_REFRESH_TOKEN_LIFETIME", "1h"),
-    ])
+async fn flushexpiredtokens_keeps_live_rows_and_removes_expired_ones(backend: Backend) {
+    let app = app(
+        backend,
+        &[
+            ("RESTJWT_ROTATE_REFRESH_TOKENS", "true"),
+            ("RESTJWT_BLACKLIST_AFTER_ROTATION", "true"),
+            ("RESTJWT_REFRESH_TOKEN_LIFETIME", "1h"),
+        ],
+    )
     .await;
     let (old, _) = app.login("bob", "bob-pass-1234").await;
     refresh(&app, &old).await;
     app.clock.advance(1800);
     let (live, _) = app.login("alice", "alice-pass-1234").await;
-    let count = |table: &str| -> i64 {
-        let conn = rusqlite::Connection::open(&app.db_path).expect("open");
-        conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
-            .expect("count")
-    };
-    assert_eq!(
+    let counts = || async {
         (
-            count("restjwt_outstanding_token"),
-            count("restjwt_blacklisted_token"),
-            count("restjwt_session")
-        ),
-        (3, 1, 2)
-    );
+            app.db.count_rows("restjwt_outstanding_token").await,
+            app.db.count_rows("restjwt_blacklisted_token").await,
+            app.db.count_rows("restjwt_session").await,
+        )
+    };
+    assert_eq!(counts().await, (3, 1, 2));
 
     // Bob's tokens expire at T0 + 3600; alice's at T0 + 5400.
     let at = |secs| chrono::DateTime::from_timestamp(crate::common::T0 + secs, 0).expect("time");
@@ -560,14 +567,7 @@ async fn flushexpiredtokens_keeps_live_rows_and_removes_expired_ones() {
         (report.outstanding, report.blacklisted, report.sessions),
         (2, 1, 1)
     );
-    assert_eq!(
-        (
-            count("restjwt_outstanding_token"),
-            count("restjwt_blacklisted_token"),
-            count("restjwt_session")
-        ),
-        (1, 0, 1)
-    );
+    assert_eq!(counts().await, (1, 0, 1));
     assert_eq!(
         refresh(&app, &live).await.status,
         200,
@@ -575,41 +575,21 @@ async fn flushexpiredtokens_keeps_live_rows_and_removes_expired_ones() {
     );
 }
 
-#[tokio::test]
-async fn the_database_never_holds_a_usable_refresh_token() {
-    let app = app(&[
-        ("RESTJWT_ROTATE_REFRESH_TOKENS", "true"),
-        ("RESTJWT_BLACKLIST_AFTER_ROTATION", "true"),
-    ])
+async fn the_database_never_holds_a_usable_refresh_token(backend: Backend) {
+    let app = app(
+        backend,
+        &[
+            ("RESTJWT_ROTATE_REFRESH_TOKENS", "true"),
+            ("RESTJWT_BLACKLIST_AFTER_ROTATION", "true"),
+        ],
+    )
     .await;
     let (first, access) = app.login("bob", "bob-pass-1234").await;
     let second = refresh(&app, &first).await.json()["refresh"]
         .as_str()
         .expect("r")
         .to_owned();
-    let conn = rusqlite::Connection::open(&app.db_path).expect("open");
-    let tables: Vec<String> = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
-        .expect("prepare")
-        .query_map([], |r| r.get(0))
-        .expect("query")
-        .collect::<Result<_, _>>()
-        .expect("rows");
-    let mut cells = Vec::new();
-    for table in &tables {
-        let mut stmt = conn
-            .prepare(&format!("SELECT * FROM \"{table}\""))
-            .expect("select");
-        let columns = stmt.column_count();
-        let mut rows = stmt.query([]).expect("rows");
-        while let Some(row) = rows.next().expect("row") {
-            for i in 0..columns {
-                if let Ok(text) = row.get::<_, String>(i) {
-                    cells.push(text);
-                }
-            }
-        }
-    }
+    let cells = app.db.text_cells().await;
     assert!(cells.len() > 10, "the tables were read");
     for token in [&first, &second, &access] {
         let signature = token.rsplit('.').next().expect("signature");
@@ -623,3 +603,18 @@ async fn the_database_never_holds_a_usable_refresh_token() {
         "its hash is"
     );
 }
+
+backend_tests!(
+    rotation_and_blacklist_combinations_answer_as_the_reference_does,
+    rotated_refresh_tokens_keep_claim_order_and_restart_the_lifetime,
+    logout_then_refresh_is_blacklisted,
+    reusing_a_rotated_out_token_ends_the_whole_session,
+    reuse_detection_can_be_turned_off_and_needs_rotation_with_the_blacklist,
+    a_retry_within_the_grace_gets_the_same_pair_and_later_ends_the_session,
+    parallel_refreshes_of_one_token_yield_exactly_one_pair,
+    sessions_are_listed_marked_and_ended_per_user,
+    logout_scopes_end_this_the_others_or_all_sessions,
+    access_tokens_of_ended_sessions_stop_when_revocation_is_on,
+    flushexpiredtokens_keeps_live_rows_and_removes_expired_ones,
+    the_database_never_holds_a_usable_refresh_token,
+);

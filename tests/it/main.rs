@@ -7,6 +7,7 @@ mod cli;
 mod e2e;
 mod example;
 mod features;
+mod instances;
 mod interop;
 mod issuer;
 mod keys;

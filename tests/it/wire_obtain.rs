@@ -4,15 +4,15 @@
 use axum::http::Method;
 use serde_json::Value;
 
-use crate::common::{T0, TestApp, claims_of};
+use crate::common::{Backend, T0, TestApp, backend_tests, claims_of};
 
 /// (content type, body, status, exact body or `None` for a token pair)
 type MediaCase<'a> = (Option<&'a str>, &'a [u8], u16, Option<String>);
 
 const NO_ACCOUNT: &str = r#"{"detail":"No active account found with the given credentials"}"#;
 
-async fn app_with_bob() -> TestApp {
-    let app = TestApp::new().await;
+async fn app_with_bob(backend: Backend) -> TestApp {
+    let app = TestApp::new(backend).await;
     app.create_user("bob", "bob-pass-1234").await;
     app.create_user_with("carol", "carol-pass-1234", false)
         .await;
@@ -31,9 +31,8 @@ fn assert_pair(body: &[u8]) {
     assert_eq!(keys, ["refresh", "access"], "obtain answers refresh first");
 }
 
-#[tokio::test]
-async fn obtain_json_cases_answer_like_simplejwt() {
-    let app = app_with_bob().await;
+async fn obtain_json_cases_answer_like_simplejwt(backend: Backend) {
+    let app = app_with_bob(backend).await;
     // (case, body, status, exact body or None for a token pair)
     let cases: &[(&str, &str, u16, Option<&str>)] = &[
         (
@@ -306,9 +305,8 @@ async fn obtain_json_cases_answer_like_simplejwt() {
     }
 }
 
-#[tokio::test]
-async fn obtain_media_types_answer_like_simplejwt() {
-    let app = app_with_bob().await;
+async fn obtain_media_types_answer_like_simplejwt(backend: Backend) {
+    let app = app_with_bob(backend).await;
     let creds = r#"{"username":"bob","password":"bob-pass-1234"}"#;
     let unsupported = |ct: &str| {
         format!(
@@ -385,9 +383,8 @@ async fn obtain_media_types_answer_like_simplejwt() {
     }
 }
 
-#[tokio::test]
-async fn obtained_tokens_have_simplejwts_claims_in_order() {
-    let app = app_with_bob().await;
+async fn obtained_tokens_have_simplejwts_claims_in_order(backend: Backend) {
+    let app = app_with_bob(backend).await;
     let (refresh, access) = app.login("bob", "bob-pass-1234").await;
     for (token, kind, lifetime) in [(&refresh, "refresh", 86_400), (&access, "access", 300)] {
         let header = token.split('.').next().expect("header");
@@ -428,9 +425,8 @@ async fn obtained_tokens_have_simplejwts_claims_in_order() {
     );
 }
 
-#[tokio::test]
-async fn login_costs_one_verification_whatever_fails() {
-    let app = app_with_bob().await;
+async fn login_costs_one_verification_whatever_fails(backend: Backend) {
+    let app = app_with_bob(backend).await;
     let cases = [
         (
             "unknown user",
@@ -469,9 +465,8 @@ async fn login_costs_one_verification_whatever_fails() {
     assert_eq!(app.hasher.verification_count(), before);
 }
 
-#[tokio::test]
-async fn django_pbkdf2_hash_logs_in_and_is_upgraded_to_argon2id() {
-    let app = TestApp::new().await;
+async fn django_pbkdf2_hash_logs_in_and_is_upgraded_to_argon2id(backend: Backend) {
+    let app = TestApp::new(backend).await;
     let user = app.create_user("dj", "placeholder").await;
     // Made by Django 6.1: make_password("django-pass-1234", "fixedsalt", "pbkdf2_sha256") with
     // 1,000 iterations (the hash format is Django's; the count is lowered to keep tests fast).
@@ -499,9 +494,8 @@ async fn django_pbkdf2_hash_logs_in_and_is_upgraded_to_argon2id() {
     response.assert(401, NO_ACCOUNT);
 }
 
-#[tokio::test]
-async fn update_last_login_records_the_login_only_when_on() {
-    let app = app_with_bob().await;
+async fn update_last_login_records_the_login_only_when_on(backend: Backend) {
+    let app = app_with_bob(backend).await;
     app.login("bob", "bob-pass-1234").await;
     let bob = app.user("bob").await;
     assert_eq!(bob.last_login, None, "off by default");
@@ -510,9 +504,18 @@ async fn update_last_login_records_the_login_only_when_on() {
         update_last_login: true,
         ..Default::default()
     };
-    let app = TestApp::with_settings(settings).await;
+    let app = TestApp::with_settings(backend, settings).await;
     app.create_user("bob", "bob-pass-1234").await;
     app.login("bob", "bob-pass-1234").await;
     let bob = app.user("bob").await;
     assert!(bob.last_login.is_some());
 }
+
+backend_tests!(
+    obtain_json_cases_answer_like_simplejwt,
+    obtain_media_types_answer_like_simplejwt,
+    obtained_tokens_have_simplejwts_claims_in_order,
+    login_costs_one_verification_whatever_fails,
+    django_pbkdf2_hash_logs_in_and_is_upgraded_to_argon2id,
+    update_last_login_records_the_login_only_when_on,
+);

@@ -3,10 +3,12 @@
 
 use serde_json::{Value, json};
 
-use crate::common::{SECRET, T0, TestApp, claims_of, flat, mint, mint_payload};
+use crate::common::{
+    Backend, SECRET, T0, TestApp, backend_tests, claims_of, flat, mint, mint_payload,
+};
 
-async fn app_with_users() -> TestApp {
-    let app = TestApp::new().await;
+async fn app_with_users(backend: Backend) -> TestApp {
+    let app = TestApp::new(backend).await;
     app.create_user("bob", "bob-pass-1234").await;
     app.create_user_with("carol", "carol-pass-1234", false)
         .await;
@@ -204,9 +206,8 @@ async fn shared_cases(app: &TestApp, path: &str, field: &str) {
     }
 }
 
-#[tokio::test]
-async fn refresh_answers_like_simplejwt() {
-    let app = app_with_users().await;
+async fn refresh_answers_like_simplejwt(backend: Backend) {
+    let app = app_with_users(backend).await;
     shared_cases(&app, "/api/token/refresh/", "refresh").await;
 
     let ok = |t: String| json!({ "refresh": t }).to_string();
@@ -352,9 +353,8 @@ async fn refresh_answers_like_simplejwt() {
     }
 }
 
-#[tokio::test]
-async fn refreshed_access_tokens_copy_claims_as_simplejwt_does() {
-    let app = app_with_users().await;
+async fn refreshed_access_tokens_copy_claims_as_simplejwt_does(backend: Backend) {
+    let app = app_with_users(backend).await;
     // A refresh token with its claims out of order and an extra claim: the access token
     // starts with its own token_type, exp, iat and jti, then copies the rest in order.
     let refresh = mint_payload(&json!({
@@ -396,9 +396,8 @@ async fn refreshed_access_tokens_copy_claims_as_simplejwt_does() {
     assert_eq!(response.status, 200);
 }
 
-#[tokio::test]
-async fn verify_answers_like_simplejwt() {
-    let app = app_with_users().await;
+async fn verify_answers_like_simplejwt(backend: Backend) {
+    let app = app_with_users(backend).await;
     shared_cases(&app, "/api/token/verify/", "token").await;
 
     let (refresh, access) = app.login("bob", "bob-pass-1234").await;
@@ -464,9 +463,8 @@ async fn verify_answers_like_simplejwt() {
     }
 }
 
-#[tokio::test]
-async fn token_views_answer_methods_and_options_like_drf() {
-    let app = app_with_users().await;
+async fn token_views_answer_methods_and_options_like_drf(backend: Backend) {
+    let app = app_with_users(backend).await;
     for (path, name) in [
         ("/api/token/", "Token Obtain Pair"),
         ("/api/token/refresh/", "Token Refresh"),
@@ -503,3 +501,10 @@ async fn token_views_answer_methods_and_options_like_drf() {
         assert!(json["actions"]["POST"].is_object());
     }
 }
+
+backend_tests!(
+    refresh_answers_like_simplejwt,
+    refreshed_access_tokens_copy_claims_as_simplejwt_does,
+    verify_answers_like_simplejwt,
+    token_views_answer_methods_and_options_like_drf,
+);

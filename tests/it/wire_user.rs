@@ -5,14 +5,16 @@ use axum::body::Body;
 use axum::http::Method;
 use serde_json::json;
 
-use crate::common::{SECRET, T0, TestApp, mint, mint_payload, not_valid_for_any};
+use crate::common::{
+    Backend, SECRET, T0, TestApp, backend_tests, mint, mint_payload, not_valid_for_any,
+};
 
 const NOT_PROVIDED: &str = r#"{"detail":"Authentication credentials were not provided."}"#;
 const BAD_HEADER: &str = r#"{"detail":"Authorization header must contain two space-delimited values","code":"bad_authorization_header"}"#;
 const BOB: &str = r#"{"id":1,"username":"bob","email":"bob@example.com","first_name":"First","last_name":"Last"}"#;
 
-async fn app_with_users() -> TestApp {
-    let app = TestApp::new().await;
+async fn app_with_users(backend: Backend) -> TestApp {
+    let app = TestApp::new(backend).await;
     app.create_user("bob", "bob-pass-1234").await;
     app.create_user_with("carol", "carol-pass-1234", false)
         .await;
@@ -48,9 +50,8 @@ async fn get_with_header(app: &TestApp, value: &[u8]) -> crate::common::TestResp
     .await
 }
 
-#[tokio::test]
-async fn the_blog_flow_with_expiry_on_an_injected_clock() {
-    let app = app_with_users().await;
+async fn the_blog_flow_with_expiry_on_an_injected_clock(backend: Backend) {
+    let app = app_with_users(backend).await;
     app.send(Method::GET, "/api/user/", &[], Body::empty())
         .await
         .assert(401, NOT_PROVIDED);
@@ -85,9 +86,8 @@ async fn the_blog_flow_with_expiry_on_an_injected_clock() {
         .assert(200, BOB);
 }
 
-#[tokio::test]
-async fn authorization_header_variants_answer_like_simplejwt() {
-    let app = app_with_users().await;
+async fn authorization_header_variants_answer_like_simplejwt(backend: Backend) {
+    let app = app_with_users(backend).await;
     let (_, token) = app.login("bob", "bob-pass-1234").await;
     let invalid = not_valid_for_any("Token is invalid");
     let cases: Vec<(String, Vec<u8>, u16, &str)> = vec![
@@ -218,9 +218,8 @@ async fn authorization_header_variants_answer_like_simplejwt() {
     }
 }
 
-#[tokio::test]
-async fn token_contents_answer_like_simplejwt() {
-    let app = app_with_users().await;
+async fn token_contents_answer_like_simplejwt(backend: Backend) {
+    let app = app_with_users(backend).await;
     let ok = |p: serde_json::Value| mint_payload(&p);
     let invalid = not_valid_for_any("Token is invalid");
     let cases: Vec<(&str, String, u16, String)> = vec![
@@ -285,9 +284,8 @@ async fn token_contents_answer_like_simplejwt() {
     }
 }
 
-#[tokio::test]
-async fn methods_options_and_head_answer_like_drf() {
-    let app = app_with_users().await;
+async fn methods_options_and_head_answer_like_drf(backend: Backend) {
+    let app = app_with_users(backend).await;
     let (_, token) = app.login("bob", "bob-pass-1234").await;
     let bearer = format!("Bearer {token}");
     let auth = [("authorization", bearer.as_bytes())];
@@ -336,9 +334,8 @@ async fn methods_options_and_head_answer_like_drf() {
     assert_eq!(response.status, 401);
 }
 
-#[tokio::test]
-async fn every_answer_carries_drfs_headers() {
-    let app = app_with_users().await;
+async fn every_answer_carries_drfs_headers(backend: Backend) {
+    let app = app_with_users(backend).await;
     let (_, token) = app.login("bob", "bob-pass-1234").await;
     let ok = app.get_with_token("/api/user/", &token).await;
     let unauthorized = app
@@ -375,9 +372,8 @@ async fn every_answer_carries_drfs_headers() {
     );
 }
 
-#[tokio::test]
-async fn content_negotiation_answers_like_drf() {
-    let app = app_with_users().await;
+async fn content_negotiation_answers_like_drf(backend: Backend) {
+    let app = app_with_users(backend).await;
     let (_, token) = app.login("bob", "bob-pass-1234").await;
     let bearer = format!("Bearer {token}");
     let not_acceptable = r#"{"detail":"Could not satisfy the request Accept header."}"#;
@@ -428,9 +424,8 @@ async fn content_negotiation_answers_like_drf() {
         .assert(200, BOB);
 }
 
-#[tokio::test]
-async fn missing_slash_redirects_and_unknown_paths_are_djangos_404() {
-    let app = app_with_users().await;
+async fn missing_slash_redirects_and_unknown_paths_are_djangos_404(backend: Backend) {
+    let app = app_with_users(backend).await;
     for (method, path, location) in [
         (Method::GET, "/api/token", "/api/token/"),
         (Method::POST, "/api/token", "/api/token/"),
@@ -482,13 +477,12 @@ async fn missing_slash_redirects_and_unknown_paths_are_djangos_404() {
     }
 }
 
-#[tokio::test]
-async fn check_user_is_active_off_lets_inactive_users_in() {
+async fn check_user_is_active_off_lets_inactive_users_in(backend: Backend) {
     let settings = restjwt::Settings {
         check_user_is_active: false,
         ..Default::default()
     };
-    let app = TestApp::with_settings(settings).await;
+    let app = TestApp::with_settings(backend, settings).await;
     app.create_user_with("carol", "carol-pass-1234", false)
         .await;
     let token = mint_payload(&access(json!("1"), json!({})));
@@ -496,8 +490,7 @@ async fn check_user_is_active_off_lets_inactive_users_in() {
     assert_eq!(response.status, 200, "{}", response.text());
 }
 
-#[tokio::test]
-async fn custom_header_name_types_and_claims_are_honoured() {
+async fn custom_header_name_types_and_claims_are_honoured(backend: Backend) {
     let settings = restjwt::Settings::load(
         None,
         [
@@ -509,7 +502,7 @@ async fn custom_header_name_types_and_claims_are_honoured() {
         .map(|(k, v)| (k.to_owned(), v.to_owned())),
     )
     .expect("settings");
-    let app = TestApp::with_settings(settings).await;
+    let app = TestApp::with_settings(backend, settings).await;
     app.create_user("bob", "bob-pass-1234").await;
     let (_, token) = app.login("bob", "bob-pass-1234").await;
     assert_eq!(crate::common::claims_of(&token)["uid"], "bob");
@@ -533,8 +526,7 @@ async fn custom_header_name_types_and_claims_are_honoured() {
     response.assert(401, NOT_PROVIDED);
 }
 
-#[tokio::test]
-async fn audience_issuer_and_leeway_are_enforced() {
+async fn audience_issuer_and_leeway_are_enforced(backend: Backend) {
     let settings = restjwt::Settings::load(
         None,
         [
@@ -545,7 +537,7 @@ async fn audience_issuer_and_leeway_are_enforced() {
         .map(|(k, v)| (k.to_owned(), v.to_owned())),
     )
     .expect("settings");
-    let app = TestApp::with_settings(settings).await;
+    let app = TestApp::with_settings(backend, settings).await;
     app.create_user("bob", "bob-pass-1234").await;
     let (_, token) = app.login("bob", "bob-pass-1234").await;
     let claims = crate::common::claims_of(&token);
@@ -621,8 +613,7 @@ async fn audience_issuer_and_leeway_are_enforced() {
     }
 }
 
-#[tokio::test]
-async fn hs384_and_hs512_sign_and_verify() {
+async fn hs384_and_hs512_sign_and_verify(backend: Backend) {
     for (alg, header) in [
         ("HS384", "eyJhbGciOiJIUzM4NCIsInR5cCI6IkpXVCJ9"),
         ("HS512", "eyJhbGciOiJIUzUxMiIsInR5cCI6IkpXVCJ9"),
@@ -631,7 +622,7 @@ async fn hs384_and_hs512_sign_and_verify() {
             algorithm: alg.parse().expect("alg"),
             ..Default::default()
         };
-        let app = TestApp::with_settings(settings).await;
+        let app = TestApp::with_settings(backend, settings).await;
         app.create_user("bob", "bob-pass-1234").await;
         let (_, token) = app.login("bob", "bob-pass-1234").await;
         assert!(token.starts_with(header), "{alg}: {token}");
@@ -647,3 +638,17 @@ async fn hs384_and_hs512_sign_and_verify() {
         );
     }
 }
+
+backend_tests!(
+    the_blog_flow_with_expiry_on_an_injected_clock,
+    authorization_header_variants_answer_like_simplejwt,
+    token_contents_answer_like_simplejwt,
+    methods_options_and_head_answer_like_drf,
+    every_answer_carries_drfs_headers,
+    content_negotiation_answers_like_drf,
+    missing_slash_redirects_and_unknown_paths_are_djangos_404,
+    check_user_is_active_off_lets_inactive_users_in,
+    custom_header_name_types_and_claims_are_honoured,
+    audience_issuer_and_leeway_are_enforced,
+    hs384_and_hs512_sign_and_verify,
+);

@@ -1,0 +1,1121 @@
+//! The PostgreSQL store, on sqlx: one connection pool per process, many processes per database.
+//!
+//! Semantics are the SQLite store's, statement for statement; what differs is how they hold
+//! across connections and processes:
+//! - Rotation and blacklisting first record the presented token if it is new (`INSERT … ON
+//!   CONFLICT DO NOTHING`, so two first sightings cannot both insert), then lock its row
+//!   (`SELECT … FOR UPDATE`), and only then read its state, in a statement of its own: under
+//!   READ COMMITTED each statement sees what committed before it started, so the state read
+//!   after the lock includes whatever the previous holder of the lock wrote. Of any number of
+//!   concurrent rotations of one token, on any number of instances, exactly one wins.
+//! - Migrations run in one transaction under a transaction-scoped advisory lock: instances
+//!   starting at once apply them once, one after the other.
+//! - A trigger (`restjwt_session_ended`) sends `NOTIFY restjwt_session_ended, '<session id>'`
+//!   when a session ends, whoever ended it; [`Store::watch_ended_sessions`] listens on a
+//!   connection of its own and reconnects (asking for a full reload) when it is lost.
+//! - Every operation is bounded: waiting for a connection by the pool's acquire timeout, the
+//!   work by the query timeout (here and as PostgreSQL's `statement_timeout`). A request never
+//!   hangs on a database that is down; it gets an error, which the API answers with 503.
+//!
+//! The URL's password never leaves this module in an error message: every message goes
+//! through [`Redactor`].
+
+use std::fmt;
+use std::future::Future;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Connection, Executor, Row};
+use tokio::sync::mpsc;
+
+use super::{
+    BlacklistOutcome, DatabaseOptions, FlushReport, NewOutstanding, NewUser, ProfileUpdate,
+    Rotation, RotationOutcome, Session, SessionEvent, Store, StoreError, TokenState, User,
+};
+
+/// The migrations, in order. All pending ones run in one transaction.
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "auth_user",
+        include_str!("../../migrations/postgres/0001_auth_user.sql"),
+    ),
+    (
+        2,
+        "refresh lifecycle",
+        include_str!("../../migrations/postgres/0002_refresh_lifecycle.sql"),
+    ),
+];
+
+/// The advisory lock taken while migrating ("restjwt" in ASCII). Advisory locks are per
+/// database, so databases of one cluster migrate independently.
+const MIGRATION_LOCK: i64 = 0x0072_6573_746a_7774;
+
+/// The channel the session-ended trigger notifies.
+pub const SESSION_ENDED_CHANNEL: &str = "restjwt_session_ended";
+
+/// One store operation, boxed so that the trait's `Send` futures stay provably `Send`.
+type Op<'a, T> = std::pin::Pin<Box<dyn Future<Output = Result<T, sqlx::Error>> + Send + 'a>>;
+
+/// How many times a transaction that PostgreSQL aborted for a deadlock or a serialization
+/// failure is tried again before the error is given up.
+const RETRIES: u32 = 3;
+
+/// The longest pause between two attempts to listen again after the connection was lost.
+const MAX_LISTEN_BACKOFF: Duration = Duration::from_secs(5);
+
+const USER_COLUMNS: &str = "id::int8, username, password, email, first_name, last_name, \
+                            is_active, is_staff, is_superuser, last_login, date_joined";
+
+const SESSION_COLUMNS: &str =
+    "id, user_id::int8, device, ip, created_at, last_refreshed_at, expires_at, revoked_at";
+
+/// Replaces the URL's secrets in text meant for logs and error messages.
+#[derive(Clone, Default)]
+struct Redactor {
+    /// Each secret as written in the URL and percent-decoded.
+    secrets: Vec<String>,
+}
+
+impl Redactor {
+    fn new(url: &super::DatabaseUrl) -> Self {
+        let mut secrets = Vec::new();
+        for written in url.secrets() {
+            let decoded = percent_decode(written);
+            secrets.push(written.to_owned());
+            if decoded != written {
+                secrets.push(decoded);
+            }
+        }
+        // Longest first, so a secret containing another is replaced whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        Self { secrets }
+    }
+
+    fn apply(&self, text: impl Into<String>) -> String {
+        let mut text = text.into();
+        for secret in &self.secrets {
+            if text.contains(secret.as_str()) {
+                text = text.replace(secret.as_str(), "***");
+            }
+        }
+        text
+    }
+}
+
+impl fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Redactor")
+    }
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                let value = hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0);
+                out.push(u8::try_from(value).unwrap_or(b'?'));
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Users, sessions and tokens in a PostgreSQL database shared by any number of instances.
+pub struct PgStore {
+    pool: PgPool,
+    /// For connections of its own outside the pool (migrations), whose errors say why a
+    /// connection failed where the pool only says that it timed out. Holds the password:
+    /// never printed.
+    connect: PgConnectOptions,
+    acquire_timeout: Duration,
+    /// A pool of one connection for LISTEN, so listening never takes a request's connection.
+    listener_pool: PgPool,
+    redactor: Redactor,
+    /// How long one operation may take, waiting for a connection included.
+    budget: Duration,
+    /// Shown by `Debug`: where the database is, without credentials.
+    host: String,
+    database: String,
+    pool_size: u32,
+}
+
+impl fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgStore")
+            .field("host", &self.host)
+            .field("database", &self.database)
+            .field("pool_size", &self.pool_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Prepares a pool for the database at `url` (`postgres://user:password@host:port/db`,
+    /// with libpq's `sslmode`, `options`, … parameters). Connects lazily: a database that is
+    /// down shows up as an error of the first operation (normally [`Store::migrate`]). Call it
+    /// inside a Tokio runtime (the pool keeps a maintenance task); an unparsable URL is
+    /// [`StoreError::UnsupportedUrl`], without its password.
+    pub fn connect(url: &str, options: &DatabaseOptions) -> Result<Self, StoreError> {
+        let redactor = Redactor::new(&super::DatabaseUrl::new(url));
+        let mut connect = PgConnectOptions::from_str(url).map_err(|e| {
+            StoreError::UnsupportedUrl(redactor.apply(format!("invalid PostgreSQL URL: {e}")))
+        })?;
+        if connect.get_application_name().is_none() {
+            connect = connect.application_name("restjwt");
+        }
+        let statement_timeout = options.query_timeout.as_millis().to_string();
+        connect = connect.options([("statement_timeout", statement_timeout.as_str())]);
+        let host = match connect.get_socket() {
+            Some(socket) => socket.display().to_string(),
+            None => format!("{}:{}", connect.get_host(), connect.get_port()),
+        };
+        let database = connect.get_database().unwrap_or_default().to_owned();
+        let pool = PgPoolOptions::new()
+            .max_connections(options.pool_size)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_lazy_with(connect.clone());
+        let listener_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(options.acquire_timeout)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_lazy_with(connect.clone());
+        Ok(Self {
+            pool,
+            connect,
+            acquire_timeout: options.acquire_timeout,
+            listener_pool,
+            redactor,
+            budget: options.acquire_timeout + options.query_timeout,
+            host,
+            database,
+            pool_size: options.pool_size,
+        })
+    }
+
+    /// The one place a PostgreSQL error becomes a store error: a constraint that means
+    /// something to callers by name, anything else as a redacted message.
+    fn db_err(&self, e: sqlx::Error) -> StoreError {
+        if let Some(db) = e.as_database_error()
+            && db.is_unique_violation()
+            && db.constraint() == Some("auth_user_username_key")
+        {
+            return StoreError::Conflict("username");
+        }
+        StoreError::Database(self.redactor.apply(e.to_string()))
+    }
+
+    /// A connection of its own, within the acquire timeout: for migrating, which runs first
+    /// and should say why the database cannot be reached.
+    async fn connect_alone(&self) -> Result<PgConnection, StoreError> {
+        match tokio::time::timeout(
+            self.acquire_timeout,
+            PgConnection::connect_with(&self.connect),
+        )
+        .await
+        {
+            Ok(connected) => connected.map_err(|e| self.db_err(e)),
+            Err(_) => Err(StoreError::Database(format!(
+                "cannot connect to {} within {:?}",
+                self.host, self.acquire_timeout
+            ))),
+        }
+    }
+
+    /// Runs `op` within the time budget, again when PostgreSQL aborted it for a deadlock or a
+    /// serialization failure.
+    async fn run<'a, T>(&'a self, op: impl Fn() -> Op<'a, T>) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.budget, self.retrying(op)).await {
+            Ok(result) => result.map_err(|e| self.db_err(e)),
+            Err(_) => Err(StoreError::Database(format!(
+                "the database did not answer within {:?}",
+                self.budget
+            ))),
+        }
+    }
+
+    /// Runs `op` without the time budget: for migrations and maintenance, which may
+    /// legitimately wait (for another instance's migration) or run long.
+    async fn run_unbounded<'a, T>(&'a self, op: impl Fn() -> Op<'a, T>) -> Result<T, StoreError> {
+        self.retrying(op).await.map_err(|e| self.db_err(e))
+    }
+
+    async fn retrying<'a, T>(&'a self, op: impl Fn() -> Op<'a, T>) -> Result<T, sqlx::Error> {
+        let mut tries = 0;
+        loop {
+            match op().await {
+                Err(e) if tries < RETRIES && is_transient(&e) => tries += 1,
+                result => return result,
+            }
+        }
+    }
+}
+
+/// A deadlock or serialization failure: the transaction was rolled back and may simply run
+/// again.
+fn is_transient(e: &sqlx::Error) -> bool {
+    matches!(
+        e.as_database_error().and_then(|d| d.code()).as_deref(),
+        Some("40001" | "40P01")
+    )
+}
+
+fn user_from_row(row: &PgRow) -> Result<User, sqlx::Error> {
+    Ok(User {
+        id: row.try_get(0)?,
+        username: row.try_get(1)?,
+        password: row.try_get(2)?,
+        email: row.try_get(3)?,
+        first_name: row.try_get(4)?,
+        last_name: row.try_get(5)?,
+        is_active: row.try_get(6)?,
+        is_staff: row.try_get(7)?,
+        is_superuser: row.try_get(8)?,
+        last_login: row.try_get(9)?,
+        date_joined: row.try_get(10)?,
+    })
+}
+
+fn session_from_row(row: &PgRow) -> Result<Session, sqlx::Error> {
+    Ok(Session {
+        id: row.try_get(0)?,
+        user_id: row.try_get(1)?,
+        device: row.try_get(2)?,
+        ip: row.try_get(3)?,
+        created_at: row.try_get(4)?,
+        last_refreshed_at: row.try_get(5)?,
+        expires_at: row.try_get(6)?,
+        revoked_at: row.try_get(7)?,
+    })
+}
+
+/// The presented token's row, as rotation and blacklisting need it.
+struct TokenRow {
+    session_id: Option<String>,
+    successor_jti: Option<String>,
+    successor_access_jti: Option<String>,
+    rotated_at: Option<i64>,
+    is_blacklisted: bool,
+    is_session_ended: bool,
+}
+
+/// Records a token unless its row exists, locks its row, then reads it (simplejwt's
+/// `get_or_create`, made safe for concurrent callers: see the module doc).
+async fn find_or_create_token(
+    conn: &mut PgConnection,
+    token: &NewOutstanding,
+) -> Result<TokenRow, sqlx::Error> {
+    insert_outstanding(conn, token, true).await?;
+    sqlx::query("SELECT 1 FROM restjwt_outstanding_token WHERE jti = $1 FOR UPDATE")
+        .bind(&token.jti)
+        .fetch_one(&mut *conn)
+        .await?;
+    let row = sqlx::query(
+        "SELECT t.session_id, t.successor_jti, t.successor_access_jti, t.rotated_at, \
+                EXISTS(SELECT 1 FROM restjwt_blacklisted_token b WHERE b.jti = t.jti), \
+                COALESCE(s.revoked_at IS NOT NULL, false) \
+         FROM restjwt_outstanding_token t \
+         LEFT JOIN restjwt_session s ON s.id = t.session_id \
+         WHERE t.jti = $1",
+    )
+    .bind(&token.jti)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(TokenRow {
+        session_id: row.try_get(0)?,
+        successor_jti: row.try_get(1)?,
+        successor_access_jti: row.try_get(2)?,
+        rotated_at: row.try_get(3)?,
+        is_blacklisted: row.try_get(4)?,
+        is_session_ended: row.try_get(5)?,
+    })
+}
+
+/// Inserts a token row; a session or user that does not exist is recorded as none, so a
+/// token minted elsewhere never fails on a foreign key. `if_absent`: a row with this `jti`
+/// is left as it is.
+async fn insert_outstanding(
+    conn: &mut PgConnection,
+    token: &NewOutstanding,
+    if_absent: bool,
+) -> Result<(), sqlx::Error> {
+    let sql = if if_absent {
+        "INSERT INTO restjwt_outstanding_token \
+             (jti, token_hash, user_id, session_id, created_at, expires_at) \
+         VALUES ($1, $2, (SELECT id FROM auth_user WHERE id = $3), \
+                 (SELECT id FROM restjwt_session WHERE id = $4), $5, $6) \
+         ON CONFLICT (jti) DO NOTHING"
+    } else {
+        "INSERT INTO restjwt_outstanding_token \
+             (jti, token_hash, user_id, session_id, created_at, expires_at) \
+         VALUES ($1, $2, (SELECT id FROM auth_user WHERE id = $3), \
+                 (SELECT id FROM restjwt_session WHERE id = $4), $5, $6)"
+    };
+    sqlx::query(sql)
+        .bind(&token.jti)
+        .bind(&token.token_hash)
+        .bind(token.user_id)
+        .bind(&token.session_id)
+        .bind(token.created_at)
+        .bind(token.expires_at)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+async fn end_session(
+    conn: &mut PgConnection,
+    session_id: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE restjwt_session SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+    )
+    .bind(now)
+    .bind(session_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+async fn blacklist(
+    conn: &mut PgConnection,
+    jti: &str,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO restjwt_blacklisted_token (jti, blacklisted_at) VALUES ($1, $2) \
+         ON CONFLICT (jti) DO NOTHING",
+    )
+    .bind(jti)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn touch_session(
+    conn: &mut PgConnection,
+    id: &str,
+    at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE restjwt_session SET last_refreshed_at = $1, \
+             expires_at = GREATEST(expires_at, COALESCE($2, expires_at)) WHERE id = $3",
+    )
+    .bind(at)
+    .bind(expires_at)
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+fn unix(t: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(t, 0).unwrap_or_default()
+}
+
+async fn rotate(conn: &mut PgConnection, r: &Rotation) -> Result<RotationOutcome, sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    let row = find_or_create_token(&mut tx, &r.old).await?;
+    let now = unix(r.now);
+    let outcome = if row.is_session_ended {
+        RotationOutcome::Refused {
+            revoked_session: None,
+        }
+    } else if row.is_blacklisted {
+        match (row.successor_jti, row.successor_access_jti, row.rotated_at) {
+            (Some(successor_jti), Some(access_jti), Some(rotated_at))
+                if r.grace_secs > 0 && r.now - rotated_at <= r.grace_secs =>
+            {
+                RotationOutcome::Replayed {
+                    successor_jti,
+                    access_jti,
+                    rotated_at,
+                }
+            }
+            (Some(_), _, _) if r.detect_reuse => {
+                let ended = match &row.session_id {
+                    Some(id) if end_session(&mut tx, id, now).await? => Some(id.clone()),
+                    _ => None,
+                };
+                RotationOutcome::Refused {
+                    revoked_session: ended,
+                }
+            }
+            _ => RotationOutcome::Refused {
+                revoked_session: None,
+            },
+        }
+    } else {
+        sqlx::query(
+            "UPDATE restjwt_outstanding_token \
+             SET successor_jti = $1, successor_access_jti = $2, rotated_at = $3 WHERE jti = $4",
+        )
+        .bind(&r.new.jti)
+        .bind(&r.access_jti)
+        .bind(r.now)
+        .bind(&r.old.jti)
+        .execute(&mut *tx)
+        .await?;
+        blacklist(&mut tx, &r.old.jti, now).await?;
+        let new = NewOutstanding {
+            session_id: row.session_id.clone(),
+            ..r.new.clone()
+        };
+        insert_outstanding(&mut tx, &new, false).await?;
+        if let Some(id) = &row.session_id {
+            touch_session(&mut tx, id, now, Some(new.expires_at)).await?;
+        }
+        RotationOutcome::Rotated
+    };
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+async fn blacklist_token(
+    conn: &mut PgConnection,
+    token: &NewOutstanding,
+    detect_reuse: bool,
+) -> Result<BlacklistOutcome, sqlx::Error> {
+    let now = token.created_at;
+    let mut tx = conn.begin().await?;
+    let row = find_or_create_token(&mut tx, token).await?;
+    let outcome = if row.is_session_ended {
+        BlacklistOutcome::AlreadyBlacklisted
+    } else if row.is_blacklisted {
+        if detect_reuse
+            && row.successor_jti.is_some()
+            && let Some(id) = &row.session_id
+        {
+            end_session(&mut tx, id, now).await?;
+        }
+        BlacklistOutcome::AlreadyBlacklisted
+    } else {
+        blacklist(&mut tx, &token.jti, now).await?;
+        let session_id = match &row.session_id {
+            Some(id) if end_session(&mut tx, id, now).await? => Some(id.clone()),
+            _ => None,
+        };
+        BlacklistOutcome::Blacklisted { session_id }
+    };
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+async fn migrate(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    // Waiting for another instance's migration, or running a long one, is not a timeout.
+    sqlx::query("SET LOCAL statement_timeout = 0")
+        .execute(&mut *tx)
+        .await?;
+    // Taken before anything is read, so instances starting at once migrate one after the
+    // other, the later ones finding nothing left to do.
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS restjwt_migrations (
+             version bigint PRIMARY KEY,
+             description text NOT NULL,
+             applied_at timestamp with time zone NOT NULL
+         )",
+    )
+    .execute(&mut *tx)
+    .await?;
+    for (version, description, sql) in MIGRATIONS {
+        let applied: bool = sqlx::query_scalar(
+            "SELECT EXISTS(SELECT 1 FROM restjwt_migrations WHERE version = $1)",
+        )
+        .bind(version)
+        .fetch_one(&mut *tx)
+        .await?;
+        if applied {
+            continue;
+        }
+        // A plain string runs as a simple query: several statements at once.
+        tx.execute(*sql).await?;
+        sqlx::query(
+            "INSERT INTO restjwt_migrations (version, description, applied_at) \
+             VALUES ($1, $2, now())",
+        )
+        .bind(version)
+        .bind(description)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await
+}
+
+async fn delete_expired(
+    conn: &mut PgConnection,
+    now: DateTime<Utc>,
+) -> Result<FlushReport, sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    sqlx::query("SET LOCAL statement_timeout = 0")
+        .execute(&mut *tx)
+        .await?;
+    let blacklisted = sqlx::query(
+        "DELETE FROM restjwt_blacklisted_token WHERE jti IN \
+         (SELECT jti FROM restjwt_outstanding_token WHERE expires_at <= $1)",
+    )
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    let outstanding = sqlx::query("DELETE FROM restjwt_outstanding_token WHERE expires_at <= $1")
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    let sessions = sqlx::query("DELETE FROM restjwt_session WHERE expires_at <= $1")
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    tx.commit().await?;
+    Ok(FlushReport {
+        outstanding,
+        blacklisted,
+        sessions,
+    })
+}
+
+/// Listens for ended sessions until `events` is dropped: sends [`SessionEvent::Subscribed`]
+/// each time the listener is (re)established, then one [`SessionEvent::Ended`] per
+/// notification. A lost connection is re-established with a growing pause.
+async fn listen_for_ended_sessions(
+    pool: PgPool,
+    events: mpsc::Sender<SessionEvent>,
+    redactor: Redactor,
+) {
+    let mut backoff = Duration::from_millis(100);
+    let mut failing = false;
+    loop {
+        let subscribed = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            // Reconnection is ours to do, so that each one is followed by a full reload.
+            listener.eager_reconnect(false);
+            listener.listen(SESSION_ENDED_CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        let mut listener = tokio::select! {
+            () = events.closed() => return,
+            result = subscribed => match result {
+                Ok(listener) => listener,
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(error = %redactor.apply(e.to_string()), "cannot listen for ended sessions; retrying");
+                        failing = true;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_LISTEN_BACKOFF);
+                    continue;
+                }
+            },
+        };
+        if failing {
+            tracing::info!("listening for ended sessions again");
+        }
+        backoff = Duration::from_millis(100);
+        if events.send(SessionEvent::Subscribed).await.is_err() {
+            return;
+        }
+        loop {
+            let received = tokio::select! {
+                () = events.closed() => return,
+                received = listener.try_recv() => received,
+            };
+            match received {
+                Ok(Some(notification)) => {
+                    let id = notification.payload().to_owned();
+                    if events.send(SessionEvent::Ended(id)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => {
+                    tracing::warn!("lost the connection listening for ended sessions");
+                    failing = true;
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %redactor.apply(e.to_string()), "listening for ended sessions failed");
+                    failing = true;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for PgStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut conn = self.connect_alone().await?;
+        let result = migrate(&mut conn).await.map_err(|e| self.db_err(e));
+        let _ = conn.close().await;
+        result
+    }
+
+    async fn check_ready(&self) -> Result<(), StoreError> {
+        let wanted: Vec<i64> = MIGRATIONS.iter().map(|(v, _, _)| *v).collect();
+        let wanted = &wanted;
+        let applied: i64 = self
+            .run(move || {
+                Box::pin(async move {
+                    sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM restjwt_migrations WHERE version = ANY($1)",
+                    )
+                    .bind(wanted)
+                    .fetch_one(&self.pool)
+                    .await
+                })
+            })
+            .await?;
+        if usize::try_from(applied).ok() == Some(wanted.len()) {
+            Ok(())
+        } else {
+            Err(StoreError::Database("migrations are pending".into()))
+        }
+    }
+
+    async fn find_user_by_id(&self, id: i64) -> Result<Option<User>, StoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM auth_user WHERE id = $1");
+        let sql = sql.as_str();
+        self.run(move || {
+            Box::pin(async move {
+                sqlx::query(sql)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .map(|row| user_from_row(&row))
+                    .transpose()
+            })
+        })
+        .await
+    }
+
+    async fn find_user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
+        if username.contains('\0') {
+            // PostgreSQL text cannot hold NUL, so no username does.
+            return Ok(None);
+        }
+        let sql = format!("SELECT {USER_COLUMNS} FROM auth_user WHERE username = $1");
+        let sql = sql.as_str();
+        self.run(move || {
+            Box::pin(async move {
+                sqlx::query(sql)
+                    .bind(username)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .map(|row| user_from_row(&row))
+                    .transpose()
+            })
+        })
+        .await
+    }
+
+    async fn create_user(&self, user: NewUser) -> Result<User, StoreError> {
+        let sql = format!(
+            "INSERT INTO auth_user (username, password, email, first_name, last_name, \
+             is_active, is_staff, is_superuser, last_login, date_joined) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9) RETURNING {USER_COLUMNS}"
+        );
+        let (sql, user) = (sql.as_str(), &user);
+        self.run(move || {
+            Box::pin(async move {
+                let row = sqlx::query(sql)
+                    .bind(&user.username)
+                    .bind(&user.password_hash)
+                    .bind(&user.email)
+                    .bind(&user.first_name)
+                    .bind(&user.last_name)
+                    .bind(user.is_active)
+                    .bind(user.is_staff)
+                    .bind(user.is_superuser)
+                    .bind(user.date_joined)
+                    .fetch_one(&self.pool)
+                    .await?;
+                user_from_row(&row)
+            })
+        })
+        .await
+    }
+
+    async fn update_password(&self, id: i64, password_hash: &str) -> Result<(), StoreError> {
+        let changed = self
+            .run(move || {
+                Box::pin(async move {
+                    sqlx::query("UPDATE auth_user SET password = $1 WHERE id = $2")
+                        .bind(password_hash)
+                        .bind(id)
+                        .execute(&self.pool)
+                        .await
+                })
+            })
+            .await?;
+        if changed.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn find_users_by_email(&self, email: &str) -> Result<Vec<User>, StoreError> {
+        if email.contains('\0') {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM auth_user WHERE LOWER(email) = LOWER($1) ORDER BY id LIMIT 2"
+        );
+        let sql = sql.as_str();
+        self.run(move || {
+            Box::pin(async move {
+                sqlx::query(sql)
+                    .bind(email)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(user_from_row)
+                    .collect()
+            })
+        })
+        .await
+    }
+
+    async fn update_user_profile(
+        &self,
+        id: i64,
+        update: ProfileUpdate,
+    ) -> Result<User, StoreError> {
+        let sql = format!(
+            "UPDATE auth_user SET email = COALESCE($1, email), \
+                 first_name = COALESCE($2, first_name), last_name = COALESCE($3, last_name) \
+             WHERE id = $4 RETURNING {USER_COLUMNS}"
+        );
+        let sql = sql.as_str();
+        let update = &update;
+        let row = self
+            .run(move || {
+                Box::pin(async move {
+                    sqlx::query(sql)
+                        .bind(update.email.as_deref())
+                        .bind(update.first_name.as_deref())
+                        .bind(update.last_name.as_deref())
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await?
+                        .map(|row| user_from_row(&row))
+                        .transpose()
+                })
+            })
+            .await?;
+        row.ok_or(StoreError::NotFound)
+    }
+
+    async fn update_last_login(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.run(move || {
+            Box::pin(async move {
+                sqlx::query("UPDATE auth_user SET last_login = $1 WHERE id = $2")
+                    .bind(at)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await
+            })
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn create_session(
+        &self,
+        session: Session,
+        token: NewOutstanding,
+    ) -> Result<(), StoreError> {
+        let (session, token) = (&session, &token);
+        self.run(move || {
+            Box::pin(async move {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO restjwt_session (id, user_id, device, ip, created_at, \
+                     last_refreshed_at, expires_at, revoked_at) \
+                 VALUES ($1, (SELECT id FROM auth_user WHERE id = $2), $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&session.id)
+                .bind(session.user_id)
+                .bind(&session.device)
+                .bind(&session.ip)
+                .bind(session.created_at)
+                .bind(session.last_refreshed_at)
+                .bind(session.expires_at)
+                .bind(session.revoked_at)
+                .execute(&mut *tx)
+                .await?;
+                insert_outstanding(&mut tx, token, false).await?;
+                tx.commit().await
+            })
+        })
+        .await
+    }
+
+    async fn create_outstanding(&self, token: NewOutstanding) -> Result<(), StoreError> {
+        let token = &token;
+        self.run(move || {
+            Box::pin(async move {
+                let mut tx = self.pool.begin().await?;
+                insert_outstanding(&mut tx, token, false).await?;
+                if let Some(id) = &token.session_id {
+                    touch_session(&mut tx, id, token.created_at, Some(token.expires_at)).await?;
+                }
+                tx.commit().await
+            })
+        })
+        .await
+    }
+
+    async fn find_token_state(&self, jti: &str) -> Result<TokenState, StoreError> {
+        if jti.contains('\0') {
+            return Ok(TokenState::default());
+        }
+        self.run(move || {
+            Box::pin(async move {
+                let row = sqlx::query(
+                    "SELECT EXISTS(SELECT 1 FROM restjwt_blacklisted_token b WHERE b.jti = t.jti) \
+                        OR COALESCE(s.revoked_at IS NOT NULL, false), \
+                        s.id, s.last_refreshed_at \
+                 FROM restjwt_outstanding_token t \
+                 LEFT JOIN restjwt_session s ON s.id = t.session_id \
+                 WHERE t.jti = $1",
+                )
+                .bind(jti)
+                .fetch_optional(&self.pool)
+                .await?;
+                let Some(row) = row else {
+                    return Ok(TokenState::default());
+                };
+                let session: Option<String> = row.try_get(1)?;
+                let refreshed: Option<DateTime<Utc>> = row.try_get(2)?;
+                Ok(TokenState {
+                    is_blacklisted: row.try_get(0)?,
+                    session: session.zip(refreshed),
+                })
+            })
+        })
+        .await
+    }
+
+    async fn update_session_refreshed(
+        &self,
+        id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.run(move || {
+            Box::pin(async move {
+                let mut conn = self.pool.acquire().await?;
+                touch_session(&mut conn, id, at, None).await
+            })
+        })
+        .await
+    }
+
+    async fn rotate_refresh(&self, rotation: Rotation) -> Result<RotationOutcome, StoreError> {
+        let rotation = &rotation;
+        self.run(move || {
+            Box::pin(async move {
+                let mut conn = self.pool.acquire().await?;
+                rotate(&mut conn, rotation).await
+            })
+        })
+        .await
+    }
+
+    async fn blacklist_token(
+        &self,
+        token: NewOutstanding,
+        detect_reuse: bool,
+    ) -> Result<BlacklistOutcome, StoreError> {
+        let token = &token;
+        self.run(move || {
+            Box::pin(async move {
+                let mut conn = self.pool.acquire().await?;
+                blacklist_token(&mut conn, token, detect_reuse).await
+            })
+        })
+        .await
+    }
+
+    async fn find_sessions_of_user(
+        &self,
+        user_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Session>, StoreError> {
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM restjwt_session \
+             WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 \
+             ORDER BY created_at DESC, id COLLATE \"C\""
+        );
+        let sql = sql.as_str();
+        self.run(move || {
+            Box::pin(async move {
+                sqlx::query(sql)
+                    .bind(user_id)
+                    .bind(now)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(session_from_row)
+                    .collect()
+            })
+        })
+        .await
+    }
+
+    async fn delete_session(
+        &self,
+        user_id: i64,
+        session_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        if session_id.contains('\0') {
+            return Ok(false);
+        }
+        let done = self
+            .run(move || {
+                Box::pin(async move {
+                    sqlx::query(
+                        "UPDATE restjwt_session SET revoked_at = $1 \
+                     WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL AND expires_at > $1",
+                    )
+                    .bind(now)
+                    .bind(session_id)
+                    .bind(user_id)
+                    .execute(&self.pool)
+                    .await
+                })
+            })
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_sessions_of_user(
+        &self,
+        user_id: i64,
+        except: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        self.run(move || {
+            Box::pin(async move {
+                sqlx::query_scalar(
+                    "UPDATE restjwt_session SET revoked_at = $1 \
+                 WHERE user_id = $2 AND revoked_at IS NULL AND expires_at > $1 \
+                   AND id IS DISTINCT FROM $3 \
+                 RETURNING id",
+                )
+                .bind(now)
+                .bind(user_id)
+                .bind(except)
+                .fetch_all(&self.pool)
+                .await
+            })
+        })
+        .await
+    }
+
+    async fn find_sessions_ended_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
+        self.run(move || {
+            Box::pin(async move {
+                sqlx::query_as(
+                    "SELECT id, revoked_at FROM restjwt_session \
+                 WHERE revoked_at > $1 ORDER BY revoked_at",
+                )
+                .bind(since)
+                .fetch_all(&self.pool)
+                .await
+            })
+        })
+        .await
+    }
+
+    fn watch_ended_sessions(&self) -> Option<mpsc::Receiver<SessionEvent>> {
+        let (events, feed) = mpsc::channel(1024);
+        tokio::spawn(listen_for_ended_sessions(
+            self.listener_pool.clone(),
+            events,
+            self.redactor.clone(),
+        ));
+        Some(feed)
+    }
+
+    async fn delete_expired_tokens(&self, now: DateTime<Utc>) -> Result<FlushReport, StoreError> {
+        self.run_unbounded(move || {
+            Box::pin(async move {
+                let mut conn = self.pool.acquire().await?;
+                delete_expired(&mut conn, now).await
+            })
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_redactor_hides_the_password_as_written_and_decoded() {
+        let url = super::super::DatabaseUrl::new("postgres://app:p%40ss%3Aword@db/app");
+        let redactor = Redactor::new(&url);
+        assert_eq!(
+            redactor.apply("failed for p@ss:word and p%40ss%3Aword"),
+            "failed for *** and ***"
+        );
+        assert_eq!(
+            format!("{:?}", Redactor::new(&url)),
+            "Redactor",
+            "Debug shows no secret"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bad_url_is_refused_without_its_password() {
+        let error = PgStore::connect(
+            "postgres://app:hunter2@db.example:notaport/app",
+            &DatabaseOptions::default(),
+        )
+        .expect_err("a bad port")
+        .to_string();
+        assert!(!error.contains("hunter2"), "{error}");
+        assert!(error.contains("invalid PostgreSQL URL"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn debug_shows_where_not_who() {
+        let store = PgStore::connect(
+            "postgres://app:hunter2@db.example:6543/app",
+            &DatabaseOptions::default(),
+        )
+        .expect("a valid URL");
+        let shown = format!("{store:?}");
+        assert!(
+            shown.contains("db.example:6543") && shown.contains("app"),
+            "{shown}"
+        );
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+}
