@@ -205,9 +205,11 @@ AUTH() { echo "Authorization: Bearer $1"; }
 
 # ---------------------------------------------------------------------------------------------
 # Load phases. Each result is one line of $RESULTS:
-#   side endpoint connections ok_per_s p50_us p99_us status_errors socket_errors peak_rss_kib
+#   side endpoint connections ok_per_s p50_us p99_us status_errors socket_errors peak_rss_kib cpu_pct
+# cpu_pct is the server's CPU time during the phase over its length (100 = one core busy).
 
 RESULTS="$TMP/results.tsv"
+CLK_TCK="$(getconf CLK_TCK)"
 : >"$RESULTS"
 
 run_wrk() { # run_wrk OUT CONNECTIONS SECONDS URL [ENV=VALUE...] [-- extra wrk args]
@@ -250,13 +252,19 @@ measure() { # measure SIDE ENDPOINT CONNECTIONS PID URL [ENV=VALUE...] [-- wrk a
   log "$side $endpoint, $conns connections, ${PHASE_SECONDS} s"
   wait_idle "$pid"
   reset_peak_rss "$pid"
+  local before after
+  # shellcheck disable=SC2046
+  before="$(cpu_ticks $(pids_of "$pid"))"
   run_wrk "$out" "$conns" "$PHASE_SECONDS" "$url" "$@"
-  echo "$side $endpoint $conns $(parse_result "$out") $(peak_rss_kib "$pid")" >>"$RESULTS"
+  # shellcheck disable=SC2046
+  after="$(cpu_ticks $(pids_of "$pid"))"
+  echo "$side $endpoint $conns $(parse_result "$out") $(peak_rss_kib "$pid")" \
+    "$(( (after - before) * 100 / (CLK_TCK * PHASE_SECONDS) ))" >>"$RESULTS"
   grep -q '^RESULT' "$out" || { log "wrk failed:"; cat "$out" >&2; }
 }
 
 not_implemented() { # a row for something restjwt does not do yet
-  echo "$1 $2 $3 n/a n/a n/a n/a n/a n/a" >>"$RESULTS"
+  echo "$1 $2 $3 n/a n/a n/a n/a n/a n/a n/a" >>"$RESULTS"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -264,6 +272,15 @@ not_implemented() { # a row for something restjwt does not do yet
 
 log "machine: $(nproc --all) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
+idle_percent() { # share of the machine's CPU time spent idle over one second
+  local a b c d t1 i1
+  read -r _ a b c d _ </proc/stat; t1=$((a + b + c + d)); i1=$d
+  sleep 1
+  read -r _ a b c d _ </proc/stat
+  echo $(( 100 * (d - i1) / (a + b + c + d - t1) ))
+}
+IDLE_BEFORE="$(idle_percent)"
+(( IDLE_BEFORE < 90 )) && log "warning: the machine is only ${IDLE_BEFORE}% idle before the run: other work will skew the figures"
 log "building restjwt (release)"
 (cd "$ROOT" && cargo build --release --quiet --bin restjwt)
 
@@ -422,7 +439,7 @@ report() {
   echo "# restjwt load benchmark"
   echo
   echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); restjwt commit $commit"
-  echo "- machine: $(nproc --all) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo); load average before $LOAD_BEFORE, after $LOAD_AFTER"
+  echo "- machine: $(nproc --all) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo); load average before $LOAD_BEFORE, after $LOAD_AFTER; ${IDLE_BEFORE}% idle before the run"
   echo "- client: $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2), $WRK_THREADS thread(s), ${PHASE_SECONDS} s per phase, timeout $WRK_TIMEOUT"
   echo "- pinning: servers on CPUs '${SERVER_CPUS:-all}' ($SERVER_CORES core(s)), wrk on CPUs '${CLIENT_CPUS:-all}'"
   echo "- restjwt: release build, SQLite file, HS256, Argon2id m=19456 t=2 p=1"
@@ -432,7 +449,8 @@ report() {
   echo
   echo "Errors are non-2xx/3xx answers + socket errors (connect, read, write, timeout); req/s counts"
   echo "only 2xx/3xx answers. Peak RSS is VmHWM during the phase (the reference: master + workers,"
-  echo "summed). Ratios compare requests/s."
+  echo "summed). CPU % is the server's CPU time over the phase (100 = one core busy; the servers have"
+  echo "$SERVER_CORES core(s)). Ratios compare requests/s."
   awk -v have_ref="$HAVE_REFERENCE" -v cores="$SERVER_CORES" '
     function ms(us) { return us == "n/a" ? "n/a" : sprintf("%.2f", us / 1000) }
     function mib(kib) { return kib == "n/a" ? "n/a" : sprintf("%.1f", kib / 1024) }
@@ -440,14 +458,14 @@ report() {
     function errs(s, k) { return s == "n/a" ? "n/a" : s "+" k }
     function ratio(a, b) { return (a == "n/a" || b == "" || b == "n/a" || b + 0 == 0) ? "n/a" : sprintf("%.2f", a / b) }
     {
-      # endpoint names hold spaces: side first, the last 7 fields are numbers
-      side = $1; conns = $(NF - 6)
-      endpoint = $2; for (i = 3; i <= NF - 7; i++) endpoint = endpoint " " $i
+      # endpoint names hold spaces: side first, the last 8 fields are numbers
+      side = $1; conns = $(NF - 7)
+      endpoint = $2; for (i = 3; i <= NF - 8; i++) endpoint = endpoint " " $i
       key = endpoint SUBSEP conns
       if (!(key in seen)) { seen[key] = 1; order[++n] = key; ep[n] = endpoint; cn[n] = conns }
-      r[side, key] = $(NF - 5); p50[side, key] = $(NF - 4); p99[side, key] = $(NF - 3)
-      se[side, key] = $(NF - 2); ke[side, key] = $(NF - 1); rss[side, key] = $NF
-      if (endpoint == "GET /healthz") ceiling[conns] = $(NF - 5)
+      r[side, key] = $(NF - 6); p50[side, key] = $(NF - 5); p99[side, key] = $(NF - 4)
+      se[side, key] = $(NF - 3); ke[side, key] = $(NF - 2); rss[side, key] = $(NF - 1); cpu[side, key] = $NF
+      if (endpoint == "GET /healthz") ceiling[conns] = $(NF - 6)
     }
     END {
       last = ""
@@ -455,18 +473,18 @@ report() {
         key = order[i]
         if (cn[i] != last) {
           print ""; print "## " cn[i] " connections"; print ""
-          print "| endpoint | restjwt req/s | p50 ms | p99 ms | errors | peak RSS MiB | reference req/s | p50 ms | p99 ms | errors | peak RSS MiB | restjwt/reference | restjwt/ceiling |"
-          print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+          print "| endpoint | restjwt req/s | p50 ms | p99 ms | errors | peak RSS MiB | CPU % | reference req/s | p50 ms | p99 ms | errors | peak RSS MiB | CPU % | restjwt/reference | restjwt/ceiling |"
+          print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
           last = cn[i]
         }
         ref = (have_ref && (("reference", key) in r))
-        printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", ep[i],
+        printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", ep[i],
           rps(r["restjwt", key]), ms(p50["restjwt", key]), ms(p99["restjwt", key]),
-          errs(se["restjwt", key], ke["restjwt", key]), mib(rss["restjwt", key]),
+          errs(se["restjwt", key], ke["restjwt", key]), mib(rss["restjwt", key]), cpu["restjwt", key],
           ref ? rps(r["reference", key]) : "-", ref ? ms(p50["reference", key]) : "-",
           ref ? ms(p99["reference", key]) : "-",
           ref ? errs(se["reference", key], ke["reference", key]) : "-",
-          ref ? mib(rss["reference", key]) : "-",
+          ref ? mib(rss["reference", key]) : "-", ref ? cpu["reference", key] : "-",
           ref ? ratio(r["restjwt", key], r["reference", key]) : "-",
           ratio(r["restjwt", key], ceiling[cn[i]])
       }
@@ -498,12 +516,12 @@ report() {
   awk -v burst="$BURST" -v have_ref="$HAVE_REFERENCE" '
     function verdict(ok) { return ok ? "met" : "NOT met" }
     {
-      side = $1; conns = $(NF - 6)
-      endpoint = $2; for (i = 3; i <= NF - 7; i++) endpoint = endpoint " " $i
-      r[side, endpoint, conns] = $(NF - 5)
+      side = $1; conns = $(NF - 7)
+      endpoint = $2; for (i = 3; i <= NF - 8; i++) endpoint = endpoint " " $i
+      r[side, endpoint, conns] = $(NF - 6)
       if (side == "restjwt" && $NF != "n/a") {
-        if ($NF > peak) { peak = $NF; peak_at = endpoint ", " conns }
-        if (conns == 256) { errors256 += $(NF - 2) + $(NF - 1); ran256 = 1 }
+        if ($(NF - 1) > peak) { peak = $(NF - 1); peak_at = endpoint ", " conns }
+        if (conns == 256) { errors256 += $(NF - 3) + $(NF - 2); ran256 = 1 }
       }
     }
     END {
