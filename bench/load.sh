@@ -18,6 +18,8 @@
 #   SERVER_CPUS (0), CLIENT_CPUS (1)
 #                              taskset CPU lists for both servers and for wrk; set both empty to
 #                              run unpinned
+#   NICE (-10)                 nice level of both servers and wrk when run as root, so that other
+#                              work on a shared machine disturbs the figures less; empty: as is
 #   WRK_THREADS (1)            wrk threads
 #   WRK_TIMEOUT (10s)          wrk's request timeout (a slower answer counts as a socket error)
 #   REFERENCE_WORKERS (5)      gunicorn sync workers (the figure the issue quotes)
@@ -38,6 +40,8 @@ PROBE_DELAY_MS="${PROBE_DELAY_MS:-10}"
 SERVER_CPUS="${SERVER_CPUS-0}"
 CLIENT_CPUS="${CLIENT_CPUS-1}"
 WRK_THREADS="${WRK_THREADS:-1}"
+NICE="${NICE--10}"
+[[ "$(id -u)" == 0 ]] || NICE=""
 WRK_TIMEOUT="${WRK_TIMEOUT:-10s}"
 REFERENCE_WORKERS="${REFERENCE_WORKERS:-5}"
 REFERENCE_DIR="${REFERENCE_DIR:-$ROOT/../shared/reference}"
@@ -157,7 +161,7 @@ start_restjwt() { # start_restjwt NAME [ENV=VALUE...]: sets RJ_PID_<NAME> and RJ
   local logf="$TMP/restjwt-$name.log" port=""
   env DATABASE_URL="sqlite://$TMP/restjwt.sqlite3" RESTJWT_ACCESS_TOKEN_LIFETIME=1h \
       RUST_LOG=info NO_COLOR=1 "$@" \
-      ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} "$RJ_BIN" serve --bind 127.0.0.1:0 >"$logf" 2>&1 &
+      ${NICE:+nice -n "$NICE"} ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} "$RJ_BIN" serve --bind 127.0.0.1:0 >"$logf" 2>&1 &
   local pid=$!
   PIDS+=("$pid")
   for _ in $(seq 300); do
@@ -179,7 +183,7 @@ start_reference() { # start_reference NAME ROTATE DB: sets REF_PID_<NAME> and RE
   env PORT="$port" WORKERS="$REFERENCE_WORKERS" REFERENCE_DB="$db" \
       REFERENCE_ROTATE="$rotate" REFERENCE_BLACKLIST_AFTER_ROTATION="$rotate" \
       REFERENCE_ACCESS_SECONDS=3600 \
-      ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} bash "$REFERENCE_DIR/serve.sh" gunicorn \
+      ${NICE:+nice -n "$NICE"} ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} bash "$REFERENCE_DIR/serve.sh" gunicorn \
       >"$TMP/reference-$name.log" 2>&1 &
   local pid=$!
   PIDS+=("$pid")
@@ -222,7 +226,7 @@ run_wrk() { # run_wrk OUT CONNECTIONS SECONDS URL [ENV=VALUE...] [-- extra wrk a
   local threads="$WRK_THREADS"
   (( conns < threads )) && threads="$conns"
   env BENCH_THREADS="$threads" "${envs[@]}" \
-    ${CLIENT_CPUS:+taskset -c "$CLIENT_CPUS"} \
+    ${NICE:+nice -n "$NICE"} ${CLIENT_CPUS:+taskset -c "$CLIENT_CPUS"} \
     wrk -t "$threads" -c "$conns" -d "${secs}s" --timeout "$WRK_TIMEOUT" -s "$LUA" \
     "${extra[@]}" "$url" >"$out" 2>&1 || true
 }
@@ -441,7 +445,7 @@ report() {
   echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); restjwt commit $commit"
   echo "- machine: $(nproc --all) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo); load average before $LOAD_BEFORE, after $LOAD_AFTER; ${IDLE_BEFORE}% idle before the run"
   echo "- client: $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2), $WRK_THREADS thread(s), ${PHASE_SECONDS} s per phase, timeout $WRK_TIMEOUT"
-  echo "- pinning: servers on CPUs '${SERVER_CPUS:-all}' ($SERVER_CORES core(s)), wrk on CPUs '${CLIENT_CPUS:-all}'"
+  echo "- pinning: servers on CPUs '${SERVER_CPUS:-all}' ($SERVER_CORES core(s)), wrk on CPUs '${CLIENT_CPUS:-all}'; nice ${NICE:-0}"
   echo "- restjwt: release build, SQLite file, HS256, Argon2id m=19456 t=2 p=1"
   if ((HAVE_REFERENCE)); then
     echo "- reference: gunicorn, $REFERENCE_WORKERS sync workers, Django + DRF + simplejwt 5.5.1, SQLite file, HS256, PBKDF2-SHA256 1,500,000 iterations"
