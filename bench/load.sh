@@ -105,17 +105,25 @@ cpu_ticks() { # user + system clock ticks of the processes, all threads included
   echo "$total"
 }
 
-wait_idle() { # until the server's processes use under ~5% of a core, at most 60 s
-  local pid="$1" before after
+SERVERS=() # the main pid of every server running now
+
+all_server_pids() {
+  local pid
+  for pid in "${SERVERS[@]}"; do pids_of "$pid"; done
+}
+
+wait_idle() { # until every server (they share a core) uses under ~5% of a core, at most 60 s:
+  # a closed-loop client leaves queued requests behind, and they must not run into the next phase
+  local before after
   for _ in $(seq 120); do
     # shellcheck disable=SC2046
-    before="$(cpu_ticks $(pids_of "$pid"))"
+    before="$(cpu_ticks $(all_server_pids))"
     sleep 0.5
     # shellcheck disable=SC2046
-    after="$(cpu_ticks $(pids_of "$pid"))"
+    after="$(cpu_ticks $(all_server_pids))"
     (( after - before <= 2 )) && return 0
   done
-  log "warning: server $pid still busy after 60 s"
+  log "warning: the servers are still busy after 60 s"
 }
 
 reset_peak_rss() { # Linux: writing 5 to clear_refs resets VmHWM to the current RSS
@@ -164,6 +172,7 @@ start_restjwt() { # start_restjwt NAME [ENV=VALUE...]: sets RJ_PID_<NAME> and RJ
       ${NICE:+nice -n "$NICE"} ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} "$RJ_BIN" serve --bind 127.0.0.1:0 >"$logf" 2>&1 &
   local pid=$!
   PIDS+=("$pid")
+  SERVERS+=("$pid")
   for _ in $(seq 300); do
     port="$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$logf" | head -n1)"
     [[ -n "$port" ]] && break
@@ -187,13 +196,16 @@ start_reference() { # start_reference NAME ROTATE DB: sets REF_PID_<NAME> and RE
       >"$TMP/reference-$name.log" 2>&1 &
   local pid=$!
   PIDS+=("$pid")
+  SERVERS+=("$pid")
   wait_http "http://127.0.0.1:$port/api/user/" 401
   printf -v "REF_PID_$name" '%s' "$pid"
   printf -v "REF_PORT_$name" '%s' "$port"
 }
 
 stop_pid() { # SIGINT (gunicorn: quick shutdown; restjwt: graceful), then wait at most 10 s
-  local pid="$1"
+  local pid="$1" kept=() p
+  for p in "${SERVERS[@]}"; do [[ "$p" == "$pid" ]] || kept+=("$p"); done
+  SERVERS=("${kept[@]}")
   kill -INT "$pid" 2>/dev/null || return 0
   for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
   kill -KILL "$pid" 2>/dev/null || true
@@ -254,7 +266,7 @@ measure() { # measure SIDE ENDPOINT CONNECTIONS PID URL [ENV=VALUE...] [-- wrk a
   local side="$1" endpoint="$2" conns="$3" pid="$4" url="$5"; shift 5
   local out="$TMP/wrk-$side-${endpoint//[^a-z0-9]/_}-$conns.txt"
   log "$side $endpoint, $conns connections, ${PHASE_SECONDS} s"
-  wait_idle "$pid"
+  wait_idle
   reset_peak_rss "$pid"
   local before after
   # shellcheck disable=SC2046
@@ -411,10 +423,10 @@ burst() { # burst SIDE PID URL ACCESS
   local side="$1" pid="$2" url="$3" access="$4"
   local probe=("BENCH_DELAY_MS=$PROBE_DELAY_MS" -- -H "$(AUTH "$access")")
   log "$side: token-check probe alone, ${PHASE_SECONDS} s"
-  wait_idle "$pid"
+  wait_idle
   run_wrk "$TMP/probe-alone-$side.txt" "$PROBE_CONNECTIONS" "$PHASE_SECONDS" "$url/api/user/" "${probe[@]}"
   log "$side: $BURST_CONNECTIONS concurrent logins with the probe, ${PHASE_SECONDS} s"
-  wait_idle "$pid"
+  wait_idle
   reset_peak_rss "$pid"
   WRK_TIMEOUT=30s run_wrk "$TMP/burst-$side.txt" "$BURST_CONNECTIONS" "$((PHASE_SECONDS + 2))" \
     "$url/api/token/" "$LOGIN_BODY" &
