@@ -1,0 +1,574 @@
+#!/usr/bin/env bash
+# Load benchmark: restjwt (release build, fresh SQLite file) and the reference system
+# (Django + DRF + simplejwt on gunicorn, ../shared/reference) loaded in the same run by the same
+# client (wrk) with the same connection counts, plus restjwt's bare GET /healthz as the ceiling.
+# Prints a Markdown table (requests/s, p50, p99, errors, peak RSS, ratios), the login figures,
+# a burst of concurrent logins against token-check latency, and where the targets of issue 6
+# stand. See BENCHMARKS.md.
+#
+#   bash bench/load.sh
+#
+# Settings (environment):
+#   PHASE_SECONDS (10)         length of each measured load phase
+#   CONNECTIONS ("64 256")     connection counts; every endpoint is loaded at each
+#   BURST_CONNECTIONS (256)    concurrent logins in the burst test
+#   PROBE_CONNECTIONS (4), PROBE_DELAY_MS (10)
+#                              the token-check probe of the burst test: each connection waits
+#                              this long between requests (at most 400 checks/s by default)
+#   SERVER_CPUS (0), CLIENT_CPUS (1)
+#                              taskset CPU lists for both servers and for wrk; set both empty to
+#                              run unpinned
+#   NICE (-10)                 nice level of both servers and wrk when run as root, so that other
+#                              work on a shared machine disturbs the figures less; empty: as is
+#   WRK_THREADS (1)            wrk threads
+#   WRK_TIMEOUT (10s)          wrk's request timeout (a slower answer counts as a socket error)
+#   REFERENCE_WORKERS (5)      gunicorn sync workers (the figure the issue quotes)
+#   REFERENCE_DIR              default: ../shared/reference beside the repository
+#   SKIP_REFERENCE (0)         1 to load restjwt alone
+#   RESTJWT_ROTATION (0)       1 once restjwt implements ROTATE_REFRESH_TOKENS and
+#                              BLACKLIST_AFTER_ROTATION (see the slot below)
+#
+# Every request goes to 127.0.0.1; every wrk run and every wait loop is bounded in time.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PHASE_SECONDS="${PHASE_SECONDS:-10}"
+CONNECTIONS="${CONNECTIONS:-64 256}"
+BURST_CONNECTIONS="${BURST_CONNECTIONS:-256}"
+PROBE_CONNECTIONS="${PROBE_CONNECTIONS:-4}"
+PROBE_DELAY_MS="${PROBE_DELAY_MS:-10}"
+SERVER_CPUS="${SERVER_CPUS-0}"
+CLIENT_CPUS="${CLIENT_CPUS-1}"
+WRK_THREADS="${WRK_THREADS:-1}"
+NICE="${NICE--10}"
+[[ "$(id -u)" == 0 ]] || NICE=""
+WRK_TIMEOUT="${WRK_TIMEOUT:-10s}"
+REFERENCE_WORKERS="${REFERENCE_WORKERS:-5}"
+REFERENCE_DIR="${REFERENCE_DIR:-$ROOT/../shared/reference}"
+SKIP_REFERENCE="${SKIP_REFERENCE:-0}"
+RESTJWT_ROTATION="${RESTJWT_ROTATION:-0}"
+USERNAME=bob
+PASSWORD=bob-pass-1234
+LUA="$ROOT/bench/wrk.lua"
+export REFERENCE_HOME="${REFERENCE_HOME:-$HOME/.cache/restjwt-reference}"
+
+log() { printf '== %s\n' "$*" >&2; }
+die() { printf 'bench/load.sh: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------------------------------------
+# Tools
+if ! command -v wrk >/dev/null 2>&1; then
+  if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    log "installing wrk (Debian package)"
+    apt-get install -y -q wrk >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; }
+  fi
+  command -v wrk >/dev/null 2>&1 || die "wrk is not installed: apt-get install wrk"
+fi
+for tool in curl taskset pgrep awk; do
+  command -v "$tool" >/dev/null 2>&1 || die "$tool is not installed"
+done
+
+pin() { # pin CPULIST command...: run pinned, or as is when the list is empty
+  local cpus="$1"; shift
+  if [[ -n "$cpus" ]]; then taskset -c "$cpus" "$@"; else "$@"; fi
+}
+
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/restjwt-bench.XXXXXX")"
+PIDS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+# ---------------------------------------------------------------------------------------------
+# Process measurements
+
+pids_of() { # a server's processes: the pid and its children (gunicorn's workers)
+  local pid="$1"
+  echo "$pid"
+  pgrep -P "$pid" || true
+}
+
+cpu_ticks() { # user + system clock ticks of the processes, all threads included
+  local total=0 pid ticks
+  for pid in "$@"; do
+    # Fields after the command name, which may hold spaces: utime and stime are 12th and 13th.
+    ticks="$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $12 + $13}')" || ticks=0
+    total=$((total + ${ticks:-0}))
+  done
+  echo "$total"
+}
+
+SERVERS=() # the main pid of every server running now
+
+all_server_pids() {
+  local pid
+  for pid in "${SERVERS[@]}"; do pids_of "$pid"; done
+}
+
+wait_idle() { # until every server (they share a core) uses under ~5% of a core, at most 60 s:
+  # a closed-loop client leaves queued requests behind, and they must not run into the next phase
+  local before after
+  for _ in $(seq 120); do
+    # shellcheck disable=SC2046
+    before="$(cpu_ticks $(all_server_pids))"
+    sleep 0.5
+    # shellcheck disable=SC2046
+    after="$(cpu_ticks $(all_server_pids))"
+    (( after - before <= 2 )) && return 0
+  done
+  log "warning: the servers are still busy after 60 s"
+}
+
+reset_peak_rss() { # Linux: writing 5 to clear_refs resets VmHWM to the current RSS
+  local p
+  for p in $(pids_of "$1"); do echo 5 >"/proc/$p/clear_refs" 2>/dev/null || true; done
+}
+
+peak_rss_kib() { # VmHWM summed over the server's processes (the reference: master + workers)
+  local total=0 p kib
+  for p in $(pids_of "$1"); do
+    kib="$(awk '/^VmHWM:/ {print $2}' "/proc/$p/status" 2>/dev/null)" || kib=0
+    total=$((total + ${kib:-0}))
+  done
+  echo "$total"
+}
+
+count_cpus() { # CPUs in a list such as "0", "0-1" or "0,2-3"; all of them for an empty list
+  [[ -z "$1" ]] && { nproc --all; return; }
+  echo "$1" | tr ',' '\n' | awk -F- '{ n += (NF == 2 ? $2 - $1 + 1 : 1) } END { print n }'
+}
+
+# ---------------------------------------------------------------------------------------------
+# Servers
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_http() { # until URL answers with the expected status, at most 60 s
+  local url="$1" want="$2" code
+  for _ in $(seq 120); do
+    code="$(curl -s -o /dev/null -m 2 -w '%{http_code}' "$url" || true)"
+    [[ "$code" == "$want" ]] && return 0
+    sleep 0.5
+  done
+  die "$url did not answer $want within 60 s"
+}
+
+RJ_BIN="$ROOT/target/release/restjwt"
+
+start_restjwt() { # start_restjwt NAME [ENV=VALUE...]: sets RJ_PID_<NAME> and RJ_PORT_<NAME>
+  local name="$1"; shift
+  local logf="$TMP/restjwt-$name.log" port=""
+  env DATABASE_URL="sqlite://$TMP/restjwt.sqlite3" RESTJWT_ACCESS_TOKEN_LIFETIME=1h \
+      RUST_LOG=info NO_COLOR=1 "$@" \
+      ${NICE:+nice -n "$NICE"} ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} "$RJ_BIN" serve --bind 127.0.0.1:0 >"$logf" 2>&1 &
+  local pid=$!
+  PIDS+=("$pid")
+  SERVERS+=("$pid")
+  for _ in $(seq 300); do
+    port="$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$logf" | head -n1)"
+    [[ -n "$port" ]] && break
+    kill -0 "$pid" 2>/dev/null || { cat "$logf" >&2; die "restjwt did not start"; }
+    sleep 0.1
+  done
+  [[ -n "$port" ]] || die "restjwt logged no 'listening on' line within 30 s"
+  printf -v "RJ_PID_$name" '%s' "$pid"
+  printf -v "RJ_PORT_$name" '%s' "$port"
+}
+
+REF_VENV="$REFERENCE_HOME/.venv"
+
+start_reference() { # start_reference NAME ROTATE DB: sets REF_PID_<NAME> and REF_PORT_<NAME>
+  local name="$1" rotate="$2" db="$3" port
+  port="$(free_port)"
+  env PORT="$port" WORKERS="$REFERENCE_WORKERS" REFERENCE_DB="$db" \
+      REFERENCE_ROTATE="$rotate" REFERENCE_BLACKLIST_AFTER_ROTATION="$rotate" \
+      REFERENCE_ACCESS_SECONDS=3600 \
+      ${NICE:+nice -n "$NICE"} ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} bash "$REFERENCE_DIR/serve.sh" gunicorn \
+      >"$TMP/reference-$name.log" 2>&1 &
+  local pid=$!
+  PIDS+=("$pid")
+  SERVERS+=("$pid")
+  wait_http "http://127.0.0.1:$port/api/user/" 401
+  printf -v "REF_PID_$name" '%s' "$pid"
+  printf -v "REF_PORT_$name" '%s' "$port"
+}
+
+stop_pid() { # SIGINT (gunicorn: quick shutdown; restjwt: graceful), then wait at most 10 s
+  local pid="$1" kept=() p
+  for p in "${SERVERS[@]}"; do [[ "$p" == "$pid" ]] || kept+=("$p"); done
+  SERVERS=("${kept[@]}")
+  kill -INT "$pid" 2>/dev/null || return 0
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+login_json() { # login_json PORT: the token pair's JSON
+  curl -s -m 60 -X POST -H 'Content-Type: application/json' \
+    -d "{\"username\":\"$USERNAME\",\"password\":\"$PASSWORD\"}" \
+    "http://127.0.0.1:$1/api/token/"
+}
+json_field() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p"; }
+AUTH() { echo "Authorization: Bearer $1"; }
+
+# ---------------------------------------------------------------------------------------------
+# Load phases. Each result is one line of $RESULTS:
+#   side endpoint connections ok_per_s p50_us p99_us status_errors socket_errors peak_rss_kib cpu_pct
+# cpu_pct is the server's CPU time during the phase over its length (100 = one core busy).
+
+RESULTS="$TMP/results.tsv"
+CLK_TCK="$(getconf CLK_TCK)"
+: >"$RESULTS"
+
+run_wrk() { # run_wrk OUT CONNECTIONS SECONDS URL [ENV=VALUE...] [-- extra wrk args]
+  local out="$1" conns="$2" secs="$3" url="$4"; shift 4
+  local envs=() extra=()
+  while (($#)); do
+    if [[ "$1" == -- ]]; then shift; extra=("$@"); break; fi
+    envs+=("$1"); shift
+  done
+  local threads="$WRK_THREADS"
+  (( conns < threads )) && threads="$conns"
+  env BENCH_THREADS="$threads" "${envs[@]}" \
+    ${NICE:+nice -n "$NICE"} ${CLIENT_CPUS:+taskset -c "$CLIENT_CPUS"} \
+    wrk -t "$threads" -c "$conns" -d "${secs}s" --timeout "$WRK_TIMEOUT" -s "$LUA" \
+    "${extra[@]}" "$url" >"$out" 2>&1 || true
+}
+
+parse_result() { # parse_result FILE -> "ok_per_s p50_us p99_us status_errors socket_errors"
+  awk '/^RESULT/ {
+      for (i = 2; i <= NF; i++) { split($i, kv, "="); r[kv[1]] = kv[2] }
+      ok = r["requests"] - r["status_errors"]
+      printf "%.1f %d %d %d %d\n", ok / (r["duration_us"] / 1e6), r["p50_us"], r["p99_us"],
+        r["status_errors"], r["connect"] + r["read"] + r["write"] + r["timeout"]
+      found = 1
+    }
+    END { if (!found) print "0 0 0 0 0" }' "$1"
+}
+
+answered() { # answered FILE: how many requests got an answer of any status
+  awk '/^RESULT/ { split($2, kv, "="); print kv[2]; found = 1 } END { if (!found) print 0 }' "$1"
+}
+
+warm_up() { # warm_up URL ACCESS: a few seconds of checks, so every worker has served requests
+  run_wrk "$TMP/warm-up.txt" 16 3 "$1/api/user/" -- -H "$(AUTH "$2")"
+}
+
+measure() { # measure SIDE ENDPOINT CONNECTIONS PID URL [ENV=VALUE...] [-- wrk args]
+  local side="$1" endpoint="$2" conns="$3" pid="$4" url="$5"; shift 5
+  local out="$TMP/wrk-$side-${endpoint//[^a-z0-9]/_}-$conns.txt"
+  log "$side $endpoint, $conns connections, ${PHASE_SECONDS} s"
+  wait_idle
+  reset_peak_rss "$pid"
+  local before after
+  # shellcheck disable=SC2046
+  before="$(cpu_ticks $(pids_of "$pid"))"
+  run_wrk "$out" "$conns" "$PHASE_SECONDS" "$url" "$@"
+  # shellcheck disable=SC2046
+  after="$(cpu_ticks $(pids_of "$pid"))"
+  echo "$side $endpoint $conns $(parse_result "$out") $(peak_rss_kib "$pid")" \
+    "$(( (after - before) * 100 / (CLK_TCK * PHASE_SECONDS) ))" >>"$RESULTS"
+  grep -q '^RESULT' "$out" || { log "wrk failed:"; cat "$out" >&2; }
+}
+
+not_implemented() { # a row for something restjwt does not do yet
+  echo "$1 $2 $3 n/a n/a n/a n/a n/a n/a n/a" >>"$RESULTS"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Build and start
+
+log "machine: $(nproc --all) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
+LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
+idle_percent() { # share of the machine's CPU time spent idle over one second
+  local a b c d t1 i1
+  read -r _ a b c d _ </proc/stat; t1=$((a + b + c + d)); i1=$d
+  sleep 1
+  read -r _ a b c d _ </proc/stat
+  echo $(( 100 * (d - i1) / (a + b + c + d - t1) ))
+}
+IDLE_BEFORE="$(idle_percent)"
+(( IDLE_BEFORE < 90 )) && log "warning: the machine is only ${IDLE_BEFORE}% idle before the run: other work will skew the figures"
+log "building restjwt (release)"
+(cd "$ROOT" && cargo build --release --quiet --bin restjwt)
+
+log "restjwt: fresh SQLite file in $TMP, user $USERNAME"
+env DATABASE_URL="sqlite://$TMP/restjwt.sqlite3" RESTJWT_SUPERUSER_PASSWORD="$PASSWORD" NO_COLOR=1 \
+  "$RJ_BIN" createsuperuser --noinput --username "$USERNAME" --email "$USERNAME@example.com" >/dev/null
+start_restjwt main
+RJ_URL="http://127.0.0.1:$RJ_PORT_main"
+RJ_PAIR="$(login_json "$RJ_PORT_main")"
+RJ_ACCESS="$(json_field access <<<"$RJ_PAIR")"
+RJ_REFRESH="$(json_field refresh <<<"$RJ_PAIR")"
+[[ -n "$RJ_ACCESS" && -n "$RJ_REFRESH" ]] || die "restjwt login failed: $RJ_PAIR"
+warm_up "$RJ_URL" "$RJ_ACCESS"
+if [[ "$RESTJWT_ROTATION" == 1 ]]; then
+  # The slot for refresh with rotation + blacklist: the setting names are simplejwt's.
+  start_restjwt rotate RESTJWT_ROTATE_REFRESH_TOKENS=true RESTJWT_BLACKLIST_AFTER_ROTATION=true
+fi
+
+HAVE_REFERENCE=0
+if [[ "$SKIP_REFERENCE" != 1 && -f "$REFERENCE_DIR/serve.sh" ]]; then
+  REFERENCE_DIR="$(cd "$REFERENCE_DIR" && pwd)"
+  if [[ ! -x "$REF_VENV/bin/gunicorn" ]]; then
+    log "installing the reference (setup.sh)"
+    bash "$REFERENCE_DIR/setup.sh" >&2
+  fi
+  log "reference: fresh SQLite files in $TMP, user $USERNAME"
+  env REFERENCE_DB="$TMP/reference.sqlite3" REFERENCE_USER="$USERNAME" REFERENCE_PASSWORD="$PASSWORD" \
+    bash "$REFERENCE_DIR/setup.sh" >/dev/null
+  cp "$TMP/reference.sqlite3" "$TMP/reference-rotate.sqlite3"
+  start_reference off 0 "$TMP/reference.sqlite3"
+  start_reference rotate 1 "$TMP/reference-rotate.sqlite3"
+  REF_URL="http://127.0.0.1:$REF_PORT_off"
+  REF_PAIR="$(login_json "$REF_PORT_off")"
+  REF_ACCESS="$(json_field access <<<"$REF_PAIR")"
+  REF_REFRESH="$(json_field refresh <<<"$REF_PAIR")"
+  [[ -n "$REF_ACCESS" && -n "$REF_REFRESH" ]] || die "reference login failed: $REF_PAIR"
+  # Django loads lazily in each worker: warm both instances (the copied database has the same
+  # user and key, so the access token works on both).
+  warm_up "$REF_URL" "$REF_ACCESS"
+  warm_up "http://127.0.0.1:$REF_PORT_rotate" "$REF_ACCESS"
+  HAVE_REFERENCE=1
+else
+  log "reference not found at $REFERENCE_DIR (or SKIP_REFERENCE=1): restjwt alone"
+fi
+
+restart_reference_off() { # drops the logins still queued in gunicorn's backlog after a phase
+  stop_pid "$REF_PID_off"
+  start_reference off 0 "$TMP/reference.sqlite3"
+  REF_URL="http://127.0.0.1:$REF_PORT_off"
+  warm_up "$REF_URL" "$REF_ACCESS"
+}
+
+mint_reference_refresh_tokens() { # N refresh tokens of the user, for the rotation phase
+  (cd "$REFERENCE_DIR/django" && env REFERENCE_DB="$TMP/reference-rotate.sqlite3" \
+    DJANGO_SETTINGS_MODULE=seed.settings PYTHONDONTWRITEBYTECODE=1 \
+    "$REF_VENV/bin/python" manage.py shell --no-imports -c "
+from django.contrib.auth import get_user_model
+from rest_framework_simplejwt.tokens import RefreshToken
+user = get_user_model().objects.get(username='$USERNAME')
+print('\n'.join(str(RefreshToken.for_user(user)) for _ in range($1)))
+")
+}
+
+mint_restjwt_refresh_tokens() { # N refresh tokens from N logins, 2 at a time
+  local port="$1" n="$2"
+  seq "$n" | xargs -P 2 -I{} curl -s -m 60 -X POST -H 'Content-Type: application/json' \
+    -d "{\"username\":\"$USERNAME\",\"password\":\"$PASSWORD\"}" \
+    "http://127.0.0.1:$port/api/token/" | grep -o '"refresh":"[^"]*"' | cut -d'"' -f4
+}
+
+# ---------------------------------------------------------------------------------------------
+# The runs: each endpoint on restjwt, then at once on the reference, so drift hits both alike.
+
+for conns in $CONNECTIONS; do
+  measure restjwt "GET /healthz" "$conns" "$RJ_PID_main" "$RJ_URL/healthz"
+
+  measure restjwt "GET /api/user/" "$conns" "$RJ_PID_main" "$RJ_URL/api/user/" \
+    -- -H "$(AUTH "$RJ_ACCESS")"
+  ((HAVE_REFERENCE)) && measure reference "GET /api/user/" "$conns" "$REF_PID_off" \
+    "$REF_URL/api/user/" -- -H "$(AUTH "$REF_ACCESS")"
+
+  measure restjwt "POST /api/token/verify/" "$conns" "$RJ_PID_main" "$RJ_URL/api/token/verify/" \
+    "BENCH_BODY={\"token\":\"$RJ_ACCESS\"}"
+  ((HAVE_REFERENCE)) && measure reference "POST /api/token/verify/" "$conns" "$REF_PID_off" \
+    "$REF_URL/api/token/verify/" "BENCH_BODY={\"token\":\"$REF_ACCESS\"}"
+
+  measure restjwt "POST /api/token/refresh/" "$conns" "$RJ_PID_main" \
+    "$RJ_URL/api/token/refresh/" "BENCH_BODY={\"refresh\":\"$RJ_REFRESH\"}"
+  ((HAVE_REFERENCE)) && measure reference "POST /api/token/refresh/" "$conns" "$REF_PID_off" \
+    "$REF_URL/api/token/refresh/" "BENCH_BODY={\"refresh\":\"$REF_REFRESH\"}"
+
+  # ---- SLOT: refresh with rotation + blacklist. restjwt does not implement it yet: its row
+  # ---- prints "n/a (not implemented)" unless RESTJWT_ROTATION=1.
+  if [[ "$RESTJWT_ROTATION" == 1 ]]; then
+    mint_restjwt_refresh_tokens "$RJ_PORT_rotate" "$conns" >"$TMP/restjwt-refresh-$conns.txt"
+    measure restjwt "POST /api/token/refresh/ (rotate)" "$conns" "$RJ_PID_rotate" \
+      "http://127.0.0.1:$RJ_PORT_rotate/api/token/refresh/" \
+      "BENCH_REFRESH_TOKENS=$TMP/restjwt-refresh-$conns.txt"
+  else
+    not_implemented restjwt "POST /api/token/refresh/ (rotate)" "$conns"
+  fi
+  if ((HAVE_REFERENCE)); then
+    mint_reference_refresh_tokens "$conns" >"$TMP/reference-refresh-$conns.txt"
+    measure reference "POST /api/token/refresh/ (rotate)" "$conns" "$REF_PID_rotate" \
+      "http://127.0.0.1:$REF_PORT_rotate/api/token/refresh/" \
+      "BENCH_REFRESH_TOKENS=$TMP/reference-refresh-$conns.txt"
+  fi
+
+  LOGIN_BODY="BENCH_BODY={\"username\":\"$USERNAME\",\"password\":\"$PASSWORD\"}"
+  measure restjwt "POST /api/token/" "$conns" "$RJ_PID_main" "$RJ_URL/api/token/" "$LOGIN_BODY"
+  if ((HAVE_REFERENCE)); then
+    measure reference "POST /api/token/" "$conns" "$REF_PID_off" "$REF_URL/api/token/" "$LOGIN_BODY"
+    restart_reference_off
+  fi
+done
+
+# ---------------------------------------------------------------------------------------------
+# Login burst: BURST_CONNECTIONS connections log in back to back (so that many logins are in
+# flight at every moment) while a probe checks tokens at a bounded rate; the probe alone first.
+
+BURST="$TMP/burst.tsv" # side logins_per_s p99_alone_us p99_burst_us probe_errors peak_kib answered_alone answered_burst
+: >"$BURST"
+burst() { # burst SIDE PID URL ACCESS
+  local side="$1" pid="$2" url="$3" access="$4"
+  local probe=("BENCH_DELAY_MS=$PROBE_DELAY_MS" -- -H "$(AUTH "$access")")
+  log "$side: token-check probe alone, ${PHASE_SECONDS} s"
+  wait_idle
+  run_wrk "$TMP/probe-alone-$side.txt" "$PROBE_CONNECTIONS" "$PHASE_SECONDS" "$url/api/user/" "${probe[@]}"
+  log "$side: $BURST_CONNECTIONS concurrent logins with the probe, ${PHASE_SECONDS} s"
+  wait_idle
+  reset_peak_rss "$pid"
+  WRK_TIMEOUT=30s run_wrk "$TMP/burst-$side.txt" "$BURST_CONNECTIONS" "$((PHASE_SECONDS + 2))" \
+    "$url/api/token/" "$LOGIN_BODY" &
+  local burst_pid=$!
+  sleep 1
+  run_wrk "$TMP/probe-burst-$side.txt" "$PROBE_CONNECTIONS" "$PHASE_SECONDS" "$url/api/user/" "${probe[@]}"
+  wait "$burst_pid" || true
+  local peak logins alone during errors
+  peak="$(peak_rss_kib "$pid")"
+  logins="$(parse_result "$TMP/burst-$side.txt" | awk '{print $1}')"
+  alone="$(parse_result "$TMP/probe-alone-$side.txt" | awk '{print $3}')"
+  read -r _ _ during s_err k_err < <(parse_result "$TMP/probe-burst-$side.txt")
+  echo "$side $logins $alone $during $((s_err + k_err)) $peak $(answered "$TMP/probe-alone-$side.txt") $(answered "$TMP/probe-burst-$side.txt")" >>"$BURST"
+}
+burst restjwt "$RJ_PID_main" "$RJ_URL" "$RJ_ACCESS"
+((HAVE_REFERENCE)) && burst reference "$REF_PID_off" "$REF_URL" "$REF_ACCESS"
+LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
+
+# ---------------------------------------------------------------------------------------------
+# Report (Markdown)
+
+SERVER_CORES="$(count_cpus "$SERVER_CPUS")"
+report() {
+  local commit
+  commit="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo "# restjwt load benchmark"
+  echo
+  echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); restjwt commit $commit"
+  echo "- machine: $(nproc --all) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo); load average before $LOAD_BEFORE, after $LOAD_AFTER; ${IDLE_BEFORE}% idle before the run"
+  echo "- client: $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2), $WRK_THREADS thread(s), ${PHASE_SECONDS} s per phase, timeout $WRK_TIMEOUT"
+  echo "- pinning: servers on CPUs '${SERVER_CPUS:-all}' ($SERVER_CORES core(s)), wrk on CPUs '${CLIENT_CPUS:-all}'; nice ${NICE:-0}"
+  echo "- restjwt: release build, SQLite file, HS256, Argon2id m=19456 t=2 p=1"
+  if ((HAVE_REFERENCE)); then
+    echo "- reference: gunicorn, $REFERENCE_WORKERS sync workers, Django + DRF + simplejwt 5.5.1, SQLite file, HS256, PBKDF2-SHA256 1,500,000 iterations"
+  fi
+  echo
+  echo "Errors are non-2xx/3xx answers + socket errors (connect, read, write, timeout); req/s counts"
+  echo "only 2xx/3xx answers. Peak RSS is VmHWM during the phase (the reference: master + workers,"
+  echo "summed). CPU % is the server's CPU time over the phase (100 = one core busy; the servers have"
+  echo "$SERVER_CORES core(s)). Ratios compare requests/s."
+  awk -v have_ref="$HAVE_REFERENCE" -v cores="$SERVER_CORES" '
+    function ms(us) { return us == "n/a" ? "n/a" : sprintf("%.2f", us / 1000) }
+    function mib(kib) { return kib == "n/a" ? "n/a" : sprintf("%.1f", kib / 1024) }
+    function rps(x) { return x == "n/a" ? "n/a (not implemented)" : sprintf("%.0f", x) }
+    function errs(s, k) { return s == "n/a" ? "n/a" : s "+" k }
+    function ratio(a, b) { return (a == "n/a" || b == "" || b == "n/a" || b + 0 == 0) ? "n/a" : sprintf("%.2f", a / b) }
+    {
+      # endpoint names hold spaces: side first, the last 8 fields are numbers
+      side = $1; conns = $(NF - 7)
+      endpoint = $2; for (i = 3; i <= NF - 8; i++) endpoint = endpoint " " $i
+      key = endpoint SUBSEP conns
+      if (!(key in seen)) { seen[key] = 1; order[++n] = key; ep[n] = endpoint; cn[n] = conns }
+      r[side, key] = $(NF - 6); p50[side, key] = $(NF - 5); p99[side, key] = $(NF - 4)
+      se[side, key] = $(NF - 3); ke[side, key] = $(NF - 2); rss[side, key] = $(NF - 1); cpu[side, key] = $NF
+      if (endpoint == "GET /healthz") ceiling[conns] = $(NF - 6)
+    }
+    END {
+      last = ""
+      for (i = 1; i <= n; i++) {
+        key = order[i]
+        if (cn[i] != last) {
+          print ""; print "## " cn[i] " connections"; print ""
+          print "| endpoint | restjwt req/s | p50 ms | p99 ms | errors | peak RSS MiB | CPU % | reference req/s | p50 ms | p99 ms | errors | peak RSS MiB | CPU % | restjwt/reference | restjwt/ceiling |"
+          print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+          last = cn[i]
+        }
+        ref = (have_ref && (("reference", key) in r))
+        printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", ep[i],
+          rps(r["restjwt", key]), ms(p50["restjwt", key]), ms(p99["restjwt", key]),
+          errs(se["restjwt", key], ke["restjwt", key]), mib(rss["restjwt", key]), cpu["restjwt", key],
+          ref ? rps(r["reference", key]) : "-", ref ? ms(p50["reference", key]) : "-",
+          ref ? ms(p99["reference", key]) : "-",
+          ref ? errs(se["reference", key], ke["reference", key]) : "-",
+          ref ? mib(rss["reference", key]) : "-", ref ? cpu["reference", key] : "-",
+          ref ? ratio(r["restjwt", key], r["reference", key]) : "-",
+          ratio(r["restjwt", key], ceiling[cn[i]])
+      }
+    }' "$RESULTS"
+
+  echo
+  echo "## Login"
+  echo
+  awk -v cores="$SERVER_CORES" '$2 == "POST" && $3 == "/api/token/" {
+      printf "- %s, %d connections: %.1f logins/s on %d core(s) = %.1f logins/s per core (%s)\n",
+        $1, $4, $5, cores, $5 / cores,
+        ($1 == "restjwt" ? "Argon2id m=19456 KiB, t=2, p=1" : "PBKDF2-SHA256, 1,500,000 iterations")
+    }' "$RESULTS"
+  echo
+  echo "## Login burst: $BURST_CONNECTIONS concurrent logins"
+  echo
+  echo "$BURST_CONNECTIONS connections log in back to back for ${PHASE_SECONDS} s while $PROBE_CONNECTIONS connections check a token"
+  echo "(GET /api/user/) every ${PROBE_DELAY_MS} ms each; the same probe ran alone just before."
+  echo
+  echo "| server | logins/s | checks answered alone | check p99 alone ms | checks answered during burst | check p99 during burst ms | during/alone | check errors | peak RSS MiB |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+  awk '{ during = ($8 > 0 ? sprintf("%.2f", $4 / 1000) : "none answered")
+         printf "| %s | %.1f | %d | %.2f | %d | %s | %s | %d | %.1f |\n", $1, $2, $7, $3 / 1000, $8, during,
+         ($3 > 0 && $8 > 0 ? sprintf("%.2f", $4 / $3) : "n/a"), $5, $6 / 1024 }' "$BURST"
+
+  echo
+  echo "## Targets (issue 6)"
+  echo
+  awk -v burst="$BURST" -v have_ref="$HAVE_REFERENCE" '
+    function verdict(ok) { return ok ? "met" : "NOT met" }
+    {
+      side = $1; conns = $(NF - 7)
+      endpoint = $2; for (i = 3; i <= NF - 8; i++) endpoint = endpoint " " $i
+      r[side, endpoint, conns] = $(NF - 6)
+      if (side == "restjwt" && $NF != "n/a") {
+        if ($(NF - 1) > peak) { peak = $(NF - 1); peak_at = endpoint ", " conns }
+        if (conns == 256) { errors256 += $(NF - 3) + $(NF - 2); ran256 = 1 }
+      }
+    }
+    END {
+      c = 64
+      u = r["restjwt", "GET /api/user/", c]; h = r["restjwt", "GET /healthz", c]
+      if (h > 0) printf "- GET /api/user/ with the user row checked >= 60%% of the ceiling: %.0f%% at %d connections: %s\n", 100 * u / h, c, verdict(u / h >= 0.6)
+      print "- GET /api/user/ stateless >= 75% of the ceiling: n/a (restjwt has no stateless mode yet)"
+      if (have_ref) {
+        ur = r["reference", "GET /api/user/", c]
+        if (ur > 0) printf "- GET /api/user/ >= 50x the reference: %.1fx: %s\n", u / ur, verdict(u / ur >= 50)
+        f = r["restjwt", "POST /api/token/refresh/", c]; fr = r["reference", "POST /api/token/refresh/", c]
+        if (fr > 0) printf "- refresh (rotation off) >= 40x the reference: %.1fx: %s\n", f / fr, verdict(f / fr >= 40)
+        rr = r["restjwt", "POST /api/token/refresh/ (rotate)", c]
+        if (rr == "n/a") print "- refresh (rotation + blacklist) >= 8x the reference: n/a (not implemented in restjwt)"
+        else if (r["reference", "POST /api/token/refresh/ (rotate)", c] > 0) {
+          x = rr / r["reference", "POST /api/token/refresh/ (rotate)", c]
+          printf "- refresh (rotation + blacklist) >= 8x the reference: %.1fx: %s\n", x, verdict(x >= 8)
+        }
+      }
+      while ((getline line < burst) > 0) {
+        split(line, b, " ")
+        if (b[1] == "restjwt") {
+          printf "- check p99 during the login burst within 2x of alone: %.2fx: %s\n", (b[3] > 0 ? b[4] / b[3] : 0), verdict(b[3] > 0 && b[8] > 0 && b[4] <= 2 * b[3] && b[5] == 0)
+          printf "- peak RSS during the login burst < 100 MiB: %.1f MiB: %s\n", b[6] / 1024, verdict(b[6] < 100 * 1024)
+        }
+      }
+      printf "- peak RSS under load < 64 MiB: %.1f MiB (%s): %s\n", peak / 1024, peak_at, verdict(peak < 64 * 1024)
+      if (ran256) printf "- no errors at 256 connections: %d errors: %s\n", errors256, verdict(errors256 == 0)
+    }' "$RESULTS"
+}
+
+mkdir -p "$ROOT/target/bench"
+report | tee "$ROOT/target/bench/load.md"
+log "report kept in target/bench/load.md; raw wrk output was in $TMP (removed)"

@@ -1,0 +1,74 @@
+-- wrk script for bench/load.sh. Configured through the environment:
+--   BENCH_BODY            a JSON body: the requests become POSTs with Content-Type: application/json
+--   BENCH_REFRESH_TOKENS  a file of refresh tokens, one a line: each request spends one and the
+--                         200's new refresh token goes back in the pool (rotation + blacklist,
+--                         where every refresh token works once); the tokens are split between
+--                         wrk's threads
+--   BENCH_DELAY_MS        wait this long before each request on a connection (a latency probe
+--                         at a bounded rate instead of a saturating load)
+-- done() prints one machine-readable RESULT line that load.sh parses.
+
+local body = os.getenv("BENCH_BODY")
+local tokens_file = os.getenv("BENCH_REFRESH_TOKENS")
+local delay_ms = tonumber(os.getenv("BENCH_DELAY_MS") or "")
+
+if body then
+  wrk.method = "POST"
+  wrk.body = body
+  wrk.headers["Content-Type"] = "application/json"
+end
+
+if delay_ms then
+  function delay()
+    return delay_ms
+  end
+end
+
+if tokens_file then
+  local threads = {}
+  local next_id = 0
+
+  function setup(thread)
+    thread:set("thread_id", next_id)
+    next_id = next_id + 1
+    table.insert(threads, thread)
+  end
+
+  function init(args)
+    local count = tonumber(os.getenv("BENCH_THREADS") or "1")
+    pool = {}
+    local i = 0
+    for line in io.lines(tokens_file) do
+      if line ~= "" and i % count == thread_id then
+        pool[#pool + 1] = line
+      end
+      i = i + 1
+    end
+    last = pool[1]
+  end
+
+  function request()
+    -- An empty pool means refreshes failed: resend the last token, whose 401 counts as an error.
+    local token = table.remove(pool) or last
+    last = token
+    return wrk.format("POST", nil, { ["Content-Type"] = "application/json" },
+      '{"refresh":"' .. token .. '"}')
+  end
+
+  function response(status, headers, response_body)
+    if status == 200 then
+      local refresh = response_body:match('"refresh"%s*:%s*"([^"]+)"')
+      if refresh then
+        pool[#pool + 1] = refresh
+      end
+    end
+  end
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "RESULT requests=%d duration_us=%d p50_us=%d p99_us=%d status_errors=%d connect=%d read=%d write=%d timeout=%d\n",
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.status, e.connect, e.read, e.write, e.timeout))
+end
