@@ -170,6 +170,60 @@ pub enum RotationOutcome {
     },
 }
 
+/// What a rotation found in the presented token's row, read inside its transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RotationRow {
+    pub(crate) session_id: Option<String>,
+    pub(crate) successor_jti: Option<String>,
+    pub(crate) successor_access_jti: Option<String>,
+    pub(crate) rotated_at: Option<i64>,
+    pub(crate) is_blacklisted: bool,
+    pub(crate) is_session_ended: bool,
+}
+
+/// What a rotation must do, decided once for every backend so they cannot drift apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RotationStep {
+    /// Exchange the token: record the successor, blacklist the token.
+    Rotate,
+    /// Answer with the recorded successor (a retry within the grace).
+    Replay(RotationOutcome),
+    /// Reuse outside the grace: end this session, then refuse.
+    EndSession(String),
+    /// Refuse, changing nothing.
+    Refuse,
+}
+
+/// The rules of [`Store::rotate_refresh`], given what the presented token's row holds.
+pub(crate) fn rotation_step(row: &RotationRow, r: &Rotation) -> RotationStep {
+    if row.is_session_ended {
+        return RotationStep::Refuse;
+    }
+    if !row.is_blacklisted {
+        return RotationStep::Rotate;
+    }
+    match (
+        &row.successor_jti,
+        &row.successor_access_jti,
+        row.rotated_at,
+    ) {
+        (Some(successor_jti), Some(access_jti), Some(rotated_at))
+            if r.grace_secs > 0 && r.now - rotated_at <= r.grace_secs =>
+        {
+            RotationStep::Replay(RotationOutcome::Replayed {
+                successor_jti: successor_jti.clone(),
+                access_jti: access_jti.clone(),
+                rotated_at,
+            })
+        }
+        (Some(_), _, _) if r.detect_reuse => match &row.session_id {
+            Some(id) => RotationStep::EndSession(id.clone()),
+            None => RotationStep::Refuse,
+        },
+        _ => RotationStep::Refuse,
+    }
+}
+
 /// What the store knows of a refresh token.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TokenState {

@@ -32,7 +32,8 @@ use tokio::sync::mpsc;
 
 use super::{
     BlacklistOutcome, DatabaseOptions, FlushReport, NewOutstanding, NewUser, ProfileUpdate,
-    Rotation, RotationOutcome, Session, SessionEvent, Store, StoreError, TokenState, User,
+    Rotation, RotationOutcome, RotationStep, Session, SessionEvent, Store, StoreError, TokenState,
+    User,
 };
 
 /// The migrations, in order. All pending ones run in one transaction.
@@ -432,55 +433,50 @@ async fn rotate(conn: &mut PgConnection, r: &Rotation) -> Result<RotationOutcome
     let mut tx = conn.begin().await?;
     let row = find_or_create_token(&mut tx, &r.old).await?;
     let now = unix(r.now);
-    let outcome = if row.is_session_ended {
-        RotationOutcome::Refused {
-            revoked_session: None,
-        }
-    } else if row.is_blacklisted {
-        match (row.successor_jti, row.successor_access_jti, row.rotated_at) {
-            (Some(successor_jti), Some(access_jti), Some(rotated_at))
-                if r.grace_secs > 0 && r.now - rotated_at <= r.grace_secs =>
-            {
-                RotationOutcome::Replayed {
-                    successor_jti,
-                    access_jti,
-                    rotated_at,
-                }
-            }
-            (Some(_), _, _) if r.detect_reuse => {
-                let ended = match &row.session_id {
-                    Some(id) if end_session(&mut tx, id, now).await? => Some(id.clone()),
-                    _ => None,
-                };
-                RotationOutcome::Refused {
-                    revoked_session: ended,
-                }
-            }
-            _ => RotationOutcome::Refused {
-                revoked_session: None,
-            },
-        }
-    } else {
-        sqlx::query(
-            "UPDATE restjwt_outstanding_token \
-             SET successor_jti = $1, successor_access_jti = $2, rotated_at = $3 WHERE jti = $4",
-        )
-        .bind(&r.new.jti)
-        .bind(&r.access_jti)
-        .bind(r.now)
-        .bind(&r.old.jti)
-        .execute(&mut *tx)
-        .await?;
-        blacklist(&mut tx, &r.old.jti, now).await?;
-        let new = NewOutstanding {
+    let step = super::rotation_step(
+        &super::RotationRow {
             session_id: row.session_id.clone(),
-            ..r.new.clone()
-        };
-        insert_outstanding(&mut tx, &new, false).await?;
-        if let Some(id) = &row.session_id {
-            touch_session(&mut tx, id, now, Some(new.expires_at)).await?;
+            successor_jti: row.successor_jti,
+            successor_access_jti: row.successor_access_jti,
+            rotated_at: row.rotated_at,
+            is_blacklisted: row.is_blacklisted,
+            is_session_ended: row.is_session_ended,
+        },
+        r,
+    );
+    let outcome = match step {
+        RotationStep::Refuse => RotationOutcome::Refused {
+            revoked_session: None,
+        },
+        RotationStep::Replay(outcome) => outcome,
+        RotationStep::EndSession(id) => {
+            let ended = end_session(&mut tx, &id, now).await?;
+            RotationOutcome::Refused {
+                revoked_session: ended.then_some(id),
+            }
         }
-        RotationOutcome::Rotated
+        RotationStep::Rotate => {
+            sqlx::query(
+                "UPDATE restjwt_outstanding_token \
+                 SET successor_jti = $1, successor_access_jti = $2, rotated_at = $3 WHERE jti = $4",
+            )
+            .bind(&r.new.jti)
+            .bind(&r.access_jti)
+            .bind(r.now)
+            .bind(&r.old.jti)
+            .execute(&mut *tx)
+            .await?;
+            blacklist(&mut tx, &r.old.jti, now).await?;
+            let new = NewOutstanding {
+                session_id: row.session_id.clone(),
+                ..r.new.clone()
+            };
+            insert_outstanding(&mut tx, &new, false).await?;
+            if let Some(id) = &row.session_id {
+                touch_session(&mut tx, id, now, Some(new.expires_at)).await?;
+            }
+            RotationOutcome::Rotated
+        }
     };
     tx.commit().await?;
     Ok(outcome)

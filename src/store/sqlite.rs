@@ -15,7 +15,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavio
 
 use super::{
     BlacklistOutcome, FlushReport, NewOutstanding, NewUser, ProfileUpdate, Rotation,
-    RotationOutcome, Session, Store, StoreError, TokenState, User,
+    RotationOutcome, RotationStep, Session, Store, StoreError, TokenState, User,
 };
 
 /// How long a statement waits for another connection's lock before failing.
@@ -358,51 +358,43 @@ fn rotate(conn: &mut Connection, r: Rotation) -> Result<RotationOutcome, StoreEr
         .map_err(db_err)?;
     let row = find_or_create_token(&tx, &r.old)?;
     let now = unix(r.now);
-    let outcome = if row.is_session_ended {
-        RotationOutcome::Refused {
-            revoked_session: None,
-        }
-    } else if row.is_blacklisted {
-        match (row.successor_jti, row.successor_access_jti, row.rotated_at) {
-            (Some(successor_jti), Some(access_jti), Some(rotated_at))
-                if r.grace_secs > 0 && r.now - rotated_at <= r.grace_secs =>
-            {
-                RotationOutcome::Replayed {
-                    successor_jti,
-                    access_jti,
-                    rotated_at,
-                }
-            }
-            (Some(_), _, _) if r.detect_reuse => {
-                let ended = match &row.session_id {
-                    Some(id) if end_session(&tx, id, now)? => Some(id.clone()),
-                    _ => None,
-                };
-                RotationOutcome::Refused {
-                    revoked_session: ended,
-                }
-            }
-            _ => RotationOutcome::Refused {
-                revoked_session: None,
-            },
-        }
-    } else {
-        tx.prepare_cached(
-            "UPDATE restjwt_outstanding_token \
-             SET successor_jti = ?, successor_access_jti = ?, rotated_at = ? WHERE jti = ?",
-        )
-        .and_then(|mut stmt| stmt.execute(params![r.new.jti, r.access_jti, r.now, r.old.jti]))
-        .map_err(db_err)?;
-        blacklist(&tx, &r.old.jti, now)?;
-        let new = NewOutstanding {
+    let step = super::rotation_step(
+        &super::RotationRow {
             session_id: row.session_id.clone(),
-            ..r.new
-        };
-        insert_outstanding(&tx, &new)?;
-        if let Some(id) = &row.session_id {
-            touch_session(&tx, id, now, Some(new.expires_at))?;
+            successor_jti: row.successor_jti,
+            successor_access_jti: row.successor_access_jti,
+            rotated_at: row.rotated_at,
+            is_blacklisted: row.is_blacklisted,
+            is_session_ended: row.is_session_ended,
+        },
+        &r,
+    );
+    let outcome = match step {
+        RotationStep::Refuse => RotationOutcome::Refused {
+            revoked_session: None,
+        },
+        RotationStep::Replay(outcome) => outcome,
+        RotationStep::EndSession(id) => RotationOutcome::Refused {
+            revoked_session: end_session(&tx, &id, now)?.then_some(id),
+        },
+        RotationStep::Rotate => {
+            tx.prepare_cached(
+                "UPDATE restjwt_outstanding_token \
+                 SET successor_jti = ?, successor_access_jti = ?, rotated_at = ? WHERE jti = ?",
+            )
+            .and_then(|mut stmt| stmt.execute(params![r.new.jti, r.access_jti, r.now, r.old.jti]))
+            .map_err(db_err)?;
+            blacklist(&tx, &r.old.jti, now)?;
+            let new = NewOutstanding {
+                session_id: row.session_id.clone(),
+                ..r.new
+            };
+            insert_outstanding(&tx, &new)?;
+            if let Some(id) = &row.session_id {
+                touch_session(&tx, id, now, Some(new.expires_at))?;
+            }
+            RotationOutcome::Rotated
         }
-        RotationOutcome::Rotated
     };
     tx.commit().map_err(db_err)?;
     Ok(outcome)
