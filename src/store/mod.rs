@@ -170,9 +170,10 @@ pub enum RotationOutcome {
     },
 }
 
-/// What a rotation found in the presented token's row, read inside its transaction.
+/// What rotation and blacklisting find in the presented token's row, read inside their
+/// transaction; both backends read into this one shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct RotationRow {
+pub(crate) struct TokenRow {
     pub(crate) session_id: Option<String>,
     pub(crate) successor_jti: Option<String>,
     pub(crate) successor_access_jti: Option<String>,
@@ -195,7 +196,7 @@ pub(crate) enum RotationStep {
 }
 
 /// The rules of [`Store::rotate_refresh`], given what the presented token's row holds.
-pub(crate) fn rotation_step(row: &RotationRow, r: &Rotation) -> RotationStep {
+pub(crate) fn rotation_step(row: &TokenRow, r: &Rotation) -> RotationStep {
     if row.is_session_ended {
         return RotationStep::Refuse;
     }

@@ -302,22 +302,12 @@ fn session_from_row(row: &PgRow) -> Result<Session, sqlx::Error> {
     })
 }
 
-/// The presented token's row, as rotation and blacklisting need it.
-struct TokenRow {
-    session_id: Option<String>,
-    successor_jti: Option<String>,
-    successor_access_jti: Option<String>,
-    rotated_at: Option<i64>,
-    is_blacklisted: bool,
-    is_session_ended: bool,
-}
-
 /// Records a token unless its row exists, locks its row, then reads it (simplejwt's
 /// `get_or_create`, made safe for concurrent callers: see the module doc).
 async fn find_or_create_token(
     conn: &mut PgConnection,
     token: &NewOutstanding,
-) -> Result<TokenRow, sqlx::Error> {
+) -> Result<super::TokenRow, sqlx::Error> {
     insert_outstanding(conn, token, true).await?;
     sqlx::query("SELECT 1 FROM restjwt_outstanding_token WHERE jti = $1 FOR UPDATE")
         .bind(&token.jti)
@@ -334,7 +324,7 @@ async fn find_or_create_token(
     .bind(&token.jti)
     .fetch_one(&mut *conn)
     .await?;
-    Ok(TokenRow {
+    Ok(super::TokenRow {
         session_id: row.try_get(0)?,
         successor_jti: row.try_get(1)?,
         successor_access_jti: row.try_get(2)?,
@@ -433,17 +423,7 @@ async fn rotate(conn: &mut PgConnection, r: &Rotation) -> Result<RotationOutcome
     let mut tx = conn.begin().await?;
     let row = find_or_create_token(&mut tx, &r.old).await?;
     let now = unix(r.now);
-    let step = super::rotation_step(
-        &super::RotationRow {
-            session_id: row.session_id.clone(),
-            successor_jti: row.successor_jti,
-            successor_access_jti: row.successor_access_jti,
-            rotated_at: row.rotated_at,
-            is_blacklisted: row.is_blacklisted,
-            is_session_ended: row.is_session_ended,
-        },
-        r,
-    );
+    let step = super::rotation_step(&row, r);
     let outcome = match step {
         RotationStep::Refuse => RotationOutcome::Refused {
             revoked_session: None,

@@ -254,22 +254,12 @@ fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
     })
 }
 
-/// The presented token's row, as rotation and blacklisting need it.
-struct TokenRow {
-    session_id: Option<String>,
-    successor_jti: Option<String>,
-    successor_access_jti: Option<String>,
-    rotated_at: Option<i64>,
-    is_blacklisted: bool,
-    is_session_ended: bool,
-}
-
 /// Reads a token's row, recording the token first when it was never seen (simplejwt's
 /// `get_or_create`): a token issued elsewhere with the same key can still be blacklisted.
 fn find_or_create_token(
     tx: &rusqlite::Transaction<'_>,
     token: &NewOutstanding,
-) -> Result<TokenRow, StoreError> {
+) -> Result<super::TokenRow, StoreError> {
     let read = |tx: &rusqlite::Transaction<'_>| {
         tx.prepare_cached(
             "SELECT t.session_id, t.successor_jti, t.successor_access_jti, t.rotated_at, \
@@ -280,7 +270,7 @@ fn find_or_create_token(
              WHERE t.jti = ?",
         )?
         .query_row([&token.jti], |row| {
-            Ok(TokenRow {
+            Ok(super::TokenRow {
                 session_id: row.get(0)?,
                 successor_jti: row.get(1)?,
                 successor_access_jti: row.get(2)?,
@@ -358,17 +348,7 @@ fn rotate(conn: &mut Connection, r: Rotation) -> Result<RotationOutcome, StoreEr
         .map_err(db_err)?;
     let row = find_or_create_token(&tx, &r.old)?;
     let now = unix(r.now);
-    let step = super::rotation_step(
-        &super::RotationRow {
-            session_id: row.session_id.clone(),
-            successor_jti: row.successor_jti,
-            successor_access_jti: row.successor_access_jti,
-            rotated_at: row.rotated_at,
-            is_blacklisted: row.is_blacklisted,
-            is_session_ended: row.is_session_ended,
-        },
-        &r,
-    );
+    let step = super::rotation_step(&row, &r);
     let outcome = match step {
         RotationStep::Refuse => RotationOutcome::Refused {
             revoked_session: None,
