@@ -45,7 +45,7 @@ fn sign_and_verify(c: &mut Criterion) {
     for (name, keys) in ALGORITHMS {
         let tokens = Tokens::new(&settings, keys());
         let now = chrono::Utc::now().timestamp();
-        let mut user = restjwt::Claims(serde_json::Map::new());
+        let mut user = restjwt::Claims::new();
         user.insert("user_id", "1".into());
         let pair = tokens.issue_pair(&user, now).expect("issue tokens");
         let claims = tokens

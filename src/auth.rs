@@ -122,7 +122,7 @@ impl AuthState {
     /// hook's claims, and the session id.
     pub fn claims_for_user(&self, user: &User, session_id: Option<&str>) -> Claims {
         let settings = self.settings();
-        let mut claims = Claims(serde_json::Map::new());
+        let mut claims = Claims::new();
         claims.insert(
             self.tokens().user_id_claim(),
             self.user_id_claim_value(user).into(),
@@ -408,6 +408,19 @@ impl AuthState {
     /// simplejwt's `get_raw_token`: Python's `bytes.split()` (runs of ASCII whitespace
     /// separate, ends are dropped), then a known scheme and exactly one token.
     fn split_header<'h>(&self, header: &'h [u8]) -> Result<Option<&'h [u8]>, ApiError> {
+        // The usual header, "Bearer <token>", without the general split: every byte of the
+        // token above the space (Python's whitespace is all at or below it).
+        for scheme in &self.settings().auth_header_types {
+            if let Some(token) = (!scheme.is_empty())
+                .then_some(header)
+                .and_then(|h| h.strip_prefix(scheme.as_bytes()))
+                .and_then(|rest| rest.strip_prefix(b" "))
+                && !token.is_empty()
+                && token.iter().all(|&b| b > b' ')
+            {
+                return Ok(Some(token));
+            }
+        }
         let mut words = header
             .split(|b| b.is_ascii_whitespace() || *b == 0x0b)
             .filter(|w| !w.is_empty());

@@ -20,6 +20,7 @@
 //! (`serde_json` would silently keep the last one). `exp`, `nbf` and `iat` must be JSON
 //! integers; `jti` and `sub` strings; `aud` and `iss` equal to the settings exactly.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -151,10 +152,18 @@ pub enum TokenError {
 pub const SESSION_CLAIM: &str = "sid";
 
 /// A token's payload, in the order its claims were written.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Claims(pub Map<String, Value>);
+///
+/// Shared, not copied, when cloned: a verified token's claims are kept for its next request
+/// (see [`Tokens::authenticate`]) and handed to every extractor that asks.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Claims(Arc<Map<String, Value>>);
 
 impl Claims {
+    /// No claims.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
     /// A claim's value.
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.0.get(name)
@@ -167,7 +176,23 @@ impl Claims {
 
     /// Sets a claim; a new claim goes last, an existing one keeps its place.
     pub fn insert(&mut self, name: impl Into<String>, value: Value) {
-        self.0.insert(name.into(), value);
+        Arc::make_mut(&mut self.0).insert(name.into(), value);
+    }
+
+    /// The claims as a JSON object.
+    pub fn as_map(&self) -> &Map<String, Value> {
+        &self.0
+    }
+
+    /// The claims and their values, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Value)> {
+        self.0.iter()
+    }
+}
+
+impl From<Map<String, Value>> for Claims {
+    fn from(map: Map<String, Value>) -> Self {
+        Self(Arc::new(map))
     }
 }
 
@@ -187,6 +212,7 @@ pub struct TokenPair {
 #[derive(Clone)]
 pub struct Tokens {
     keys: Arc<RwLock<Keys>>,
+    verified: Arc<Verified>,
     external: Option<Arc<ExternalIssuer>>,
     access_lifetime: i64,
     refresh_lifetime: i64,
@@ -212,6 +238,7 @@ impl Tokens {
         let secs = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
         Self {
             keys: Arc::new(RwLock::new(keys)),
+            verified: Arc::default(),
             external: settings
                 .jwk_url
                 .as_deref()
@@ -242,6 +269,8 @@ impl Tokens {
     /// active key from now on, and checked with the new set.
     pub fn replace_keys(&self, keys: Keys) {
         *self.keys.write().unwrap_or_else(PoisonError::into_inner) = keys;
+        // After the new keys are in place: see `Verified::remember`.
+        self.verified.forget_all();
     }
 
     /// The external issuer of `JWK_URL`, when one is configured.
@@ -269,14 +298,14 @@ impl Tokens {
         map.insert("exp".into(), now.saturating_add(self.lifetime(kind)).into());
         map.insert("iat".into(), now.into());
         map.insert(self.jti_claim.clone(), new_jti().into());
-        Claims(map)
+        Claims::from(map)
     }
 
     /// A new refresh token carrying `user_claims` (the user id first, then any claims about
     /// the user, in order) and the access token made from it, both at `now`.
     pub fn issue_pair(&self, user_claims: &Claims, now: i64) -> Result<TokenPair, KeyError> {
         let mut refresh = self.new_claims(TokenKind::Refresh, now);
-        for (name, value) in &user_claims.0 {
+        for (name, value) in user_claims.iter() {
             refresh.insert(name.clone(), value.clone());
         }
         let access = self.access_claims(&refresh, now);
@@ -299,7 +328,7 @@ impl Tokens {
             self.sliding_refresh_exp_claim.clone(),
             now.saturating_add(self.sliding_refresh_lifetime).into(),
         );
-        for (name, value) in &user_claims.0 {
+        for (name, value) in user_claims.iter() {
             claims.insert(name.clone(), value.clone());
         }
         Ok((self.encode(&claims)?, claims))
@@ -379,14 +408,14 @@ impl Tokens {
     /// id and any custom claims), as simplejwt's `RefreshToken.access_token` does.
     pub fn access_claims(&self, refresh: &Claims, now: i64) -> Claims {
         let mut access = self.new_claims(TokenKind::Access, now);
-        for (name, value) in &refresh.0 {
+        for (name, value) in refresh.iter() {
             if name == &self.token_type_claim || name == &self.jti_claim {
                 continue;
             }
             if NO_COPY.contains(&name.as_str()) {
                 continue;
             }
-            access.0.insert(name.clone(), value.clone());
+            access.insert(name.clone(), value.clone());
         }
         access
     }
@@ -394,7 +423,7 @@ impl Tokens {
     /// Signs `claims` into a compact token, adding `aud` and `iss` when configured.
     pub fn encode(&self, claims: &Claims) -> Result<String, KeyError> {
         let payload = if self.audience.is_some() || self.issuer.is_some() {
-            let mut with = claims.0.clone();
+            let mut with = claims.as_map().clone();
             if let Some(aud) = &self.audience {
                 with.insert("aud".into(), aud.clone().into());
             }
@@ -403,7 +432,7 @@ impl Tokens {
             }
             serde_json::to_vec(&with)
         } else {
-            serde_json::to_vec(&claims.0)
+            serde_json::to_vec(claims.as_map())
         }
         .map_err(|e| KeyError::Rejected(e.to_string()))?;
         let keys = self.keys();
@@ -440,19 +469,30 @@ impl Tokens {
     /// no key of ours is checked with the issuer's keys (fetched and cached; see
     /// [`ExternalIssuer`]).
     pub async fn decode_with_issuer(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
+        self.decode_with_issuer_inner(token, now)
+            .await
+            .map(|(claims, _)| claims)
+    }
+
+    /// [`Tokens::decode_with_issuer`], and whether one of our own keys verified the token.
+    async fn decode_with_issuer_inner(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<(Claims, bool), TokenError> {
         let parsed = Parsed::new(token)?;
         let keys = self.keys();
         let selection = keys.select(parsed.header.kid.as_deref());
         match (selection, &self.external, parsed.header.kid.as_deref()) {
-            (Selection::Named(key), _, _) => self.finish(&parsed, key, now, true),
+            (Selection::Named(key), _, _) => Ok((self.finish(&parsed, key, now, true)?, true)),
             (Selection::Unnamed(_) | Selection::NotFound, Some(external), Some(kid)) => {
                 let key = external
                     .key(kid, &parsed.header.alg, now)
                     .await
                     .ok_or(TokenError::Invalid)?;
-                self.finish(&parsed, &key, now, true)
+                Ok((self.finish(&parsed, &key, now, true)?, false))
             }
-            (Selection::Unnamed(key), _, _) => self.finish(&parsed, key, now, true),
+            (Selection::Unnamed(key), _, _) => Ok((self.finish(&parsed, key, now, true)?, true)),
             (Selection::NotFound, _, _) => Err(TokenError::Invalid),
         }
     }
@@ -476,7 +516,7 @@ impl Tokens {
             .map_err(|_| TokenError::Invalid)?;
         let claims = parse_object(&bytes).ok_or(TokenError::Invalid)?;
         self.check_registered_claims(&claims, now, check_exp)?;
-        Ok(Claims(claims))
+        Ok(Claims::from(claims))
     }
 
     /// [`Tokens::decode`], then simplejwt's own checks: an `exp` and a `jti` must be present,
@@ -493,13 +533,32 @@ impl Tokens {
     }
 
     /// [`Tokens::verify`] with [`Tokens::decode_with_issuer`]: what authenticates requests.
+    ///
+    /// A client sends the same access token with every request until it expires, so a token
+    /// that one of our keys verified is remembered, and its next use repeats only the checks
+    /// that depend on the time (`exp`, `nbf`, `iat`) and the kind: the same answer a full
+    /// check gives, without the signature and the payload's parsing. A key rotation forgets
+    /// every token; tokens of the external issuer are not remembered.
     pub async fn verify_with_issuer(
         &self,
         token: &str,
         kind: Option<TokenKind>,
         now: i64,
     ) -> Result<Claims, TokenError> {
-        let claims = self.decode_with_issuer(token, now).await?;
+        let seen = self.verified.lookup(token);
+        let claims = match seen.claims {
+            Some(claims) => {
+                self.check_registered_claims(claims.as_map(), now, true)?;
+                claims
+            }
+            None => {
+                let (claims, ours) = self.decode_with_issuer_inner(token, now).await?;
+                if ours {
+                    self.verified.remember(&seen, token, &claims);
+                }
+                claims
+            }
+        };
         self.check_kind(claims, kind)
     }
 
@@ -578,6 +637,73 @@ impl fmt::Debug for Tokens {
             .field("audience", &self.audience)
             .field("issuer", &self.issuer)
             .finish_non_exhaustive()
+    }
+}
+
+/// Tokens verified by one of our keys, by a keyed hash of the whole token: see
+/// [`Tokens::verify_with_issuer`]. Only verified tokens get in, so an attacker fills it no
+/// faster than they can log in; a lookup compares the whole token in constant time.
+#[derive(Default)]
+struct Verified {
+    hasher: std::hash::RandomState,
+    entries: RwLock<VerifiedEntries>,
+}
+
+#[derive(Default)]
+struct VerifiedEntries {
+    /// Bumped by every key change.
+    generation: u64,
+    tokens: HashMap<u64, (Box<str>, Claims)>,
+}
+
+/// Enough for every client of a busy instance (about 1 KiB each); past it, it starts over.
+const VERIFIED_TOKENS: usize = 4096;
+
+/// What [`Verified::lookup`] found, and what [`Verified::remember`] needs to file a token.
+struct Seen {
+    hash: u64,
+    generation: u64,
+    claims: Option<Claims>,
+}
+
+impl Verified {
+    fn lookup(&self, token: &str) -> Seen {
+        let hash = std::hash::BuildHasher::hash_one(&self.hasher, token);
+        let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+        let claims = entries.tokens.get(&hash).and_then(|(known, claims)| {
+            // CRYPTO_memcmp: constant-time like `subtle`, and word at a time (subtle's
+            // byte-at-a-time comparison of a whole token was a twentieth of a request).
+            aws_lc_rs::constant_time::verify_slices_are_equal(known.as_bytes(), token.as_bytes())
+                .ok()
+                .map(|()| claims.clone())
+        });
+        Seen {
+            hash,
+            generation: entries.generation,
+            claims,
+        }
+    }
+
+    /// Files a token verified with the keys read after `seen` was looked up. A key change
+    /// since then (it replaces the keys, then bumps the generation) means the token was
+    /// perhaps checked with keys no longer in use: it is not filed.
+    fn remember(&self, seen: &Seen, token: &str, claims: &Claims) {
+        let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        if entries.generation != seen.generation {
+            return;
+        }
+        if entries.tokens.len() >= VERIFIED_TOKENS {
+            entries.tokens.clear();
+        }
+        entries
+            .tokens
+            .insert(seen.hash, (token.into(), claims.clone()));
+    }
+
+    fn forget_all(&self) {
+        let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        entries.generation += 1;
+        entries.tokens.clear();
     }
 }
 

@@ -166,8 +166,11 @@ impl IntoResponse for ApiError {
 }
 
 /// A JSON response body with DRF's content type (no charset) and compact rendering.
-pub(crate) fn json_body(value: &Value) -> ([(header::HeaderName, HeaderValue); 1], Vec<u8>) {
-    // Serializing a Value cannot fail: every key is a string.
+pub(crate) fn json_body<T: serde::Serialize + ?Sized>(
+    value: &T,
+) -> ([(header::HeaderName, HeaderValue); 1], Vec<u8>) {
+    // Serializing cannot fail: every body is a Value or a struct of strings and numbers, so
+    // every key is a string.
     let bytes = serde_json::to_vec(value).unwrap_or_default();
     (
         [(

@@ -2,47 +2,76 @@
 //! (email and names; id and username are read-only).
 
 use axum::extract::State;
-use serde_json::{Value, json};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::Value;
 
+use super::ApiError;
 use super::body::{Fields, Payload};
-use super::{ApiError, JsonResponse};
+use super::error::json_body;
 use crate::auth::{AuthState, CurrentUser, TokenUser};
 use crate::store::{ProfileUpdate, User};
 
-fn user_json(user: &User) -> JsonResponse {
-    JsonResponse(json!({
-        "id": user.id,
-        "username": user.username,
-        "email": user.email,
-        "first_name": user.first_name,
-        "last_name": user.last_name,
-    }))
+/// The seed's `UserSerializer` fields, in its order. Written straight from the user, without
+/// building a JSON value first: this is the body of every `GET /api/user/`.
+#[derive(Serialize)]
+struct UserBody<'u> {
+    id: i64,
+    username: &'u str,
+    email: &'u str,
+    first_name: &'u str,
+    last_name: &'u str,
+}
+
+fn user_json(user: &User) -> Response {
+    json_body(&UserBody {
+        id: user.id,
+        username: &user.username,
+        email: &user.email,
+        first_name: &user.first_name,
+        last_name: &user.last_name,
+    })
+    .into_response()
 }
 
 /// `GET /api/user/`: `{"id","username","email","first_name","last_name"}` of the user whose
 /// access token authenticates the request.
-pub async fn get_user(CurrentUser(user): CurrentUser) -> JsonResponse {
+pub async fn get_user(CurrentUser(user): CurrentUser) -> Response {
     user_json(&user)
 }
 
 /// `GET /api/user/` with `STATELESS_USER_AUTHENTICATION`: the same shape, from the token's
 /// claims alone (no database read): the id from the user id claim, the other fields from
 /// claims of the same name (see `TOKEN_CLAIMS`), or "" when the token has none.
-pub async fn get_token_user(user: TokenUser) -> JsonResponse {
+pub async fn get_token_user(user: TokenUser) -> Response {
+    /// The id as the user view shows it: the model's integer when the claim holds one.
+    #[derive(Serialize)]
+    #[serde(untagged)]
+    enum Id<'c> {
+        Number(i64),
+        Claim(&'c Value),
+    }
     let id = match user.id() {
         // simplejwt writes the id as a string; the user view shows the model's integer.
-        Value::String(s) => s
-            .parse::<i64>()
-            .map_or_else(|_| s.clone().into(), Value::from),
-        other => other.clone(),
+        Value::String(s) => s.parse::<i64>().map_or(Id::Claim(user.id()), Id::Number),
+        other => Id::Claim(other),
     };
-    JsonResponse(json!({
-        "id": id,
-        "username": user.username(),
-        "email": user.str_claim("email"),
-        "first_name": user.str_claim("first_name"),
-        "last_name": user.str_claim("last_name"),
-    }))
+    #[derive(Serialize)]
+    struct Body<'c> {
+        id: Id<'c>,
+        username: &'c str,
+        email: &'c str,
+        first_name: &'c str,
+        last_name: &'c str,
+    }
+    json_body(&Body {
+        id,
+        username: user.username(),
+        email: user.str_claim("email"),
+        first_name: user.str_claim("first_name"),
+        last_name: user.str_claim("last_name"),
+    })
+    .into_response()
 }
 
 /// `PUT` and `PATCH /api/user/`: change the user's email, first name and last name, with
@@ -52,7 +81,7 @@ pub async fn update_user(
     State(auth): State<AuthState>,
     CurrentUser(user): CurrentUser,
     payload: Payload,
-) -> Result<JsonResponse, ApiError> {
+) -> Result<Response, ApiError> {
     let mut fields = Fields::default();
     let update = ProfileUpdate {
         email: fields.optional_char_field(&payload, "email", 254, true),

@@ -6,12 +6,15 @@
 //! process's lock (the CLI, a second server) never stalls the async workers, and writes from
 //! this process never contend with each other for SQLite's lock.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
+
+use wal_index::{Stamp, WalIndex};
 
 use super::{
     BlacklistOutcome, FlushReport, NewOutstanding, NewUser, ProfileUpdate, Rotation,
@@ -20,6 +23,8 @@ use super::{
 
 /// How long a statement waits for another connection's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+mod wal_index;
 
 /// The migrations, in order. Each runs once, in its own transaction.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -42,6 +47,49 @@ pub struct SqliteStore {
     /// Idle read connections, reused; one is opened when none is idle.
     readers: Mutex<Vec<Connection>>,
     writer: Arc<Mutex<Connection>>,
+    /// `None` for an in-memory database, or a file SQLite could not put in WAL mode.
+    users: Option<UserCache>,
+}
+
+/// The users read since the last commit to the database, by id: what every authenticated
+/// request asks for, answered without a read transaction while nothing has been committed.
+///
+/// Any commit by any connection in any process empties it (see [`WalIndex`]), so it is never
+/// staler than a read of the file: a user deactivated, deleted or given a new password is
+/// seen by the next request, whoever wrote the change (this server, the CLI, a Django app on
+/// the same file). Commits that touch no user (logins, refreshes) empty it too; that costs one
+/// read per user afterwards, the price of needing no knowledge of what other processes write.
+struct UserCache {
+    index: WalIndex,
+    entries: RwLock<(Option<Stamp>, HashMap<i64, User>)>,
+}
+
+/// Enough for the active users of a busy instance; past it the cache starts over.
+const USER_CACHE_ENTRIES: usize = 4096;
+
+impl UserCache {
+    fn get(&self, stamp: Stamp, id: i64) -> Option<User> {
+        let entries = self.entries.read().ok()?;
+        match &*entries {
+            (Some(at), users) if *at == stamp => users.get(&id).cloned(),
+            _ => None,
+        }
+    }
+
+    /// Keeps `user` as read in a transaction that began after the database was at `stamp`.
+    /// If a commit slipped in between, the entry is filed under a stamp no later request
+    /// will see, and is never served.
+    fn put(&self, stamp: Stamp, user: &User) {
+        let Ok(mut entries) = self.entries.write() else {
+            return;
+        };
+        let (at, users) = &mut *entries;
+        if *at != Some(stamp) || users.len() >= USER_CACHE_ENTRIES {
+            users.clear();
+            *at = Some(stamp);
+        }
+        users.insert(user.id, user.clone());
+    }
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -74,13 +122,21 @@ impl SqliteStore {
             path => Some(PathBuf::from(path)),
         };
         let opened = path.clone();
-        let writer = tokio::task::spawn_blocking(move || open(opened.as_ref()))
-            .await
-            .map_err(|e| StoreError::Database(e.to_string()))??;
+        let (writer, users) = tokio::task::spawn_blocking(move || {
+            let writer = open(opened.as_ref())?;
+            let users = match &opened {
+                Some(path) => user_cache(&writer, path)?,
+                None => None,
+            };
+            Ok::<_, StoreError>((writer, users))
+        })
+        .await
+        .map_err(|e| StoreError::Database(e.to_string()))??;
         Ok(Self {
             path,
             readers: Mutex::new(Vec::new()),
             writer: Arc::new(Mutex::new(writer)),
+            users,
         })
     }
 
@@ -139,6 +195,30 @@ fn open(path: Option<&PathBuf>) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(db_err)?;
     Ok(conn)
+}
+
+/// The user cache of the database at `path`, if SQLite runs it in WAL mode (it stays in its
+/// rollback journal on file systems without shared memory). `writer` stays open as long as the
+/// store, which keeps the wal-index in place for the cache's mapping.
+fn user_cache(
+    writer: &Connection,
+    path: &std::path::Path,
+) -> Result<Option<UserCache>, StoreError> {
+    let mode: String = writer
+        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+        .map_err(db_err)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(journal_mode = %mode, "SQLite is not in WAL mode: users are read on every request");
+        return Ok(None);
+    }
+    // A read transaction builds the wal-index if no connection has yet.
+    writer
+        .query_row("PRAGMA schema_version", [], |_| Ok(()))
+        .map_err(db_err)?;
+    Ok(WalIndex::open(path).map(|index| UserCache {
+        index,
+        entries: RwLock::new((None, HashMap::new())),
+    }))
 }
 
 fn db_err(e: impl std::fmt::Display) -> StoreError {
@@ -453,7 +533,17 @@ impl Store for SqliteStore {
     }
 
     async fn find_user_by_id(&self, id: i64) -> Result<Option<User>, StoreError> {
-        self.read(|conn| {
+        // The stamp is taken before the read begins: see `UserCache::put`.
+        let stamp = self
+            .users
+            .as_ref()
+            .and_then(|c| Some((c, c.index.stamp()?)));
+        if let Some((cache, stamp)) = stamp
+            && let Some(user) = cache.get(stamp, id)
+        {
+            return Ok(Some(user));
+        }
+        let user = self.read(|conn| {
             // A literal, not a format!: this runs on every authenticated request.
             conn.prepare_cached(concat!(
                 "SELECT id, username, password, email, first_name, last_name, is_active, ",
@@ -461,7 +551,11 @@ impl Store for SqliteStore {
             ))?
             .query_row([id], user_from_row)
             .optional()
-        })
+        })?;
+        if let (Some((cache, stamp)), Some(user)) = (stamp, &user) {
+            cache.put(stamp, user);
+        }
+        Ok(user)
     }
 
     async fn find_user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {

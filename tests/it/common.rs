@@ -580,7 +580,7 @@ pub fn flat(message: &str) -> String {
 
 /// The user claims of user `id`, as a login writes them (without a session).
 pub fn user_claims(id: &str) -> restjwt::Claims {
-    let mut claims = restjwt::Claims(serde_json::Map::new());
+    let mut claims = restjwt::Claims::new();
     claims.insert("user_id", id.into());
     claims
 }

@@ -3,6 +3,7 @@
 mod common;
 
 mod attacks;
+mod caches;
 mod cli;
 mod e2e;
 mod example;
