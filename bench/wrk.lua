@@ -44,13 +44,22 @@ if tokens_file then
       end
       i = i + 1
     end
-    last = pool[1]
+    -- wrk calls request() once on the first thread to check the script before any connection
+    -- starts (script_verify_request): that request is never sent, so it must not spend a token.
+    checking = (thread_id == 0)
   end
 
   function request()
-    -- An empty pool means refreshes failed: resend the last token, whose 401 counts as an error.
-    local token = table.remove(pool) or last
-    last = token
+    local token
+    if checking then
+      checking = false
+      token = pool[#pool] or ""
+    else
+      -- Each token is sent once: a resent, rotated-out token is a reuse, and reuse detection
+      -- rightly ends its whole session. An empty pool means refreshes failed (their errors
+      -- are counted): send a request that spends nothing and is refused with a 400.
+      token = table.remove(pool) or ""
+    end
     return wrk.format("POST", nil, { ["Content-Type"] = "application/json" },
       '{"refresh":"' .. token .. '"}')
   end
