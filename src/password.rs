@@ -12,9 +12,6 @@
 //! that a burst of logins does not slow the token checks that share their cores (see
 //! [`HashThreads`]).
 
-// One call, setpriority(2), has no safe wrapper in the standard library.
-#![allow(unsafe_code)]
-
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
@@ -153,17 +150,11 @@ impl HashThreads {
     }
 }
 
-#[cfg(target_os = "linux")]
+/// Nice 19 on Linux (threads have their own nice value there); the lowest priority of the
+/// normal policy elsewhere. Failure leaves the thread at its priority: not fatal.
 fn lower_this_threads_priority() {
-    // SAFETY: setpriority only reads its integer arguments. On Linux, PRIO_PROCESS with id 0
-    // names the calling thread alone (threads have their own nice value); raising one's own
-    // nice value needs no privilege. Failure leaves the thread at its priority: not fatal.
-    let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
+    let _ = thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min);
 }
-
-/// Elsewhere the same call would lower the whole process: hashing runs at normal priority.
-#[cfg(not(target_os = "linux"))]
-fn lower_this_threads_priority() {}
 
 impl std::fmt::Debug for PasswordHasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

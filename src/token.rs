@@ -154,7 +154,7 @@ pub const SESSION_CLAIM: &str = "sid";
 /// A token's payload, in the order its claims were written.
 ///
 /// Shared, not copied, when cloned: a verified token's claims are kept for its next request
-/// (see [`Tokens::authenticate`]) and handed to every extractor that asks.
+/// (see [`Tokens::verify_with_issuer`]) and handed to every extractor that asks.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Claims(Arc<Map<String, Value>>);
 
@@ -641,8 +641,9 @@ impl fmt::Debug for Tokens {
 }
 
 /// Tokens verified by one of our keys, by a keyed hash of the whole token: see
-/// [`Tokens::verify_with_issuer`]. Only verified tokens get in, so an attacker fills it no
-/// faster than they can log in; a lookup compares the whole token in constant time.
+/// [`Tokens::verify_with_issuer`]. Only verified tokens get in, and a lookup compares the whole
+/// token in constant time. Someone minting many valid tokens (refreshing in a loop) can only
+/// make it start over often, which costs other clients one full check each.
 #[derive(Default)]
 struct Verified {
     hasher: std::hash::RandomState,

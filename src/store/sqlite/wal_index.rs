@@ -1,82 +1,68 @@
 //! Noticing commits to a WAL-mode SQLite file without a transaction: the user cache's clock.
 //!
 //! Every connection in WAL mode, in any process, shares the wal-index (the `-shm` file, mapped
-//! into memory). Its header is rewritten by every commit before the commit returns: a change
-//! counter, the last committed WAL frame, the WAL salts and a checksum over them
-//! (<https://sqlite.org/walformat.html>). Its layout is part of SQLite's file format, since
+//! into each connection's memory). Its header is rewritten by every commit before the commit
+//! returns: a change counter, the last committed WAL frame, the WAL salts and a checksum over
+//! them (<https://sqlite.org/walformat.html>). Its layout is part of SQLite's file format, since
 //! processes linked with different SQLite versions share it, so reading it is sound across
-//! versions. Reading it costs a few loads from mapped memory; a read transaction costs two
-//! `fcntl` lock calls, which were a tenth of a `GET /api/user/`.
+//! versions. Reading it is one `pread` of 96 bytes from the page every connection maps (the
+//! kernel's page cache: always the current bytes); a read transaction costs two `fcntl` lock
+//! calls and SQLite's own work, which were a tenth of a `GET /api/user/`. (Mapping the page
+//! ourselves would save the system call too, but needs `unsafe`, which the crate forbids.)
 //!
-//! A reader sees a commit of another process the moment it returns: the header is one shared
-//! page, not a cache. What this cannot see is a process that bypasses the wal-index (SQLite's
-//! `locking_mode=EXCLUSIVE` keeps it in private memory); such a process also locks every other
-//! connection out of the file, so this server's writes would fail at once.
-
-// Mapping memory that other processes write cannot be done in safe Rust.
-#![allow(unsafe_code)]
+//! A reader sees a commit of another process the moment it returns. What this cannot see is a
+//! process that bypasses the wal-index (SQLite's `locking_mode=EXCLUSIVE` keeps it in private
+//! memory); such a process also locks every other connection out of the file, so this
+//! server's writes would fail at once.
 
 use std::fs::File;
+#[cfg(unix)]
+use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering, fence};
-
-use memmap2::{Mmap, MmapOptions};
 
 /// The header is 48 bytes, written twice (the second copy first); readers compare the two.
-const HEADER_WORDS: usize = 12;
-const MAPPED_BYTES: usize = 2 * HEADER_WORDS * 4;
-/// Word 3 holds `isInit` in its first byte: 0 until a connection has built the index.
-const IS_INIT_WORD: usize = 3;
+const HEADER_BYTES: usize = 48;
+/// Byte 12 of the header, `isInit`: 0 until a connection has built the index.
+const IS_INIT: usize = 12;
 
 /// A point in the database's commit history: equal stamps mean no commit in between.
-pub(super) type Stamp = [u32; HEADER_WORDS];
+pub(super) type Stamp = [u8; HEADER_BYTES];
 
-/// The mapped header of one database's wal-index.
+/// The wal-index file of one database.
 pub(super) struct WalIndex {
-    map: Mmap,
+    file: File,
 }
 
 impl WalIndex {
-    /// Maps the header of `database`'s wal-index. `None` when the file has none (not WAL mode,
-    /// or no connection has read the database yet) or it cannot be mapped.
+    /// Opens `database`'s wal-index. `None` when it has none (not WAL mode, or no connection
+    /// has read the database yet).
     ///
     /// The caller must keep a connection to the database open in WAL mode for as long as it
     /// uses the result: SQLite removes or truncates the `-shm` file only when the last
-    /// connection closes, and a mapping of a removed file would no longer see commits.
+    /// connection closes, and a removed file would no longer see commits.
     pub(super) fn open(database: &Path) -> Option<Self> {
         let mut shm = database.as_os_str().to_owned();
         shm.push("-shm");
         let file = File::open(Path::new(&shm)).ok()?;
-        if file.metadata().ok()?.len() < MAPPED_BYTES as u64 {
+        if file.metadata().ok()?.len() < 2 * HEADER_BYTES as u64 {
             return None;
         }
-        // SAFETY: the mapping is read-only and only ever read through atomic loads (see
-        // `word`), because SQLite in this and other processes writes it concurrently; the file
-        // is never shrunk below its first region while a connection is open (see above).
-        let map = unsafe { MmapOptions::new().len(MAPPED_BYTES).map(&file) }.ok()?;
-        Some(Self { map })
-    }
-
-    fn word(&self, index: usize) -> u32 {
-        assert!(index < 2 * HEADER_WORDS);
-        let base = self.map.as_ptr().cast::<AtomicU32>();
-        // SAFETY: in bounds (asserted; the map is MAPPED_BYTES long), 4-byte aligned (mappings
-        // are page-aligned), and alive as long as `self`. Atomic loads because other processes
-        // write the page while we read it.
-        unsafe { (*base.add(index)).load(Ordering::Relaxed) }
+        Some(Self { file })
     }
 
     /// The current stamp, or `None` while a commit is rewriting the header (or before the
-    /// index exists): then nothing may be assumed, and the caller reads the database.
+    /// index exists, or if it cannot be read): then nothing may be assumed, and the caller
+    /// reads the database.
     pub(super) fn stamp(&self) -> Option<Stamp> {
-        // SQLite's own reader protocol (walIndexTryHdr): the first copy, a barrier, the
-        // second; writers write them in the opposite order, so equal copies are a whole header.
-        let first: Stamp = std::array::from_fn(|i| self.word(i));
-        fence(Ordering::Acquire);
-        let second: Stamp = std::array::from_fn(|i| self.word(HEADER_WORDS + i));
-        fence(Ordering::Acquire);
-        let initialised = first[IS_INIT_WORD].to_ne_bytes()[0] != 0;
-        (initialised && first == second).then_some(first)
+        let mut both = [0u8; 2 * HEADER_BYTES];
+        #[cfg(unix)]
+        self.file.read_exact_at(&mut both, 0).ok()?;
+        #[cfg(not(unix))]
+        return None; // no positioned read through a shared handle: read the database
+        // SQLite's own reader protocol (walIndexTryHdr): writers write the second copy, then
+        // the first, so equal copies are a whole header, and a torn read shows as unequal.
+        let (first, second) = both.split_at(HEADER_BYTES);
+        (first[IS_INIT] != 0 && first == second).then(|| first.try_into().ok())?
     }
 }
 
