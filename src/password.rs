@@ -92,7 +92,7 @@ pub struct Verification {
 pub struct PasswordHasher {
     params: HashParams,
     argon2: Argon2<'static>,
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
     /// A real hash of a random password, verified when there is no user, so that an unknown
     /// username costs the same time as a wrong password.
     dummy_hash: String,
@@ -181,7 +181,7 @@ impl PasswordHasher {
         let mut hasher = Self {
             params,
             argon2,
-            permits: Semaphore::new(max_parallel.max(1)),
+            permits: Arc::new(Semaphore::new(max_parallel.max(1))),
             dummy_hash: String::new(),
             verifications: AtomicU64::new(0),
             buffers: Mutex::new(Vec::new()),
@@ -213,9 +213,11 @@ impl PasswordHasher {
         self: &Arc<Self>,
         job: impl FnOnce(&Self) -> T + Send + 'static,
     ) -> Result<T, PasswordError> {
-        let _permit = self
-            .permits
-            .acquire()
+        // The permit goes with the job, not with this future: a caller that gives up (its
+        // client disconnected) must not free a permit while its hash still holds a thread, or
+        // abandoned logins would pile up in the queue ahead of live ones.
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
             .await
             .map_err(|_| PasswordError::Task)?;
         let (answer, answered) = tokio::sync::oneshot::channel();
@@ -223,7 +225,11 @@ impl PasswordHasher {
         self.threads
             .jobs
             .send(Box::new(move || {
-                let _ = answer.send(job(&this));
+                // Nobody is waiting for the answer: no hash to pay for.
+                if !answer.is_closed() {
+                    let _ = answer.send(job(&this));
+                }
+                drop(permit);
             }))
             .map_err(|_| PasswordError::Task)?;
         answered.await.map_err(|_| PasswordError::Task)
@@ -462,6 +468,48 @@ mod tests {
         }
         // The async side keeps its priority.
         assert_eq!(own_nice(), before);
+    }
+
+    #[tokio::test]
+    async fn a_caller_that_gives_up_keeps_its_permit_until_its_hash_is_done() {
+        let hasher = PasswordHasher::new(HashParams::INSECURE_FAST, 1).expect("hasher");
+        let (release, wait) = mpsc::channel::<()>();
+        let (started, running) = tokio::sync::oneshot::channel();
+        let caller = {
+            let hasher = Arc::clone(&hasher);
+            tokio::spawn(async move {
+                hasher
+                    .on_hash_thread(move |_| {
+                        let _ = started.send(());
+                        let _ = wait.recv();
+                    })
+                    .await
+            })
+        };
+        running.await.expect("the job runs");
+        caller.abort();
+        let _ = caller.await;
+        assert_eq!(
+            hasher.permits.available_permits(),
+            0,
+            "the abandoned job still holds the thread, so it keeps the permit"
+        );
+        release.send(()).expect("release the job");
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while hasher.permits.available_permits() == 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the permit comes back when the job ends");
+        let hash = hasher.hash("a-password".into()).await.expect("hash");
+        assert!(
+            hasher
+                .verify("a-password".into(), Some(hash))
+                .await
+                .expect("verify")
+                .is_valid
+        );
     }
 
     #[test]
