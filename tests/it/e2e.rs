@@ -655,6 +655,37 @@ async fn sessions_ended_from_the_cli_stop_the_running_servers_tokens(backend: Ba
     );
 }
 
+/// The running server remembers users and verified tokens between requests; a password
+/// changed by another process (the CLI) still refuses the old tokens on the very next request,
+/// with no polling interval to wait out.
+async fn a_password_changed_from_the_cli_refuses_the_running_servers_tokens_at_once(
+    backend: Backend,
+) {
+    let ws = Workspace::with_backend(backend);
+    ws.create_user("createuser", "erin", "erin-pass-1");
+    let server = Server::start(&ws, &[("RESTJWT_CHECK_REVOKE_TOKEN", "true")]);
+    let (_, access) = login(&server, "erin", "erin-pass-1").await;
+    for _ in 0..3 {
+        assert_eq!(
+            get_user(&server, Some(&access)).await.status,
+            StatusCode::OK
+        );
+    }
+
+    ws.run(
+        &["changepassword", "erin"],
+        &[],
+        "erin-pass-2\nerin-pass-2\n",
+    )
+    .assert_success();
+    get_user(&server, Some(&access)).await.assert(
+        StatusCode::UNAUTHORIZED,
+        r#"{"detail":"The user's password has been changed.","code":"password_changed"}"#,
+    );
+    let (_, fresh) = login(&server, "erin", "erin-pass-2").await;
+    assert_eq!(get_user(&server, Some(&fresh)).await.status, StatusCode::OK);
+}
+
 backend_tests!(
     blog_flow_over_a_real_socket,
     an_expired_access_token_is_refused_until_refreshed,
@@ -663,4 +694,5 @@ backend_tests!(
     sigterm_and_sigint_stop_the_server_with_status_0,
     fifty_parallel_refreshes_of_one_token_give_exactly_one_pair,
     sessions_ended_from_the_cli_stop_the_running_servers_tokens,
+    a_password_changed_from_the_cli_refuses_the_running_servers_tokens_at_once,
 );
