@@ -55,15 +55,24 @@ impl WalIndex {
     /// reads the database.
     pub(super) fn stamp(&self) -> Option<Stamp> {
         let mut both = [0u8; 2 * HEADER_BYTES];
-        #[cfg(unix)]
-        self.file.read_exact_at(&mut both, 0).ok()?;
-        #[cfg(not(unix))]
-        return None; // no positioned read through a shared handle: read the database
+        read_at_start(&self.file, &mut both)?;
         // SQLite's own reader protocol (walIndexTryHdr): writers write the second copy, then
         // the first, so equal copies are a whole header, and a torn read shows as unequal.
         let (first, second) = both.split_at(HEADER_BYTES);
         (first[IS_INIT] != 0 && first == second).then(|| first.try_into().ok())?
     }
+}
+
+#[cfg(unix)]
+fn read_at_start(file: &File, buf: &mut [u8]) -> Option<()> {
+    file.read_exact_at(buf, 0).ok()
+}
+
+/// No positioned read that leaves a shared handle's cursor alone: every request reads the
+/// database instead.
+#[cfg(not(unix))]
+fn read_at_start(_file: &File, _buf: &mut [u8]) -> Option<()> {
+    None
 }
 
 #[cfg(test)]
