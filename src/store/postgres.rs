@@ -67,11 +67,21 @@ const RETRIES: u32 = 3;
 /// The longest pause between two attempts to listen again after the connection was lost.
 const MAX_LISTEN_BACKOFF: Duration = Duration::from_secs(5);
 
-const USER_COLUMNS: &str = "id::int8, username, password, email, first_name, last_name, \
-                            is_active, is_staff, is_superuser, last_login, date_joined";
+/// The user columns in the order [`user_from_row`] reads them. A macro, so that queries are
+/// `&'static str` built at compile time (sqlx takes only those without a wrapper).
+macro_rules! user_columns {
+    () => {
+        "id::int8, username, password, email, first_name, last_name, \
+         is_active, is_staff, is_superuser, last_login, date_joined"
+    };
+}
 
-const SESSION_COLUMNS: &str =
-    "id, user_id::int8, device, ip, created_at, last_refreshed_at, expires_at, revoked_at";
+/// The session columns in the order [`session_from_row`] reads them.
+macro_rules! session_columns {
+    () => {
+        "id, user_id::int8, device, ip, created_at, last_refreshed_at, expires_at, revoked_at"
+    };
+}
 
 /// Replaces the URL's secrets in text meant for logs and error messages.
 #[derive(Clone, Default)]
@@ -670,8 +680,7 @@ impl Store for PgStore {
     }
 
     async fn find_user_by_id(&self, id: i64) -> Result<Option<User>, StoreError> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM auth_user WHERE id = $1");
-        let sql = sql.as_str();
+        let sql = concat!("SELECT ", user_columns!(), " FROM auth_user WHERE id = $1");
         self.run(move || {
             Box::pin(async move {
                 sqlx::query(sql)
@@ -690,8 +699,7 @@ impl Store for PgStore {
             // PostgreSQL text cannot hold NUL, so no username does.
             return Ok(None);
         }
-        let sql = format!("SELECT {USER_COLUMNS} FROM auth_user WHERE username = $1");
-        let sql = sql.as_str();
+        let sql = concat!("SELECT ", user_columns!(), " FROM auth_user WHERE username = $1");
         self.run(move || {
             Box::pin(async move {
                 sqlx::query(sql)
@@ -706,12 +714,13 @@ impl Store for PgStore {
     }
 
     async fn create_user(&self, user: NewUser) -> Result<User, StoreError> {
-        let sql = format!(
+        let sql = concat!(
             "INSERT INTO auth_user (username, password, email, first_name, last_name, \
              is_active, is_staff, is_superuser, last_login, date_joined) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9) RETURNING {USER_COLUMNS}"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9) RETURNING ",
+            user_columns!()
         );
-        let (sql, user) = (sql.as_str(), &user);
+        let user = &user;
         self.run(move || {
             Box::pin(async move {
                 let row = sqlx::query(sql)
@@ -754,10 +763,11 @@ impl Store for PgStore {
         if email.contains('\0') {
             return Ok(Vec::new());
         }
-        let sql = format!(
-            "SELECT {USER_COLUMNS} FROM auth_user WHERE LOWER(email) = LOWER($1) ORDER BY id LIMIT 2"
+        let sql = concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM auth_user WHERE LOWER(email) = LOWER($1) ORDER BY id LIMIT 2"
         );
-        let sql = sql.as_str();
         self.run(move || {
             Box::pin(async move {
                 sqlx::query(sql)
@@ -777,12 +787,12 @@ impl Store for PgStore {
         id: i64,
         update: ProfileUpdate,
     ) -> Result<User, StoreError> {
-        let sql = format!(
+        let sql = concat!(
             "UPDATE auth_user SET email = COALESCE($1, email), \
                  first_name = COALESCE($2, first_name), last_name = COALESCE($3, last_name) \
-             WHERE id = $4 RETURNING {USER_COLUMNS}"
+             WHERE id = $4 RETURNING ",
+            user_columns!()
         );
-        let sql = sql.as_str();
         let update = &update;
         let row = self
             .run(move || {
@@ -938,12 +948,13 @@ impl Store for PgStore {
         user_id: i64,
         now: DateTime<Utc>,
     ) -> Result<Vec<Session>, StoreError> {
-        let sql = format!(
-            "SELECT {SESSION_COLUMNS} FROM restjwt_session \
+        let sql = concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM restjwt_session \
              WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 \
              ORDER BY created_at DESC, id COLLATE \"C\""
         );
-        let sql = sql.as_str();
         self.run(move || {
             Box::pin(async move {
                 sqlx::query(sql)

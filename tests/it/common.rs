@@ -128,7 +128,7 @@ impl TestDb {
                              or start it: see the README): {e}"
                         )
                     });
-                    sqlx::query(&create)
+                    sqlx::query(sqlx::AssertSqlSafe(create))
                         .execute(&mut conn)
                         .await
                         .expect("create a test database");
@@ -171,7 +171,10 @@ impl TestDb {
                 let mut conn = sqlx::PgConnection::connect(&self.url)
                     .await
                     .expect("connect");
-                sqlx::query(sql).execute(&mut conn).await.expect("execute");
+                sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .execute(&mut conn)
+                    .await
+                    .expect("execute");
             }
         }
     }
@@ -190,7 +193,7 @@ impl TestDb {
                 let mut conn = sqlx::PgConnection::connect(&self.url)
                     .await
                     .expect("connect");
-                sqlx::query_scalar(&sql)
+                sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
                     .fetch_one(&mut conn)
                     .await
                     .expect("count")
@@ -239,9 +242,9 @@ impl TestDb {
                 .await
                 .expect("tables");
                 for table in &tables {
-                    let rows: Vec<String> = sqlx::query_scalar(&format!(
+                    let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                         "SELECT row_to_json(t)::text FROM \"{table}\" t"
-                    ))
+                    )))
                     .fetch_all(&mut conn)
                     .await
                     .expect("rows");
@@ -268,7 +271,7 @@ impl Drop for TestDb {
                 use sqlx::Connection;
                 if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
                     let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                    let _ = sqlx::query(&drop).execute(&mut conn).await;
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&mut conn).await;
                 }
             });
         }

@@ -1,1 +1,0 @@
-//! Empty on purpose: see this crate's Cargo.toml.
