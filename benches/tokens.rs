@@ -43,7 +43,7 @@ fn generated(algorithm: Algorithm) -> restjwt::Keys {
 fn sign_and_verify(c: &mut Criterion) {
     let settings = common::settings();
     for (name, keys) in ALGORITHMS {
-        let tokens = Tokens::new(&settings, keys());
+        let tokens = Tokens::new(settings.token_config(), keys());
         let now = chrono::Utc::now().timestamp();
         let mut user = restjwt::Claims::new();
         user.insert("user_id", "1".into());

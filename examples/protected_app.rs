@@ -23,7 +23,7 @@ use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use restjwt::{AuthState, CurrentUser, Keys, PasswordHasher, Settings, SystemClock, Tokens};
+use restjwt::{AuthState, CurrentUser, Settings};
 use serde::{Deserialize, Serialize};
 
 /// The app's state: its own notes, and restjwt's state beside them.
@@ -115,21 +115,12 @@ async fn create_note(
 // The tests include this file as a module and use `app` only.
 #[allow(dead_code)]
 async fn serve_from_env() -> Result<(), Box<dyn std::error::Error>> {
-    let env: HashMap<String, String> = std::env::vars().collect();
-    let settings = Settings::load(None, env.clone())?;
-    let keys = Keys::from_settings(&settings)?
-        .filter(Keys::can_sign)
-        .ok_or(
-            "RESTJWT_SIGNING_KEY is required (an HMAC secret of 32 bytes or more, or a PEM key)",
-        )?;
-    let tokens = Tokens::new(&settings, keys);
-    let url = env
-        .get("DATABASE_URL")
-        .map_or("sqlite://example.sqlite3", String::as_str);
-    let store = restjwt::store::connect(url).await?;
+    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite://example.sqlite3".into());
+    let store = restjwt::store::connect(&url).await?;
     store.migrate().await?;
-    let hasher = PasswordHasher::production()?;
-    let auth = AuthState::new(settings, tokens, store, hasher, Arc::new(SystemClock));
+    let auth = AuthState::builder(Settings::from_env()?)
+        .store(store)
+        .build()?;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     println!("notes on http://{}", listener.local_addr()?);

@@ -1,382 +1,331 @@
-//! Authenticating requests: the state restjwt needs, and the axum extractor for the user.
+//! restjwt in an axum app: the shared [`AuthState`], its builder, and the extractors.
 //!
-//! [`AuthState`] is everything the token endpoints and the extractor share: settings, token
-//! keys, the user store, the password hasher and the clock. An app keeps it in its own state
-//! and exposes it with `FromRef`, so [`CurrentUser`] works in any axum app.
+//! [`AuthState`] holds the [`Lifecycle`] (settings, tokens, the user store, the password hasher
+//! and the clock) and how the token travels in a request. An app keeps it in its own state and
+//! exposes it with `FromRef`, so [`CurrentUser`], [`Authenticated`] and [`TokenUser`] work in
+//! any axum app. Extractors reject with [`AuthRejection`], simplejwt's 401 answers.
+//!
+//! [`AuthState::builder`] is the one place where settings become keys and tokens.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-
-use axum::extract::{FromRef, FromRequestParts, OptionalFromRequestParts};
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts, OptionalFromRequestParts};
 use axum::http::request::Parts;
-use serde_json::Value;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
 
-use crate::api::ApiError;
-use crate::password::PasswordHasher;
-use crate::settings::{AccessTokenRevocation, Settings, UserField, UserIdField};
-use crate::store::{SessionEvent, Store, StoreError, User};
-use crate::token::{Claims, Clock, SESSION_CLAIM, TokenError, TokenKind, Tokens};
+#[cfg(feature = "jwk-url")]
+use crate::issuer::ExternalIssuer;
+use crate::keys::{KeyError, Keys};
+use crate::lifecycle::{AuthFailure, ClaimsHook, ClientInfo, Lifecycle, LifecycleError, UserRule};
+use crate::password::{PasswordError, PasswordHasher};
+use crate::settings::{AccessTokenRevocation, Settings, SettingsError};
+use crate::store::{Store, StoreError};
+use crate::token::{Claims, Clock, SystemClock, TokenKind, Tokens};
+
+pub use crate::lifecycle::Authenticated;
+
+/// The longest device label kept from a User-Agent.
+const MAX_DEVICE_CHARS: usize = 200;
+
+/// DRF's `WWW-Authenticate` for JWT views; sent on every 401.
+pub(crate) const WWW_AUTHENTICATE: &str = "Bearer realm=\"api\"";
 
 /// What restjwt needs at request time. Cheap to clone (one `Arc`).
 #[derive(Clone)]
 pub struct AuthState(Arc<Inner>);
 
 struct Inner {
-    settings: Settings,
-    tokens: Tokens,
-    store: Arc<dyn Store>,
-    hasher: Arc<PasswordHasher>,
-    clock: Arc<dyn Clock>,
-    /// Sessions ended while their access tokens may still be unexpired, with the end time
-    /// (Unix seconds). Consulted only when `ACCESS_TOKEN_REVOCATION` is "session".
-    ended_sessions: RwLock<HashMap<String, i64>>,
-    /// How far [`AuthState::sync_ended_sessions`] has read the store.
-    synced_through: Mutex<Option<DateTime<Utc>>>,
-    claims_hook: Option<ClaimsHook>,
-    user_rule: Option<UserRule>,
+    lifecycle: Arc<Lifecycle>,
+    header_name: HeaderName,
 }
-
-/// Adds claims to the tokens issued at login (simplejwt's `get_token` override), e.g. the
-/// blog's `is_admin`. Claims land in the refresh token, and from there are copied into every
-/// access token made from it, as simplejwt copies them.
-pub type ClaimsHook = Arc<dyn Fn(&User, &mut Claims) + Send + Sync>;
-
-/// Decides whether a user may log in or refresh (simplejwt's `USER_AUTHENTICATION_RULE`).
-/// Without one, a user must be active.
-pub type UserRule = Arc<dyn Fn(&User) -> bool + Send + Sync>;
 
 impl std::fmt::Debug for AuthState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthState")
-            .field("settings", &self.0.settings)
+            .field("lifecycle", &self.0.lifecycle)
             .finish_non_exhaustive()
     }
 }
 
-impl AuthState {
-    /// Builds the state. `tokens` must be built from the same `settings`; use
-    /// [`crate::token::SystemClock`] outside tests.
-    pub fn new(
-        settings: Settings,
-        tokens: Tokens,
-        store: Arc<dyn Store>,
-        hasher: Arc<PasswordHasher>,
-        clock: Arc<dyn Clock>,
+/// Building an [`AuthState`] failed; the message says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A setting is invalid.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// The configured keys are unusable.
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    /// Neither the settings nor the builder give a key to sign or check tokens with.
+    #[error(
+        "no signing key: set SIGNING_KEY (and ALGORITHM), or give the builder keys, or a JWK_URL for a service that only checks tokens"
+    )]
+    NoKeys,
+    /// The settings need a user store (sliding tokens, session revocation) and none was given.
+    #[error("{0} needs a user store: give the builder one")]
+    NoStore(&'static str),
+    /// The production password hasher could not be made.
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+    /// The database named by `DATABASE_URL` could not be opened or migrated.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Builds an [`AuthState`] from settings: see [`AuthState::builder`].
+#[must_use]
+pub struct AuthStateBuilder {
+    settings: Settings,
+    store: Option<Arc<dyn Store>>,
+    keys: Option<Keys>,
+    hasher: Option<Arc<PasswordHasher>>,
+    clock: Option<Arc<dyn Clock>>,
+    claims_hook: Option<ClaimsHook>,
+    user_rule: Option<UserRule>,
+}
+
+impl AuthStateBuilder {
+    /// Where users, refresh tokens and sessions live ([`crate::store::connect`] opens one).
+    /// Needed for every endpoint and for [`CurrentUser`]; a service that only checks tokens
+    /// with [`TokenUser`] can do without.
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The keys to sign and check tokens with, in place of those the settings name
+    /// (`SIGNING_KEY`, `VERIFYING_KEY`): a key directory's, or keys made in code.
+    pub fn keys(mut self, keys: Keys) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+
+    /// The password hasher. Defaults to [`PasswordHasher::production`] (Argon2id at OWASP's
+    /// parameters, on dedicated low-priority threads).
+    pub fn hasher(mut self, hasher: Arc<PasswordHasher>) -> Self {
+        self.hasher = Some(hasher);
+        self
+    }
+
+    /// The clock tokens are issued and checked by. Defaults to [`SystemClock`]; tests pass a
+    /// [`crate::token::ManualClock`].
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// A hook that adds claims to the tokens issued at login.
+    pub fn claims_hook(
+        mut self,
+        hook: impl Fn(&crate::User, &mut Claims) + Send + Sync + 'static,
     ) -> Self {
-        Self(Arc::new(Inner {
-            settings,
-            tokens,
-            store,
-            hasher,
-            clock,
-            ended_sessions: RwLock::new(HashMap::new()),
-            synced_through: Mutex::new(None),
-            claims_hook: None,
-            user_rule: None,
-        }))
+        self.claims_hook = Some(Arc::new(hook));
+        self
     }
 
-    /// The same state with a hook that adds claims at login. Call it while building the state.
-    pub fn with_claims_hook(self, hook: ClaimsHook) -> Self {
-        self.rebuilt(|inner| inner.claims_hook = Some(hook))
+    /// A rule deciding who may log in and refresh, in place of "the user is active".
+    pub fn user_rule(
+        mut self,
+        rule: impl Fn(&crate::User) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.user_rule = Some(Arc::new(rule));
+        self
     }
 
-    /// The same state with a rule deciding who may log in and refresh. Call it while
-    /// building the state.
-    pub fn with_user_rule(self, rule: UserRule) -> Self {
-        self.rebuilt(|inner| inner.user_rule = Some(rule))
-    }
-
-    fn rebuilt(self, change: impl FnOnce(&mut Inner)) -> Self {
-        let mut inner = match Arc::try_unwrap(self.0) {
-            Ok(inner) => inner,
-            Err(shared) => Inner {
-                settings: shared.settings.clone(),
-                tokens: shared.tokens.clone(),
-                store: Arc::clone(&shared.store),
-                hasher: Arc::clone(&shared.hasher),
-                clock: Arc::clone(&shared.clock),
-                ended_sessions: RwLock::new(HashMap::new()),
-                synced_through: Mutex::new(None),
-                claims_hook: shared.claims_hook.clone(),
-                user_rule: shared.user_rule.clone(),
+    /// Validates the settings, derives the token configuration and the keys from them, and
+    /// puts the state together.
+    ///
+    /// Fails when a setting is invalid, the keys are unusable or missing
+    /// ([`BuildError::NoKeys`]: no `SIGNING_KEY`, no `VERIFYING_KEY`, no `JWK_URL` and no
+    /// [`AuthStateBuilder::keys`]), or when sliding tokens or session revocation are on without
+    /// a store.
+    pub fn build(self) -> Result<AuthState, BuildError> {
+        let settings = self.settings.validated()?;
+        if self.store.is_none() {
+            if settings.auth_token_classes.contains(&TokenKind::Sliding) {
+                return Err(BuildError::NoStore("AUTH_TOKEN_CLASSES with sliding"));
+            }
+            if settings.access_token_revocation == AccessTokenRevocation::Session {
+                return Err(BuildError::NoStore("ACCESS_TOKEN_REVOCATION = \"session\""));
+            }
+        }
+        let keys = match self.keys {
+            Some(keys) => keys,
+            None => match settings.keys()? {
+                Some(keys) => keys,
+                // A service that only checks another issuer's tokens signs nothing.
+                None if settings.jwk_url.is_some() => Keys::empty(),
+                None => return Err(BuildError::NoKeys),
             },
         };
-        change(&mut inner);
-        Self(Arc::new(inner))
-    }
-
-    /// Whether `user` may log in or refresh: the configured rule, or else `is_active`.
-    pub fn is_user_allowed(&self, user: &User) -> bool {
-        match &self.0.user_rule {
-            Some(rule) => rule(user),
-            None => user.is_active,
+        #[allow(unused_mut)]
+        let mut tokens = Tokens::new(settings.token_config(), keys);
+        #[cfg(feature = "jwk-url")]
+        if let Some(url) = &settings.jwk_url {
+            tokens = tokens.with_external_issuer(ExternalIssuer::new(url));
         }
-    }
-
-    /// The claims about `user` that go into tokens issued at login, in order: the user id,
-    /// the password fingerprint (with `CHECK_REVOKE_TOKEN`), the `TOKEN_CLAIMS` fields, the
-    /// hook's claims, and the session id.
-    pub fn claims_for_user(&self, user: &User, session_id: Option<&str>) -> Claims {
-        let settings = self.settings();
-        let mut claims = Claims::new();
-        claims.insert(
-            self.tokens().user_id_claim(),
-            self.user_id_claim_value(user).into(),
+        let hasher = match self.hasher {
+            Some(hasher) => hasher,
+            None => PasswordHasher::production()?,
+        };
+        let header_name =
+            HeaderName::from_bytes(settings.auth_header_name.as_bytes()).map_err(|_| {
+                SettingsError::Invalid {
+                    name: "AUTH_HEADER_NAME".into(),
+                    message: format!(
+                        "{:?} is not a valid HTTP header name",
+                        settings.auth_header_name
+                    ),
+                }
+            })?;
+        let lifecycle = Lifecycle::new(
+            settings,
+            tokens,
+            self.store,
+            hasher,
+            self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+            self.claims_hook,
+            self.user_rule,
         );
-        if settings.check_revoke_token {
-            claims.insert(
-                settings.revoke_token_claim.clone(),
-                self.password_fingerprint(user).into(),
-            );
-        }
-        for (claim, field) in &settings.token_claims {
-            claims.insert(claim.clone(), user_field(user, *field));
-        }
-        if let Some(hook) = &self.0.claims_hook {
-            hook(user, &mut claims);
-        }
-        if let Some(sid) = session_id {
-            claims.insert(SESSION_CLAIM, sid.into());
-        }
-        claims
+        Ok(AuthState(Arc::new(Inner {
+            lifecycle: Arc::new(lifecycle),
+            header_name,
+        })))
     }
+}
 
-    /// A keyed fingerprint of the user's password hash: it changes when the password does,
-    /// and tells nothing about the hash (unlike simplejwt's MD5 of it).
-    pub fn password_fingerprint(&self, user: &User) -> String {
-        self.tokens().fingerprint(user.password.as_bytes())
-    }
-
-    /// With `CHECK_REVOKE_TOKEN`, refuses tokens issued before the user's password changed.
-    pub fn check_password_unchanged(&self, claims: &Claims, user: &User) -> Result<(), ApiError> {
-        let settings = self.settings();
-        if settings.check_revoke_token {
-            let expected = self.password_fingerprint(user);
-            let given = claims
-                .get(&settings.revoke_token_claim)
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let same: bool =
-                subtle::ConstantTimeEq::ct_eq(given.as_bytes(), expected.as_bytes()).into();
-            if !same {
-                return Err(ApiError::PasswordChanged);
-            }
-        }
-        Ok(())
-    }
-
-    /// Records sessions ended by this process, so their access tokens stop at once.
-    pub fn note_sessions_ended<I: IntoIterator<Item = String>>(&self, ids: I) {
-        if self.settings().access_token_revocation != AccessTokenRevocation::Session {
-            return;
-        }
-        let now = self.now();
-        if let Ok(mut ended) = self.0.ended_sessions.write() {
-            for id in ids {
-                ended.insert(id, now);
-            }
-        }
-    }
-
-    /// Whether a session is known to have ended.
-    pub fn is_session_ended(&self, id: &str) -> bool {
-        self.0
-            .ended_sessions
-            .read()
-            .map(|ended| ended.contains_key(id))
-            .unwrap_or(false)
-    }
-
-    /// Reads the sessions that other processes ended since the last call (at the first call:
-    /// within one access-token lifetime) into the in-memory set, and forgets sessions ended so
-    /// long ago that none of their access tokens can still be valid.
-    pub async fn sync_ended_sessions(&self) -> Result<(), StoreError> {
-        let now = self.now();
-        let horizon = i64::try_from(
-            (self.settings().access_token_lifetime + self.settings().leeway).as_secs(),
-        )
-        .unwrap_or(i64::MAX)
-        .saturating_add(1);
-        let oldest = DateTime::from_timestamp(now.saturating_sub(horizon), 0).unwrap_or_default();
-        let since = self
-            .0
-            .synced_through
-            .lock()
-            .map(|t| t.unwrap_or(oldest))
-            .unwrap_or(oldest);
-        let ended = self.store().find_sessions_ended_since(since).await?;
-        // Read again from a little before the newest end seen: another process's clock, or
-        // a commit landing just behind this read, must not slip through.
-        let through = ended
-            .last()
-            .map(|(_, at)| *at - chrono::Duration::seconds(2))
-            .unwrap_or(since)
-            .max(since);
-        if let Ok(mut set) = self.0.ended_sessions.write() {
-            for (id, at) in ended {
-                set.insert(id, at.timestamp());
-            }
-            set.retain(|_, at| *at >= oldest.timestamp());
-        }
-        if let Ok(mut t) = self.0.synced_through.lock() {
-            *t = Some(through);
-        }
-        Ok(())
-    }
-
-    /// Forgets how far the store was read, and reads every session ended within one
-    /// access-token lifetime again: after a feed of pushed ends was lost for a while.
-    pub async fn reload_ended_sessions(&self) -> Result<(), StoreError> {
-        if let Ok(mut t) = self.0.synced_through.lock() {
-            *t = None;
-        }
-        self.sync_ended_sessions().await
-    }
-
-    /// Keeps the ended-session set in step with the store, in the background, for as long as
-    /// the runtime runs. Only needed when `ACCESS_TOKEN_REVOCATION` is "session".
+impl AuthState {
+    /// Starts building a state from settings (loaded with [`Settings::load`], deserialized
+    /// from the app's own configuration, or [`Settings::default`] with fields changed):
     ///
-    /// Two ways, one the other's fallback: a backend that pushes ended sessions
-    /// ([`Store::watch_ended_sessions`]: PostgreSQL's LISTEN/NOTIFY) has them noted as they
-    /// end, and the whole set reloaded each time its feed (re)connects; and every `interval`
-    /// the store is read for sessions ended since the last read. So a session ended by
-    /// another process (an instance, the CLI) stops its access tokens at once when pushed,
-    /// and within `interval` in any case.
-    pub fn spawn_ended_session_sync(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
-        enum Step {
-            Poll,
-            Pushed(SessionEvent),
-            FeedClosed,
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = restjwt::store::connect("sqlite://app.sqlite3").await?;
+    /// store.migrate().await?;
+    /// let auth = restjwt::AuthState::builder(restjwt::Settings::from_env()?)
+    ///     .store(store)
+    ///     .build()?;
+    /// # let _ = auth; Ok(()) }
+    /// ```
+    pub fn builder(settings: Settings) -> AuthStateBuilder {
+        AuthStateBuilder {
+            settings,
+            store: None,
+            keys: None,
+            hasher: None,
+            clock: None,
+            claims_hook: None,
+            user_rule: None,
         }
-        let auth = self.clone();
+    }
+
+    /// The state the `restjwt` server would build from this process's environment: settings
+    /// from `RESTJWT_CONFIG` and `RESTJWT_*` ([`Settings::from_env`]), the keys they name
+    /// (`SIGNING_KEY` is required: kept key files are the server's business), and the database
+    /// of `DATABASE_URL` (default `sqlite://restjwt.sqlite3`), opened and migrated.
+    pub async fn from_env() -> Result<AuthState, BuildError> {
+        let settings = Settings::from_env()?;
+        let url = std::env::var("DATABASE_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| crate::store::DEFAULT_DATABASE_URL.to_owned());
+        let store = crate::store::connect(&url).await?;
+        store.migrate().await?;
+        AuthState::builder(settings).store(store).build()
+    }
+
+    /// The token lifecycle: log in, refresh, verify, blacklist, sessions.
+    pub fn lifecycle(&self) -> &Arc<Lifecycle> {
+        &self.0.lifecycle
+    }
+
+    /// The validated settings.
+    pub fn settings(&self) -> &Settings {
+        self.0.lifecycle.settings()
+    }
+
+    /// Issues and checks tokens; [`Tokens::replace_keys`] on it rotates the keys of every
+    /// clone of this state.
+    pub fn tokens(&self) -> &Tokens {
+        self.0.lifecycle.tokens()
+    }
+
+    /// The current time in Unix seconds, from the configured clock.
+    pub fn now(&self) -> i64 {
+        self.0.lifecycle.now()
+    }
+
+    /// Keeps the ended-session set in step with the store when `ACCESS_TOKEN_REVOCATION` is
+    /// "session": loads the sessions ended while their access tokens may live, then follows
+    /// the store in the background (see [`Lifecycle::spawn_ended_session_sync`]). Does nothing
+    /// otherwise.
+    pub async fn start_session_revocation(
+        &self,
+        interval: Duration,
+    ) -> Result<Option<tokio::task::JoinHandle<()>>, LifecycleError> {
+        if self.settings().access_token_revocation != AccessTokenRevocation::Session {
+            return Ok(None);
+        }
+        let lifecycle = self.lifecycle();
+        lifecycle.sync_ended_sessions().await?;
+        Ok(Some(lifecycle.spawn_ended_session_sync(interval)))
+    }
+
+    /// Reloads the keys of a key directory ([`crate::keys::dir::KeyDir`]) into this state
+    /// whenever its manifest changes (checked every `interval`, at least a second: one `stat`)
+    /// or `reload` is notified (the server notifies on SIGHUP). A directory that cannot be
+    /// read is logged and retried; the keys in use stay until a load succeeds.
+    pub fn spawn_key_reload(
+        &self,
+        dir: crate::keys::dir::KeyDir,
+        interval: Duration,
+        reload: Arc<tokio::sync::Notify>,
+    ) -> tokio::task::JoinHandle<()> {
+        let tokens = self.tokens().clone();
+        let interval = interval.max(Duration::from_secs(1));
         tokio::spawn(async move {
-            let mut feed = auth.store().watch_ended_sessions();
-            let mut ticker = tokio::time::interval(interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            // Warn when reading starts to fail and say when it works again, not every second.
-            let mut failing = false;
+            let mut seen = dir.stamp();
             loop {
-                let pushed = async {
-                    match feed.as_mut() {
-                        Some(events) => events.recv().await,
-                        None => std::future::pending().await,
-                    }
+                let asked = tokio::select! {
+                    () = tokio::time::sleep(interval) => false,
+                    () = reload.notified() => true,
                 };
-                let step = tokio::select! {
-                    _ = ticker.tick() => Step::Poll,
-                    event = pushed => event.map_or(Step::FeedClosed, Step::Pushed),
-                };
-                let read = match step {
-                    Step::Pushed(SessionEvent::Ended(id)) => {
-                        auth.note_sessions_ended([id]);
-                        continue;
+                let stamp = dir.stamp();
+                if stamp.is_none() {
+                    if asked {
+                        tracing::info!(path = %dir.path().display(), "no key directory: keeping the keys in use");
                     }
-                    Step::FeedClosed => {
-                        feed = None;
-                        continue;
+                    continue;
+                }
+                if !asked && stamp == seen {
+                    continue;
+                }
+                match dir.load() {
+                    Ok(keys) => {
+                        tracing::info!(
+                            path = %dir.path().display(),
+                            active = keys.active_kid().unwrap_or_default(),
+                            keys = keys.kids().len(),
+                            "reloaded the signing keys"
+                        );
+                        tokens.replace_keys(keys);
+                        seen = stamp;
                     }
-                    Step::Pushed(SessionEvent::Subscribed) => auth.reload_ended_sessions().await,
-                    Step::Poll => auth.sync_ended_sessions().await,
-                };
-                match read {
-                    Err(e) if !failing => {
-                        tracing::warn!(error = %e, "could not read ended sessions; retrying every {interval:?}");
-                        failing = true;
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot reload the signing keys: keeping those in use");
                     }
-                    Ok(()) if failing => {
-                        tracing::info!("reading ended sessions again");
-                        failing = false;
-                    }
-                    _ => {}
                 }
             }
         })
     }
 
-    /// The validated settings.
-    pub fn settings(&self) -> &Settings {
-        &self.0.settings
-    }
-
-    /// Issues and checks tokens.
-    pub fn tokens(&self) -> &Tokens {
-        &self.0.tokens
-    }
-
-    /// The user store.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.0.store
-    }
-
-    /// The password hasher.
-    pub fn hasher(&self) -> &Arc<PasswordHasher> {
-        &self.0.hasher
-    }
-
-    /// The current time in Unix seconds, from the configured clock.
-    pub fn now(&self) -> i64 {
-        self.0.clock.now()
-    }
-
-    /// The user named by a validated token's user id claim, checked as simplejwt's
-    /// `JWTAuthentication.get_user` does: present, existing and (by default) active.
-    pub async fn user_for_claims(&self, claims: &Claims) -> Result<User, ApiError> {
-        let claim = claims
-            .get(self.tokens().user_id_claim())
-            .ok_or(ApiError::NoUserIdentification)?;
-        let user = self
-            .find_user_by_claim(claim)
-            .await?
-            .ok_or(ApiError::UserNotFound)?;
-        if self.settings().check_user_is_active && !user.is_active {
-            return Err(ApiError::UserInactive);
-        }
-        self.check_password_unchanged(claims, &user)?;
-        Ok(user)
-    }
-
-    /// Looks a user up by the value of the user id claim: a string (simplejwt 5.4 and later)
-    /// or a number (older versions). A value that cannot name a user finds none.
-    pub async fn find_user_by_claim(&self, claim: &Value) -> Result<Option<User>, ApiError> {
-        let store = self.store();
-        let user = match self.settings().user_id_field {
-            UserIdField::Id => {
-                let id = match claim {
-                    // Django runs the claim through int(), which ignores surrounding spaces.
-                    Value::String(s) => s.trim().parse::<i64>().ok(),
-                    Value::Number(n) => n.as_i64(),
-                    _ => None,
-                };
-                match id {
-                    Some(id) => store.find_user_by_id(id).await?,
-                    None => None,
-                }
-            }
-            UserIdField::Username => match claim {
-                Value::String(s) => store.find_user_by_username(s).await?,
-                Value::Number(n) => store.find_user_by_username(&n.to_string()).await?,
-                _ => None,
-            },
-        };
-        Ok(user)
-    }
-
-    /// The value put in the user id claim for `user`: always a string, like simplejwt 5.5.
-    pub fn user_id_claim_value(&self, user: &User) -> String {
-        match self.settings().user_id_field {
-            UserIdField::Id => user.id.to_string(),
-            UserIdField::Username => user.username.clone(),
-        }
-    }
-
     /// The raw bearer token of a request, read as simplejwt reads it. `Ok(None)` means the
     /// request carries no credentials for us (no header, an empty one, or another scheme).
-    pub fn raw_token<'a>(&self, parts: &'a Parts) -> Result<Option<&'a str>, ApiError> {
-        let name = &self.settings().auth_header_name;
+    pub fn raw_token<'a>(&self, parts: &'a Parts) -> Result<Option<&'a str>, AuthRejection> {
+        let name = &self.0.header_name;
         let mut values = parts.headers.get_all(name).iter();
         let Some(first) = values.next() else {
             return Ok(None);
@@ -393,13 +342,13 @@ impl AuthState {
                 .join(&b", "[..]);
             return match self.split_header(&joined)? {
                 None => Ok(None),
-                Some(_) => Err(ApiError::BadAuthorizationHeader),
+                Some(_) => Err(AuthRejection::BadAuthorizationHeader),
             };
         }
         let token = self.split_header(first.as_bytes())?;
         // Refused before any decoding: no valid token is this long.
         if token.is_some_and(|t| t.len() > crate::token::MAX_TOKEN_BYTES) {
-            return Err(ApiError::HeaderTooLarge);
+            return Err(AuthRejection::HeaderTooLarge);
         }
         // A token is ASCII; anything else cannot verify, and is refused the same way.
         Ok(token.map(|token| std::str::from_utf8(token).unwrap_or("")))
@@ -407,10 +356,11 @@ impl AuthState {
 
     /// simplejwt's `get_raw_token`: Python's `bytes.split()` (runs of ASCII whitespace
     /// separate, ends are dropped), then a known scheme and exactly one token.
-    fn split_header<'h>(&self, header: &'h [u8]) -> Result<Option<&'h [u8]>, ApiError> {
+    fn split_header<'h>(&self, header: &'h [u8]) -> Result<Option<&'h [u8]>, AuthRejection> {
+        let types = &self.settings().auth_header_types;
         // The usual header, "Bearer <token>", without the general split: every byte of the
         // token above the space (Python's whitespace is all at or below it).
-        for scheme in &self.settings().auth_header_types {
+        for scheme in types {
             if let Some(token) = (!scheme.is_empty())
                 .then_some(header)
                 .and_then(|h| h.strip_prefix(scheme.as_bytes()))
@@ -427,97 +377,136 @@ impl AuthState {
         let Some(scheme) = words.next() else {
             return Ok(None);
         };
-        if !self
-            .settings()
-            .auth_header_types
-            .iter()
-            .any(|t| t.as_bytes() == scheme)
-        {
+        if !types.iter().any(|t| t.as_bytes() == scheme) {
             return Ok(None);
         }
         match (words.next(), words.next()) {
             (Some(token), None) => Ok(Some(token)),
-            _ => Err(ApiError::BadAuthorizationHeader),
+            _ => Err(AuthRejection::BadAuthorizationHeader),
         }
     }
 
     /// Checks a request's token without reading the user: `Ok(None)` when it carries no
-    /// credentials, the claims when a token of one of `AUTH_TOKEN_CLASSES` is valid (sliding
-    /// tokens also not blacklisted; with session revocation, its session not ended), else
-    /// simplejwt's 401 with one message per class tried.
-    pub async fn validate_token(&self, parts: &Parts) -> Result<Option<Claims>, ApiError> {
+    /// credentials, its claims when it is valid.
+    pub async fn validate_request(&self, parts: &Parts) -> Result<Option<Claims>, AuthRejection> {
         let Some(raw) = self.raw_token(parts)? else {
             return Ok(None);
         };
-        let now = self.now();
-        let mut messages = Vec::new();
-        for &kind in &self.settings().auth_token_classes {
-            match self.check_token(raw, kind, now).await? {
-                Ok(claims) => return Ok(Some(claims)),
-                Err(e) => messages.push((kind, e)),
-            }
-        }
-        Err(ApiError::TokenNotValidForAnyType(messages))
-    }
-
-    async fn check_token(
-        &self,
-        raw: &str,
-        kind: TokenKind,
-        now: i64,
-    ) -> Result<Result<Claims, TokenError>, ApiError> {
-        // Access tokens may come from the external issuer of `JWK_URL`; other kinds are ours.
-        let verified = if kind == TokenKind::Access {
-            self.tokens().verify_with_issuer(raw, Some(kind), now).await
-        } else {
-            self.tokens().verify(raw, Some(kind), now)
-        };
-        let claims = match verified {
-            Ok(claims) => claims,
-            Err(e) => return Ok(Err(e)),
-        };
-        if kind == TokenKind::Sliding {
-            // A sliding token is its own refresh token: it can be blacklisted, so each use
-            // asks the store, as simplejwt's BlacklistMixin does.
-            let jti = claims
-                .get(self.tokens().jti_claim())
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            if self.store().find_token_state(jti).await?.is_blacklisted {
-                return Ok(Err(TokenError::Blacklisted));
-            }
-        }
-        if self.settings().access_token_revocation == AccessTokenRevocation::Session
-            && let Some(Value::String(sid)) = claims.get(SESSION_CLAIM)
-            && self.is_session_ended(sid)
-        {
-            return Ok(Err(TokenError::Blacklisted));
-        }
-        Ok(Ok(claims))
+        Ok(Some(self.lifecycle().validate_token(raw).await?))
     }
 
     /// Authenticates a request: `Ok(None)` when it carries no credentials, the user and the
-    /// token's claims when its token is valid and its user may use it, an error otherwise.
-    pub async fn authenticate(&self, parts: &Parts) -> Result<Option<Authenticated>, ApiError> {
-        let Some(claims) = self.validate_token(parts).await? else {
+    /// token's claims when its token is valid and its user may use it.
+    pub async fn authenticate(
+        &self,
+        parts: &Parts,
+    ) -> Result<Option<Authenticated>, AuthRejection> {
+        let Some(raw) = self.raw_token(parts)? else {
             return Ok(None);
         };
-        let user = self.user_for_claims(&claims).await?;
-        Ok(Some(Authenticated { user, claims }))
+        Ok(Some(self.lifecycle().authenticate(raw).await?))
     }
 }
 
-/// The value of a user field as a claim.
-fn user_field(user: &User, field: UserField) -> Value {
-    match field {
-        UserField::Id => user.id.into(),
-        UserField::Username => user.username.clone().into(),
-        UserField::Email => user.email.clone().into(),
-        UserField::FirstName => user.first_name.clone().into(),
-        UserField::LastName => user.last_name.clone().into(),
-        UserField::IsStaff => user.is_staff.into(),
-        UserField::IsSuperuser => user.is_superuser.into(),
-        UserField::IsActive => user.is_active.into(),
+/// Why an extractor refused a request: simplejwt's 401 answers (431 for an oversized token,
+/// 503 when the store cannot be read). Its response is the body DRF would send.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthRejection {
+    /// 401: no credentials (no auth header, an empty one, or another scheme).
+    #[error("Authentication credentials were not provided.")]
+    NotAuthenticated,
+    /// 401: the auth header has the right scheme but not exactly one token after it.
+    #[error("Authorization header must contain two space-delimited values")]
+    BadAuthorizationHeader,
+    /// 431: the auth header holds a token longer than any valid token.
+    #[error("Request header fields too large.")]
+    HeaderTooLarge,
+    /// 401 (or 503 when the store failed): the token does not authenticate.
+    #[error(transparent)]
+    Failed(#[from] AuthFailure),
+}
+
+impl AuthRejection {
+    /// The status code of this rejection.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AuthRejection::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            AuthRejection::Failed(AuthFailure::Store(LifecycleError::NoStore)) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            AuthRejection::Failed(AuthFailure::Store(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::UNAUTHORIZED,
+        }
+    }
+
+    /// The JSON body, in simplejwt's and DRF's shapes and key order.
+    pub fn body(&self) -> Value {
+        let with_code = |detail: &str, code: &str| json!({ "detail": detail, "code": code });
+        match self {
+            AuthRejection::NotAuthenticated => {
+                json!({ "detail": "Authentication credentials were not provided." })
+            }
+            AuthRejection::BadAuthorizationHeader => with_code(
+                "Authorization header must contain two space-delimited values",
+                "bad_authorization_header",
+            ),
+            AuthRejection::HeaderTooLarge => {
+                json!({ "detail": "Request header fields too large." })
+            }
+            AuthRejection::Failed(failure) => match failure {
+                AuthFailure::NotValidForAnyType(reasons) => json!({
+                    "detail": "Given token not valid for any token type",
+                    "code": "token_not_valid",
+                    "messages": reasons.iter().map(|(kind, error)| json!({
+                        "token_class": kind.class_name(),
+                        "token_type": kind.as_str(),
+                        "message": error.to_string(),
+                    })).collect::<Vec<_>>(),
+                }),
+                AuthFailure::NoUserIdentification => with_code(
+                    "Token contained no recognizable user identification",
+                    "token_not_valid",
+                ),
+                AuthFailure::UserNotFound => with_code("User not found", "user_not_found"),
+                AuthFailure::UserInactive => with_code("User is inactive", "user_inactive"),
+                AuthFailure::PasswordChanged => {
+                    with_code("The user's password has been changed.", "password_changed")
+                }
+                AuthFailure::Store(LifecycleError::NoStore) => {
+                    json!({ "detail": "A server error occurred." })
+                }
+                AuthFailure::Store(_) => {
+                    json!({ "detail": "Service temporarily unavailable, try again later." })
+                }
+            },
+        }
+    }
+}
+
+impl IntoResponse for AuthRejection {
+    fn into_response(self) -> Response {
+        if let AuthRejection::Failed(AuthFailure::Store(cause)) = &self {
+            tracing::warn!(error = %cause, "cannot authenticate: the user store failed");
+        }
+        let status = self.status();
+        // Compact, as DRF renders it; serializing a Value of strings cannot fail.
+        let body = serde_json::to_vec(&self.body()).unwrap_or_default();
+        let mut response = (
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(WWW_AUTHENTICATE),
+            );
+        }
+        response
     }
 }
 
@@ -544,10 +533,7 @@ impl TokenUser {
 
     /// A string claim, or "".
     pub fn str_claim(&self, name: &str) -> &str {
-        self.claims
-            .get(name)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
+        self.claims.get_str(name).unwrap_or_default()
     }
 
     /// The `is_staff` claim, or false.
@@ -572,17 +558,17 @@ where
     AuthState: FromRef<S>,
     S: Send + Sync,
 {
-    type Rejection = ApiError;
+    type Rejection = AuthRejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let auth = AuthState::from_ref(state);
         let claims = auth
-            .validate_token(parts)
+            .validate_request(parts)
             .await?
-            .ok_or(ApiError::NotAuthenticated)?;
+            .ok_or(AuthRejection::NotAuthenticated)?;
         let user_id_claim = auth.tokens().user_id_claim().to_owned();
         if claims.get(&user_id_claim).is_none() {
-            return Err(ApiError::NoUserIdentification);
+            return Err(AuthFailure::NoUserIdentification.into());
         }
         Ok(TokenUser {
             claims,
@@ -591,35 +577,18 @@ where
     }
 }
 
-/// A request authenticated by an access token: its user and the token's claims (the `sid`
-/// claim names the session it belongs to).
-#[derive(Debug, Clone)]
-pub struct Authenticated {
-    /// The user the token names, checked to exist and be active.
-    pub user: User,
-    /// The access token's claims.
-    pub claims: Claims,
-}
-
-impl Authenticated {
-    /// The session the token belongs to, if it carries one.
-    pub fn session_id(&self) -> Option<&str> {
-        self.claims.get(SESSION_CLAIM).and_then(|v| v.as_str())
-    }
-}
-
 impl<S> FromRequestParts<S> for Authenticated
 where
     AuthState: FromRef<S>,
     S: Send + Sync,
 {
-    type Rejection = ApiError;
+    type Rejection = AuthRejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         AuthState::from_ref(state)
             .authenticate(parts)
             .await?
-            .ok_or(ApiError::NotAuthenticated)
+            .ok_or(AuthRejection::NotAuthenticated)
     }
 }
 
@@ -630,20 +599,20 @@ where
 /// anonymous requests are welcome: it is `None` only when no credentials were sent, and a bad
 /// token is still refused.
 #[derive(Debug, Clone)]
-pub struct CurrentUser(pub User);
+pub struct CurrentUser(pub crate::User);
 
 impl<S> FromRequestParts<S> for CurrentUser
 where
     AuthState: FromRef<S>,
     S: Send + Sync,
 {
-    type Rejection = ApiError;
+    type Rejection = AuthRejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let auth = AuthState::from_ref(state);
         match auth.authenticate(parts).await? {
             Some(authenticated) => Ok(CurrentUser(authenticated.user)),
-            None => Err(ApiError::NotAuthenticated),
+            None => Err(AuthRejection::NotAuthenticated),
         }
     }
 }
@@ -653,7 +622,7 @@ where
     AuthState: FromRef<S>,
     S: Send + Sync,
 {
-    type Rejection = ApiError;
+    type Rejection = AuthRejection;
 
     async fn from_request_parts(
         parts: &mut Parts,
@@ -661,5 +630,30 @@ where
     ) -> Result<Option<Self>, Self::Rejection> {
         let auth = AuthState::from_ref(state);
         Ok(auth.authenticate(parts).await?.map(|a| CurrentUser(a.user)))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
+    type Rejection = std::convert::Infallible;
+
+    /// The User-Agent, cut to 200 characters, and the peer address (with
+    /// `into_make_service_with_connect_info`; empty without).
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let device = parts
+            .headers
+            .get(header::USER_AGENT)
+            .map(|v| {
+                String::from_utf8_lossy(v.as_bytes())
+                    .chars()
+                    .take(MAX_DEVICE_CHARS)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<std::net::SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip().to_string())
+            .unwrap_or_default();
+        Ok(Self { device, ip })
     }
 }

@@ -1,7 +1,8 @@
 //! The `restjwt` command: `serve`, `migrate`, `keys`, and Django's user commands.
 //!
-//! `main.rs` only parses the command line and calls [`run`]; the environment is passed in, so
-//! nothing here reads it behind the caller's back.
+//! Part of the binary, not the library: it is built from restjwt's public API alone, as any
+//! app would be. `main.rs` only parses the command line and calls [`run`]; the environment is
+//! passed in, so nothing here reads it behind the caller's back.
 
 use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal, Write};
@@ -13,22 +14,20 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::api;
-use crate::auth::AuthState;
-use crate::keys::dir::{KeyDir, KeyInfo, LegacySecret};
-use crate::keys::{
+use restjwt::api;
+use restjwt::auth::{AuthState, BuildError};
+use restjwt::keys::dir::{KeyDir, KeyInfo, LegacySecret};
+use restjwt::keys::{
     Algorithm, KeyError, KeyFileStatus, Keys, create_exclusive, generate_key_pair, generate_secret,
     load_or_create_secret,
 };
-use crate::password::{PasswordError, PasswordHasher};
-use crate::settings::{AccessTokenRevocation, Settings, SettingsError};
-use crate::store::{
-    self, DatabaseOptions, DatabaseUrl, NewUser, Store, StoreError, normalize_username,
+use restjwt::lifecycle::LifecycleError;
+use restjwt::password::{PasswordError, PasswordHasher};
+use restjwt::settings::{Settings, SettingsError, parse_duration};
+use restjwt::store::{
+    self, DEFAULT_DATABASE_URL, DatabaseOptions, DatabaseUrl, NewUser, Store, StoreError,
+    normalize_username,
 };
-use crate::token::{SystemClock, Tokens};
-
-/// The database used when `DATABASE_URL` is not set: a SQLite file in the working directory.
-pub const DEFAULT_DATABASE_URL: &str = "sqlite://restjwt.sqlite3";
 
 /// The environment variable holding the password for `createsuperuser --noinput`.
 pub const PASSWORD_ENV: &str = "RESTJWT_SUPERUSER_PASSWORD";
@@ -182,7 +181,7 @@ pub struct ServeArgs {
     pub key_dir: Option<PathBuf>,
     /// How often the key directory's manifest is checked for a rotation (SIGHUP reloads at
     /// once): seconds, or a number with s, m, h or d; at least 1 s.
-    #[arg(long, env = "RESTJWT_KEY_RELOAD_INTERVAL", default_value = "5s", value_parser = crate::settings::parse_duration)]
+    #[arg(long, env = "RESTJWT_KEY_RELOAD_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub key_reload_interval: Duration,
 }
 
@@ -215,6 +214,12 @@ pub enum CliError {
     /// Password hashing failed.
     #[error(transparent)]
     Password(#[from] PasswordError),
+    /// The server's state could not be built.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// Reading the sessions ended elsewhere failed.
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleError),
     /// Reading input, binding or serving failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -259,7 +264,7 @@ struct Database {
 async fn run_command(cli: Cli, env: &HashMap<String, String>) -> Result<(), CliError> {
     let settings = Settings::load(cli.config.as_deref(), env.clone())?;
     let db = &Database {
-        options: DatabaseOptions::parse(
+        options: database_options(
             cli.database_pool_size.as_deref(),
             cli.database_acquire_timeout.as_deref(),
             cli.database_query_timeout.as_deref(),
@@ -320,13 +325,13 @@ async fn sessions(db: &Database, command: SessionsCommand) -> Result<(), CliErro
             println!("{} live session(s).", sessions.len());
         }
         SessionsCommand::Revoke { all: true, .. } => {
-            let ended = store.delete_sessions_of_user(user.id, None, now).await?;
+            let ended = store.end_sessions_of_user(user.id, None, now).await?;
             println!("Ended {} session(s) of user '{username}'.", ended.len());
         }
         SessionsCommand::Revoke {
             session: Some(id), ..
         } => {
-            if !store.delete_session(user.id, &id, now).await? {
+            if !store.end_session(user.id, &id, now).await? {
                 return Err(CliError::Command(format!(
                     "user '{username}' has no live session {id}"
                 )));
@@ -348,7 +353,7 @@ async fn open_store(db: &Database) -> Result<Arc<dyn Store>, CliError> {
 
 async fn serve(settings: Settings, db: &Database, args: ServeArgs) -> Result<(), CliError> {
     // Configured keys are settings: a bad one stops the start before the database is touched.
-    let configured = Keys::from_settings(&settings)?;
+    let configured = settings.keys()?;
     if configured.as_ref().is_some_and(|keys| !keys.can_sign()) {
         return Err(CliError::Command(
             "VERIFYING_KEY alone cannot issue tokens: set SIGNING_KEY to the private key too"
@@ -366,30 +371,24 @@ async fn serve(settings: Settings, db: &Database, args: ServeArgs) -> Result<(),
     if let Some(kid) = keys.active_kid() {
         tracing::info!(algorithm = %keys.algorithm(), kid, "signing with");
     }
-    let tokens = Tokens::new(&settings, keys);
+    let state = AuthState::builder(settings)
+        .store(store)
+        .keys(keys)
+        .hasher(PasswordHasher::production()?)
+        .build()?;
     // Installed before the server listens, so a SIGHUP from then on reloads instead of killing.
     let watcher = kept.map(|kept| {
-        let reload = ReloadSignal::install();
-        tokio::spawn(watch_keys(
-            kept,
-            tokens.clone(),
-            args.key_reload_interval,
-            reload,
-        ))
+        let reload = Arc::new(tokio::sync::Notify::new());
+        forward_hangups(Arc::clone(&reload));
+        state.spawn_key_reload(kept.dir, args.key_reload_interval, reload)
     });
-    let hasher = PasswordHasher::production()?;
-    let revocation = settings.access_token_revocation;
-    let state = AuthState::new(settings, tokens, store, hasher, Arc::new(SystemClock));
-    if revocation == AccessTokenRevocation::Session {
-        // Load the sessions ended while their access tokens may live, then follow the store:
-        // sessions ended by another process (a CLI, another instance) stop their access
-        // tokens at once when the database pushes them (PostgreSQL), within a second anyway.
-        state.sync_ended_sessions().await?;
-        state.spawn_ended_session_sync(std::time::Duration::from_secs(1));
-    }
-    let app = api::router(state.clone())
-        .merge(api::health_router(state))
-        .fallback(api::not_found);
+    // With ACCESS_TOKEN_REVOCATION = "session": sessions ended by another process (a CLI,
+    // another instance) stop their access tokens at once when the database pushes them
+    // (PostgreSQL), within a second anyway.
+    state
+        .start_session_revocation(Duration::from_secs(1))
+        .await?;
+    let app = api::app(state);
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .map_err(|e| CliError::Command(format!("cannot listen on {}: {e}", args.bind)))?;
@@ -490,68 +489,18 @@ impl KeptKeys {
     }
 }
 
-/// SIGHUP, the conventional "reload your configuration" signal.
-struct ReloadSignal {
+/// Notifies `reload` on every SIGHUP, the conventional "reload your configuration" signal.
+fn forward_hangups(reload: Arc<tokio::sync::Notify>) {
     #[cfg(unix)]
-    hangup: Option<tokio::signal::unix::Signal>,
-}
-
-impl ReloadSignal {
-    fn install() -> Self {
-        Self {
-            #[cfg(unix)]
-            hangup: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
-        }
-    }
-
-    async fn recv(&mut self) {
-        #[cfg(unix)]
-        if let Some(hangup) = &mut self.hangup {
-            hangup.recv().await;
-            return;
-        }
-        std::future::pending::<()>().await;
-    }
-}
-
-/// Reloads the key directory when its manifest changes (checked every `interval`: one `stat`)
-/// or at once on SIGHUP, and swaps the new keys in. A directory that cannot be read is logged
-/// and retried; the keys in use stay until a load succeeds.
-async fn watch_keys(kept: KeptKeys, tokens: Tokens, interval: Duration, mut reload: ReloadSignal) {
-    // A zero interval would spin; a second is as fast as anyone needs.
-    let interval = interval.max(Duration::from_secs(1));
-    let mut seen = kept.dir.stamp();
-    loop {
-        let asked = tokio::select! {
-            () = tokio::time::sleep(interval) => false,
-            () = reload.recv() => true,
-        };
-        let stamp = kept.dir.stamp();
-        if stamp.is_none() {
-            if asked {
-                tracing::info!(path = %kept.dir.path().display(), "no key directory: keeping the keys in use");
+    if let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                reload.notify_one();
             }
-            continue;
-        }
-        if !asked && stamp == seen {
-            continue;
-        }
-        match kept.dir.load() {
-            Ok(keys) => {
-                tracing::info!(
-                    path = %kept.dir.path().display(),
-                    active = keys.active_kid().unwrap_or_default(),
-                    keys = keys.kids().len(),
-                    "reloaded the signing keys"
-                );
-                tokens.replace_keys(keys);
-                seen = stamp;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot reload the signing keys: keeping those in use");
-            }
-        }
+        });
     }
+    #[cfg(not(unix))]
+    let _ = reload;
 }
 
 fn now() -> i64 {
@@ -980,4 +929,105 @@ async fn change_password(db: &Database, username: &str) -> Result<(), CliError> 
     store.update_password(user.id, &hash).await?;
     println!("Password changed successfully for user '{username}'");
     Ok(())
+}
+
+/// Validates the raw values of `DATABASE_POOL_SIZE`, `DATABASE_ACQUIRE_TIMEOUT` and
+/// `DATABASE_QUERY_TIMEOUT` (each optional: a missing or empty one keeps its default).
+/// Timeouts are whole seconds in the settings' duration format (`5`, `5s`, `1m`). A bad value
+/// is [`SettingsError::Invalid`] naming the variable.
+fn database_options(
+    pool_size: Option<&str>,
+    acquire_timeout: Option<&str>,
+    query_timeout: Option<&str>,
+) -> Result<DatabaseOptions, SettingsError> {
+    fn given(v: Option<&str>) -> Option<&str> {
+        v.map(str::trim).filter(|v| !v.is_empty())
+    }
+    let invalid = |name: &str, message: String| SettingsError::Invalid {
+        name: name.to_owned(),
+        message,
+    };
+    let mut options = DatabaseOptions::default();
+    if let Some(text) = given(pool_size) {
+        options.pool_size = text
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=DatabaseOptions::MAX_POOL_SIZE).contains(n))
+            .ok_or_else(|| {
+                invalid(
+                    "DATABASE_POOL_SIZE",
+                    format!(
+                        "{text:?} is not a pool size (a whole number from 1 to {})",
+                        DatabaseOptions::MAX_POOL_SIZE
+                    ),
+                )
+            })?;
+    }
+    let timeout = |name: &str, text: &str| -> Result<Duration, SettingsError> {
+        let d = parse_duration(text).map_err(|m| invalid(name, m))?;
+        if d.is_zero() {
+            return Err(invalid(name, "must be longer than 0 seconds".into()));
+        }
+        if d > Duration::from_secs(3600) {
+            return Err(invalid(name, format!("{text:?} is too long (at most 1h)")));
+        }
+        Ok(d)
+    };
+    if let Some(text) = given(acquire_timeout) {
+        options.acquire_timeout = timeout("DATABASE_ACQUIRE_TIMEOUT", text)?;
+    }
+    if let Some(text) = given(query_timeout) {
+        options.query_timeout = timeout("DATABASE_QUERY_TIMEOUT", text)?;
+    }
+    Ok(options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_options_are_validated_with_the_variable_named() {
+        assert_eq!(
+            database_options(None, Some(""), None).ok(),
+            Some(DatabaseOptions::default())
+        );
+        let parsed = database_options(Some("4"), Some("2s"), Some("1m")).ok();
+        assert_eq!(
+            parsed,
+            Some(DatabaseOptions {
+                pool_size: 4,
+                acquire_timeout: Duration::from_secs(2),
+                query_timeout: Duration::from_secs(60),
+            })
+        );
+        for (args, name) in [
+            ((Some("0"), None, None), "DATABASE_POOL_SIZE"),
+            ((Some("ten"), None, None), "DATABASE_POOL_SIZE"),
+            ((Some("1001"), None, None), "DATABASE_POOL_SIZE"),
+            ((None, Some("0"), None), "DATABASE_ACQUIRE_TIMEOUT"),
+            ((None, Some("soon"), None), "DATABASE_ACQUIRE_TIMEOUT"),
+            ((None, None, Some("2h")), "DATABASE_QUERY_TIMEOUT"),
+        ] {
+            let error = database_options(args.0, args.1, args.2)
+                .expect_err("invalid")
+                .to_string();
+            assert!(error.starts_with(&format!("setting {name}: ")), "{error}");
+        }
+    }
+
+    #[test]
+    fn the_command_line_never_shows_the_database_password() {
+        let cli = <Cli as clap::Parser>::parse_from([
+            "restjwt",
+            "--database-url",
+            "postgres://app:hunter2@db/app",
+            "migrate",
+        ]);
+        let shown = format!("{cli:?}");
+        assert!(
+            shown.contains("postgres://app:***@db/app") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+    }
 }

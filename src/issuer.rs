@@ -22,8 +22,8 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::Value;
 
+use crate::json::parse_object;
 use crate::keys::{Algorithm, KeyEntry, PublicParts, b64};
-use crate::token::parse_object;
 
 /// How long fetched keys are used before the document is fetched again (PyJWT's
 /// `PyJWKClient` caches for the same 5 minutes).

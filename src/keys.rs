@@ -5,7 +5,7 @@
 //! `alg` must be the algorithm of the key that checks it, never something the token chooses).
 //! It comes in two shapes:
 //!
-//! - **one key** ([`Keys::hmac`], [`Keys::from_pem`], [`Keys::from_settings`]): simplejwt's
+//! - **one key** ([`Keys::hmac`], [`Keys::from_pem`], [`crate::settings::Settings::keys`]): simplejwt's
 //!   model. HMAC tokens get PyJWT's header `{"alg":"HS256","typ":"JWT"}` byte for byte, with no
 //!   `kid`, so a Django `SECRET_KEY` shared with simplejwt keeps working both ways. Asymmetric
 //!   tokens carry the key's RFC 7638 thumbprint as `kid`, which is what JWKS consumers (PyJWT's
@@ -38,8 +38,6 @@ use rand::RngCore;
 use serde_json::{Map, Value, json};
 use sha2::Digest;
 use zeroize::Zeroizing;
-
-use crate::settings::Settings;
 
 pub mod dir;
 
@@ -727,33 +725,6 @@ impl Keys {
         Ok(Self::build(vec![entry], active, KidMode::Single))
     }
 
-    /// The keys the settings name: the HMAC secret of `SIGNING_KEY`, or the PEM keys of
-    /// `SIGNING_KEY` and `VERIFYING_KEY` for the asymmetric algorithms. `None` when neither is
-    /// set (a server then keeps its own keys beside its database).
-    ///
-    /// Fails as [`Keys::hmac`] and [`Keys::from_pem`] do; `VERIFYING_KEY` with an HMAC
-    /// algorithm is [`KeyError::BadKey`].
-    pub fn from_settings(settings: &Settings) -> Result<Option<Self>, KeyError> {
-        let algorithm = settings.algorithm;
-        let signing = settings.signing_key.as_deref();
-        let verifying = settings.verifying_key.as_deref();
-        if algorithm.is_hmac() {
-            if verifying.is_some() {
-                return Err(bad_key(
-                    "VERIFYING_KEY",
-                    format!("{algorithm} verifies with SIGNING_KEY; unset VERIFYING_KEY"),
-                ));
-            }
-            return signing
-                .map(|secret| Self::hmac(algorithm, secret.as_bytes()))
-                .transpose();
-        }
-        if signing.is_none() && verifying.is_none() {
-            return Ok(None);
-        }
-        Self::from_pem(algorithm, signing, verifying).map(Some)
-    }
-
     /// A new random key for `algorithm`, held only in memory: for tests and examples.
     ///
     /// Fails only if the system's random source or the crypto backend fails.
@@ -791,6 +762,12 @@ impl Keys {
             header_segment,
             jwks,
         }))
+    }
+
+    /// A set without keys: it signs nothing and checks nothing itself. For a service that only
+    /// accepts another issuer's tokens (`JWK_URL`), whose keys are fetched as tokens arrive.
+    pub fn empty() -> Self {
+        Self::build(Vec::new(), None, KidMode::ByKid)
     }
 
     /// A key set from the key directory: `entries` in the manifest's order, `active` the index
@@ -1052,7 +1029,7 @@ pub fn load_or_create_secret(path: &Path) -> Result<(String, KeyFileStatus), Key
 /// Writes `content` to a new file at `path`, mode 0600, so that it appears complete or not at
 /// all: written aside and synced, then hard-linked into place, which never replaces a file.
 /// Fails with `AlreadyExists` when `path` exists (another process won the race).
-pub(crate) fn create_exclusive(path: &Path, content: &[u8]) -> std::io::Result<()> {
+pub fn create_exclusive(path: &Path, content: &[u8]) -> std::io::Result<()> {
     let mut aside = path.as_os_str().to_owned();
     // Unique per attempt, so racing threads or processes never share the file aside.
     aside.push(format!(".{:016x}.tmp", rand::rngs::OsRng.next_u64()));

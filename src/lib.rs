@@ -6,18 +6,27 @@
 //! user table is Django's `auth_user` with its password hashes.
 //!
 //! # Layout
-//! - [`settings`]: simplejwt's settings, read from a TOML file and the environment, validated once.
+//! - [`settings`]: simplejwt's settings, one serde struct read from a TOML file and the
+//!   environment (or the app's own configuration), validated once; it derives the token
+//!   configuration and the keys.
 //! - [`keys`]: algorithms, signing and verifying keys, the key set and its JWKS; [`keys::dir`]
 //!   keeps a rotating key set beside the database.
-//! - [`issuer`]: external issuers (`JWK_URL`): another issuer's published keys, fetched and
+//! - `issuer` (feature `jwk-url`): another issuer's published keys (`JWK_URL`), fetched and
 //!   cached.
 //! - [`token`]: claims, token kinds, issuing and checking tokens; time is a parameter.
 //! - [`password`]: Argon2id hashing off the async workers; Django's hashes verified as they are.
-//! - [`store`]: the user store trait and its SQLite and PostgreSQL implementations, with
-//!   their migrations.
-//! - [`auth`]: the shared [`AuthState`] and the [`CurrentUser`] extractor for any axum app.
-//! - [`api`]: the handlers, the router, and the one error type that becomes HTTP.
-//! - [`cli`]: the `restjwt` command's subcommands (`serve`, `migrate`, user management).
+//! - [`store`]: the store trait (users, refresh tokens, sessions) and its SQLite (feature
+//!   `sqlite`) and PostgreSQL (feature `postgres`) implementations, with their migrations.
+//! - [`lifecycle`]: the token lifecycle without HTTP: log in, refresh, rotate, verify,
+//!   blacklist, log out, sessions, and what authenticates a token.
+//! - [`auth`]: [`AuthState`] and its builder, and the axum extractors ([`CurrentUser`],
+//!   [`Authenticated`], [`TokenUser`]).
+//! - [`api`]: the routers, [`api::app`] (the whole server), and [`ApiError`], the one place
+//!   where an error becomes HTTP.
+//!
+//! Dependencies point one way: `settings` → `token`, `keys`; `lifecycle` → `token`, `store`,
+//! `password`, `settings`; `auth` → `lifecycle`; `api` → `auth`. Only `auth` and `api` know
+//! HTTP. The `restjwt` command (feature `server`) is a binary built on this public API alone.
 //!
 //! # Adding JWT auth to an axum app
 //! ```no_run
@@ -43,16 +52,20 @@
 
 pub mod api;
 pub mod auth;
-pub mod cli;
+#[cfg(feature = "jwk-url")]
 pub mod issuer;
+mod json;
 pub mod keys;
+pub mod lifecycle;
 pub mod password;
 pub mod settings;
 pub mod store;
 pub mod token;
 
-pub use auth::{AuthState, Authenticated, ClaimsHook, CurrentUser, TokenUser, UserRule};
+pub use api::ApiError;
+pub use auth::{AuthRejection, AuthState, AuthStateBuilder, BuildError, CurrentUser, TokenUser};
 pub use keys::{Algorithm, Keys};
+pub use lifecycle::{Authenticated, ClientInfo, Lifecycle, LifecycleError};
 pub use password::{HashParams, PasswordHasher};
 pub use settings::Settings;
 pub use store::{Store, User};

@@ -1,24 +1,36 @@
 //! simplejwt's settings, loaded and validated once at start-up.
 //!
-//! Every setting keeps simplejwt's name and default. Values come from an optional TOML file
-//! (keys in lower case: `access_token_lifetime = "5m"`) and from `RESTJWT_<NAME>` environment
-//! variables, the environment winning. Both sources are passed in explicitly, so a test builds
-//! its settings from a map and nothing reads the process environment behind its back.
+//! Every setting keeps simplejwt's name and default. [`Settings`] is one serde struct: the
+//! server reads an optional TOML file (keys in lower case: `access_token_lifetime = "5m"`) and
+//! `RESTJWT_<NAME>` environment variables into it, the environment winning; an app can embed it
+//! in its own configuration instead (`#[serde(default)] auth: restjwt::Settings`). Every value
+//! may be given in its own type or as a string (`"true"`, `"5m"`, a JSON list), as environment
+//! variables must be. Both sources are passed in explicitly, so a test builds its settings from
+//! a map and nothing reads the process environment behind its back.
 //!
-//! Validation turns raw strings into types that cannot be wrong (durations, a header name, a
-//! non-empty list of header types), so a bad value stops the start with the setting's name and
-//! what is wrong, instead of surfacing on the first request.
+//! Validation turns raw values into types that cannot be wrong (durations, a header name, a
+//! non-empty list of header types), then checks the settings against each other
+//! ([`Settings::validated`]), so a bad value stops the start with the setting's name and what
+//! is wrong, instead of surfacing on the first request.
+//!
+//! Settings point one way: they derive the token configuration ([`Settings::token_config`])
+//! and the key material ([`Settings::keys`]); neither `token` nor `keys` knows settings exist.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
+use serde::Deserialize;
+
 use crate::keys::{Algorithm, KeyError, Keys};
-use crate::token::TokenKind;
+use crate::token::{SESSION_CLAIM, TokenConfig, TokenKind};
 
 /// The prefix of every environment variable that holds a setting.
 pub const ENV_PREFIX: &str = "RESTJWT_";
+
+/// The environment variable naming the settings file, for [`Settings::from_env`].
+pub const CONFIG_ENV: &str = "RESTJWT_CONFIG";
 
 /// A setting could not be read or is not valid; the message names the setting.
 #[derive(Debug, thiserror::Error)]
@@ -26,19 +38,31 @@ pub enum SettingsError {
     /// The configuration file could not be read.
     #[error("cannot read settings file {path}: {source}")]
     Io {
+        /// The file.
         path: String,
+        /// Why it could not be read.
         #[source]
         source: std::io::Error,
     },
     /// The configuration file is not valid TOML.
     #[error("settings file {path} is not valid TOML: {message}")]
-    Toml { path: String, message: String },
+    Toml {
+        /// The file.
+        path: String,
+        /// The parser's message.
+        message: String,
+    },
     /// The file names a setting that does not exist (most often a typo).
     #[error("unknown setting {0}")]
     Unknown(String),
     /// A setting has a value of the wrong shape or out of range.
     #[error("setting {name}: {message}")]
-    Invalid { name: String, message: String },
+    Invalid {
+        /// The setting, in upper case (`ACCESS_TOKEN_LIFETIME`).
+        name: String,
+        /// What is wrong with its value.
+        message: String,
+    },
 }
 
 /// Which user field the `user_id` claim holds (simplejwt's `USER_ID_FIELD`).
@@ -50,87 +74,120 @@ pub enum UserIdField {
     Username,
 }
 
-/// simplejwt's settings, validated. Build it with [`Settings::load`] or start from
-/// [`Settings::default`] and change fields (tests do).
-#[derive(Clone)]
+/// simplejwt's settings, validated. Build it with [`Settings::load`], deserialize it with serde
+/// (then call [`Settings::validated`]), or start from [`Settings::default`] and change fields
+/// (tests do).
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// How long an access token lives. Defaults to 5 minutes.
+    #[serde(deserialize_with = "field::lifetime")]
     pub access_token_lifetime: Duration,
     /// How long a refresh token lives. Defaults to 1 day.
+    #[serde(deserialize_with = "field::lifetime")]
     pub refresh_token_lifetime: Duration,
     /// The signing algorithm: HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512,
     /// ES256, ES384 or EdDSA. Defaults to HS256.
+    #[serde(deserialize_with = "field::algorithm")]
     pub algorithm: Algorithm,
     /// The HMAC secret (its text, always literal), or for the other algorithms a PEM private
     /// key (the file's text after `@path` is read). `None` means "use the keys kept beside the
     /// database". Never logged.
+    #[serde(deserialize_with = "field::secret")]
     pub signing_key: Option<String>,
     /// When set, put in every token as `aud` and required on every token read. Defaults to none.
+    #[serde(deserialize_with = "field::optional_string")]
     pub audience: Option<String>,
     /// When set, put in every token as `iss` and required on every token read. Defaults to none.
+    #[serde(deserialize_with = "field::optional_string")]
     pub issuer: Option<String>,
     /// Clock skew tolerated on `exp`, `nbf` and `iat`. Defaults to 0.
+    #[serde(deserialize_with = "field::duration")]
     pub leeway: Duration,
     /// Accepted schemes of the auth header, compared case-sensitively. Defaults to `["Bearer"]`.
+    #[serde(deserialize_with = "field::header_types")]
     pub auth_header_types: Vec<String>,
-    /// The header that carries the token. Defaults to `Authorization`; Django's
+    /// The header that carries the token, in lower case. Defaults to `authorization`; Django's
     /// `HTTP_AUTHORIZATION` spelling is accepted too.
-    pub auth_header_name: axum::http::HeaderName,
+    #[serde(deserialize_with = "field::header_name")]
+    pub auth_header_name: String,
     /// The user field stored in the user id claim. Defaults to `id`.
+    #[serde(deserialize_with = "field::user_id_field")]
     pub user_id_field: UserIdField,
     /// The claim that identifies the user. Defaults to `user_id`.
+    #[serde(deserialize_with = "field::claim_name")]
     pub user_id_claim: String,
     /// The claim that holds the token kind. Defaults to `token_type`.
+    #[serde(deserialize_with = "field::claim_name")]
     pub token_type_claim: String,
     /// The claim that holds the token's unique id. Defaults to `jti`.
+    #[serde(deserialize_with = "field::claim_name")]
     pub jti_claim: String,
     /// Record `last_login` on every successful login. Defaults to false.
+    #[serde(deserialize_with = "field::boolean")]
     pub update_last_login: bool,
     /// Refuse tokens of users whose `is_active` is false. Defaults to true.
+    #[serde(deserialize_with = "field::boolean")]
     pub check_user_is_active: bool,
     /// Answer a refresh with a new refresh token too. Defaults to false, like simplejwt.
+    #[serde(deserialize_with = "field::boolean")]
     pub rotate_refresh_tokens: bool,
     /// Blacklist a refresh token once it has been rotated out (and let `/verify/` report
     /// blacklisted tokens). Defaults to false, like simplejwt.
+    #[serde(deserialize_with = "field::boolean")]
     pub blacklist_after_rotation: bool,
     /// How long a rotated-out refresh token may be presented again and get the same successor
     /// pair back (for clients that lost a response). Whole seconds. Defaults to 0: no retry.
+    #[serde(deserialize_with = "field::duration")]
     pub refresh_token_reuse_grace: Duration,
     /// Whether presenting a rotated-out refresh token outside the grace ends the whole session
     /// it belongs to (RFC 9700 section 4.14.2). `None` (the default) means "on whenever
     /// rotation and the blacklist are both on"; it cannot be on without them.
+    #[serde(deserialize_with = "field::optional_boolean")]
     pub refresh_token_reuse_detection: Option<bool>,
     /// Whether ended sessions also stop their unexpired access tokens. Defaults to
     /// [`AccessTokenRevocation::None`], simplejwt's stateless behaviour.
+    #[serde(deserialize_with = "field::revocation")]
     pub access_token_revocation: AccessTokenRevocation,
     /// How long a sliding token authenticates before it must be refreshed. Defaults to 5
     /// minutes.
+    #[serde(deserialize_with = "field::lifetime")]
     pub sliding_token_lifetime: Duration,
     /// How long after issue a sliding token can still be refreshed. Defaults to 1 day.
+    #[serde(deserialize_with = "field::lifetime")]
     pub sliding_token_refresh_lifetime: Duration,
     /// The claim holding a sliding token's refresh deadline. Defaults to `refresh_exp`.
+    #[serde(deserialize_with = "field::claim_name")]
     pub sliding_token_refresh_exp_claim: String,
     /// The token kinds that authenticate a request, tried in order. Defaults to access only.
+    #[serde(deserialize_with = "field::token_classes")]
     pub auth_token_classes: Vec<TokenKind>,
     /// Put a fingerprint of the user's password hash in tokens and refuse tokens whose
     /// fingerprint no longer matches (the password changed). Defaults to false.
+    #[serde(deserialize_with = "field::boolean")]
     pub check_revoke_token: bool,
     /// The claim holding that fingerprint. Defaults to `hash_password`.
+    #[serde(deserialize_with = "field::claim_name")]
     pub revoke_token_claim: String,
     /// The login field: `username` (the default) or `email`.
+    #[serde(deserialize_with = "field::username_field")]
     pub username_field: UsernameField,
     /// Claims copied from the user into every token at login, claim name to user field
     /// (`{"is_admin": "is_staff"}`). Defaults to none.
+    #[serde(deserialize_with = "field::claim_map")]
     pub token_claims: Vec<(String, UserField)>,
     /// Answer `GET /api/user/` from the token's claims alone, without reading the user
     /// (simplejwt's `JWTStatelessUserAuthentication`). Defaults to false.
+    #[serde(deserialize_with = "field::boolean")]
     pub stateless_user_authentication: bool,
     /// For the asymmetric algorithms, a PEM public key (the file's text after `@path` is read)
     /// that checks tokens; with `SIGNING_KEY` it must be that key's public half. Unused with
     /// HMAC. Defaults to none.
+    #[serde(deserialize_with = "field::optional_string")]
     pub verifying_key: Option<String>,
     /// The JWKS URL of an external issuer whose access tokens are accepted too (`https://`,
     /// or `http://` to a loopback address). Defaults to none.
+    #[serde(deserialize_with = "field::optional_string")]
     pub jwk_url: Option<String>,
 }
 
@@ -207,30 +264,23 @@ pub enum AccessTokenRevocation {
     Session,
 }
 
-impl Settings {
-    /// Whether a rotated-out refresh token ends its session, resolving the default.
-    pub fn is_reuse_detection_on(&self) -> bool {
-        self.refresh_token_reuse_detection
-            .unwrap_or(self.rotate_refresh_tokens && self.blacklist_after_rotation)
-    }
-}
-
 impl Default for Settings {
     fn default() -> Self {
+        let tokens = TokenConfig::default();
         Self {
-            access_token_lifetime: Duration::from_secs(5 * 60),
-            refresh_token_lifetime: Duration::from_secs(24 * 60 * 60),
+            access_token_lifetime: tokens.access_lifetime,
+            refresh_token_lifetime: tokens.refresh_lifetime,
             algorithm: Algorithm::HS256,
             signing_key: None,
-            audience: None,
-            issuer: None,
-            leeway: Duration::ZERO,
+            audience: tokens.audience,
+            issuer: tokens.issuer,
+            leeway: tokens.leeway,
             auth_header_types: vec!["Bearer".to_owned()],
-            auth_header_name: axum::http::header::AUTHORIZATION,
+            auth_header_name: "authorization".to_owned(),
             user_id_field: UserIdField::Id,
-            user_id_claim: "user_id".to_owned(),
-            token_type_claim: "token_type".to_owned(),
-            jti_claim: "jti".to_owned(),
+            user_id_claim: tokens.user_id_claim,
+            token_type_claim: tokens.token_type_claim,
+            jti_claim: tokens.jti_claim,
             update_last_login: false,
             check_user_is_active: true,
             rotate_refresh_tokens: false,
@@ -238,9 +288,9 @@ impl Default for Settings {
             refresh_token_reuse_grace: Duration::ZERO,
             refresh_token_reuse_detection: None,
             access_token_revocation: AccessTokenRevocation::None,
-            sliding_token_lifetime: Duration::from_secs(5 * 60),
-            sliding_token_refresh_lifetime: Duration::from_secs(24 * 60 * 60),
-            sliding_token_refresh_exp_claim: "refresh_exp".to_owned(),
+            sliding_token_lifetime: tokens.sliding_lifetime,
+            sliding_token_refresh_lifetime: tokens.sliding_refresh_lifetime,
+            sliding_token_refresh_exp_claim: tokens.sliding_refresh_exp_claim,
             auth_token_classes: vec![TokenKind::Access],
             check_revoke_token: false,
             revoke_token_claim: "hash_password".to_owned(),
@@ -309,59 +359,19 @@ impl fmt::Debug for Settings {
     }
 }
 
-/// One raw value before validation: from the file it keeps its TOML type, from the
-/// environment it is a string.
-enum Raw {
-    Toml(toml::Value),
-    Env(String),
-}
-
-/// The names of all settings, lower case, as they appear in the file.
-const NAMES: &[&str] = &[
-    "access_token_lifetime",
-    "refresh_token_lifetime",
-    "algorithm",
-    "signing_key",
-    "audience",
-    "issuer",
-    "leeway",
-    "auth_header_types",
-    "auth_header_name",
-    "user_id_field",
-    "user_id_claim",
-    "token_type_claim",
-    "jti_claim",
-    "update_last_login",
-    "check_user_is_active",
-    "rotate_refresh_tokens",
-    "blacklist_after_rotation",
-    "refresh_token_reuse_grace",
-    "refresh_token_reuse_detection",
-    "access_token_revocation",
-    "sliding_token_lifetime",
-    "sliding_token_refresh_lifetime",
-    "sliding_token_refresh_exp_claim",
-    "auth_token_classes",
-    "check_revoke_token",
-    "revoke_token_claim",
-    "username_field",
-    "token_claims",
-    "stateless_user_authentication",
-    "verifying_key",
-    "jwk_url",
-];
-
 impl Settings {
     /// Reads the optional TOML file, then every `RESTJWT_<NAME>` variable of `env` (which wins),
-    /// and validates the result.
+    /// and validates the result ([`Settings::validated`]).
     ///
     /// Environment variables with the prefix that name no setting are ignored (the prefix is
-    /// shared with e.g. `RESTJWT_SUPERUSER_PASSWORD`); an unknown key in the file is an error.
+    /// shared with e.g. `RESTJWT_SUPERUSER_PASSWORD`); an unknown key in the file is
+    /// [`SettingsError::Unknown`].
     pub fn load<I>(file: Option<&Path>, env: I) -> Result<Self, SettingsError>
     where
         I: IntoIterator<Item = (String, String)>,
     {
-        let mut raw: BTreeMap<String, Raw> = BTreeMap::new();
+        let names = Self::names();
+        let mut merged: BTreeMap<String, serde_json::Value> = BTreeMap::new();
         if let Some(path) = file {
             let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Io {
                 path: path.display().to_string(),
@@ -375,10 +385,10 @@ impl Settings {
                     })?;
             for (key, value) in table {
                 let name = key.to_ascii_lowercase();
-                if !NAMES.contains(&name.as_str()) {
+                if !names.contains(&name.as_str()) {
                     return Err(SettingsError::Unknown(key));
                 }
-                raw.insert(name, Raw::Toml(value));
+                merged.insert(name, toml_to_json(value));
             }
         }
         for (key, value) in env {
@@ -386,186 +396,52 @@ impl Settings {
                 continue;
             };
             let name = name.to_ascii_lowercase();
-            if NAMES.contains(&name.as_str()) {
-                raw.insert(name, Raw::Env(value));
+            if names.contains(&name.as_str()) {
+                merged.insert(name, serde_json::Value::String(value));
             }
         }
-        Self::from_raw(raw)
+        let object = serde_json::Value::Object(merged.into_iter().collect());
+        let settings: Settings = serde_path_to_error::deserialize(object).map_err(|e| {
+            let name = e.path().to_string().to_ascii_uppercase();
+            invalid(&name, e.into_inner().to_string())
+        })?;
+        settings.validated()
     }
 
-    fn from_raw(mut raw: BTreeMap<String, Raw>) -> Result<Self, SettingsError> {
-        let mut s = Settings::default();
-        let mut take = |name: &str| raw.remove(name).map(|v| (name.to_ascii_uppercase(), v));
+    /// [`Settings::load`] with the file named by `RESTJWT_CONFIG` (if set) and the process
+    /// environment: what the `restjwt` server reads. Call it once, at start-up.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        let file = std::env::var_os(CONFIG_ENV).filter(|f| !f.is_empty());
+        Self::load(file.as_deref().map(Path::new), std::env::vars())
+    }
 
-        if let Some((n, v)) = take("access_token_lifetime") {
-            s.access_token_lifetime = positive(&n, duration(&n, v)?)?;
-        }
-        if let Some((n, v)) = take("refresh_token_lifetime") {
-            s.refresh_token_lifetime = positive(&n, duration(&n, v)?)?;
-        }
-        if let Some((n, v)) = take("algorithm") {
-            let text = string(&n, v)?;
-            s.algorithm = text.parse().map_err(|message| invalid(&n, message))?;
-        }
-        if let Some((n, v)) = take("signing_key") {
-            let key = string(&n, v)?;
-            // An empty value means "not set", as an empty env var usually does.
-            s.signing_key = (!key.is_empty()).then_some(key);
-        }
-        if let Some((n, v)) = take("audience") {
-            s.audience = optional_string(&n, v)?;
-        }
-        if let Some((n, v)) = take("issuer") {
-            s.issuer = optional_string(&n, v)?;
-        }
-        if let Some((n, v)) = take("leeway") {
-            s.leeway = duration(&n, v)?;
-        }
-        if let Some((n, v)) = take("auth_header_types") {
-            let types = list(&n, v)?;
-            if types.is_empty() {
-                return Err(invalid(&n, "must name at least one header type"));
-            }
-            if let Some(bad) = types
-                .iter()
-                .find(|t| t.is_empty() || t.chars().any(|c| c.is_whitespace() || c.is_control()))
-            {
-                return Err(invalid(
-                    &n,
-                    format!("{bad:?} is not a valid header type (no spaces, not empty)"),
-                ));
-            }
-            s.auth_header_types = types;
-        }
-        if let Some((n, v)) = take("auth_header_name") {
-            s.auth_header_name = header_name(&n, &string(&n, v)?)?;
-        }
-        if let Some((n, v)) = take("user_id_field") {
-            s.user_id_field = match string(&n, v)?.as_str() {
-                "id" => UserIdField::Id,
-                "username" => UserIdField::Username,
-                other => {
-                    return Err(invalid(
-                        &n,
-                        format!(
-                            "{other:?} is not a unique user field (use \"id\" or \"username\")"
-                        ),
-                    ));
-                }
-            };
-        }
-        if let Some((n, v)) = take("user_id_claim") {
-            s.user_id_claim = claim_name(&n, v)?;
-        }
-        if let Some((n, v)) = take("token_type_claim") {
-            s.token_type_claim = claim_name(&n, v)?;
-        }
-        if let Some((n, v)) = take("jti_claim") {
-            s.jti_claim = claim_name(&n, v)?;
-        }
-        if let Some((n, v)) = take("update_last_login") {
-            s.update_last_login = boolean(&n, v)?;
-        }
-        if let Some((n, v)) = take("check_user_is_active") {
-            s.check_user_is_active = boolean(&n, v)?;
-        }
-        if let Some((n, v)) = take("rotate_refresh_tokens") {
-            s.rotate_refresh_tokens = boolean(&n, v)?;
-        }
-        if let Some((n, v)) = take("blacklist_after_rotation") {
-            s.blacklist_after_rotation = boolean(&n, v)?;
-        }
-        if let Some((n, v)) = take("refresh_token_reuse_grace") {
-            s.refresh_token_reuse_grace = duration(&n, v)?;
-        }
-        if let Some((n, v)) = take("refresh_token_reuse_detection") {
-            s.refresh_token_reuse_detection = Some(boolean(&n, v)?);
-        }
-        if let Some((n, v)) = take("access_token_revocation") {
-            s.access_token_revocation = match string(&n, v)?.trim() {
-                "none" => AccessTokenRevocation::None,
-                "session" => AccessTokenRevocation::Session,
-                other => {
-                    return Err(invalid(
-                        &n,
-                        format!("{other:?} is not a revocation mode (use \"none\" or \"session\")"),
-                    ));
-                }
-            };
-        }
-        if let Some((n, v)) = take("sliding_token_lifetime") {
-            s.sliding_token_lifetime = positive(&n, duration(&n, v)?)?;
-        }
-        if let Some((n, v)) = take("sliding_token_refresh_lifetime") {
-            s.sliding_token_refresh_lifetime = positive(&n, duration(&n, v)?)?;
-        }
-        if let Some((n, v)) = take("sliding_token_refresh_exp_claim") {
-            s.sliding_token_refresh_exp_claim = claim_name(&n, v)?;
-        }
-        if let Some((n, v)) = take("auth_token_classes") {
-            let mut kinds = Vec::new();
-            for name in list(&n, v)? {
-                // simplejwt names classes by dotted path; the kind's name is enough here.
-                let kind = match name.rsplit('.').next().unwrap_or_default() {
-                    "access" | "AccessToken" => TokenKind::Access,
-                    "sliding" | "SlidingToken" => TokenKind::Sliding,
-                    _ => {
-                        return Err(invalid(
-                            &n,
-                            format!(
-                                "{name:?} is not a token class that authenticates (access, sliding)"
-                            ),
-                        ));
-                    }
-                };
-                if !kinds.contains(&kind) {
-                    kinds.push(kind);
-                }
-            }
-            if kinds.is_empty() {
-                return Err(invalid(&n, "must name at least one token class"));
-            }
-            s.auth_token_classes = kinds;
-        }
-        if let Some((n, v)) = take("check_revoke_token") {
-            s.check_revoke_token = boolean(&n, v)?;
-        }
-        if let Some((n, v)) = take("revoke_token_claim") {
-            s.revoke_token_claim = claim_name(&n, v)?;
-        }
-        if let Some((n, v)) = take("username_field") {
-            s.username_field = match string(&n, v)?.trim() {
-                "username" => UsernameField::Username,
-                "email" => UsernameField::Email,
-                other => {
-                    return Err(invalid(
-                        &n,
-                        format!("{other:?} is not a login field (use \"username\" or \"email\")"),
-                    ));
-                }
-            };
-        }
-        if let Some((n, v)) = take("token_claims") {
-            s.token_claims = claim_map(&n, v)?;
-        }
-        if let Some((n, v)) = take("stateless_user_authentication") {
-            s.stateless_user_authentication = boolean(&n, v)?;
-        }
+    /// The settings' names, lower case, in declaration order: what the file and the
+    /// environment may name. Read from the serde declaration, so they cannot drift from it.
+    pub fn names() -> &'static [&'static str] {
+        static NAMES: std::sync::OnceLock<&'static [&'static str]> = std::sync::OnceLock::new();
+        NAMES.get_or_init(field::names_of::<Settings>)
+    }
+
+    /// Checks the settings against each other and reads the PEM keys given as `@path`, so
+    /// that a bad key or a contradiction stops the start with the setting's name. Idempotent:
+    /// [`Settings::load`] calls it, and so does building an `AuthState`, for settings that were
+    /// deserialized or built in code.
+    pub fn validated(mut self) -> Result<Self, SettingsError> {
         let reserved = [
-            s.token_type_claim.as_str(),
-            s.jti_claim.as_str(),
-            s.user_id_claim.as_str(),
-            s.revoke_token_claim.as_str(),
-            s.sliding_token_refresh_exp_claim.as_str(),
+            self.token_type_claim.as_str(),
+            self.jti_claim.as_str(),
+            self.user_id_claim.as_str(),
+            self.revoke_token_claim.as_str(),
+            self.sliding_token_refresh_exp_claim.as_str(),
             "exp",
             "iat",
             "nbf",
             "aud",
             "iss",
             "sub",
-            crate::token::SESSION_CLAIM,
+            SESSION_CLAIM,
         ];
-        if let Some((claim, _)) = s
+        if let Some((claim, _)) = self
             .token_claims
             .iter()
             .find(|(claim, _)| reserved.contains(&claim.as_str()))
@@ -575,27 +451,22 @@ impl Settings {
                 format!("{claim:?} is a claim restjwt writes itself"),
             ));
         }
-        if s.refresh_token_reuse_detection == Some(true)
-            && !(s.rotate_refresh_tokens && s.blacklist_after_rotation)
+        if self.refresh_token_reuse_detection == Some(true)
+            && !(self.rotate_refresh_tokens && self.blacklist_after_rotation)
         {
             return Err(invalid(
                 "REFRESH_TOKEN_REUSE_DETECTION",
                 "needs ROTATE_REFRESH_TOKENS and BLACKLIST_AFTER_ROTATION on: without them a rotated-out token stays valid and reuse cannot be told apart",
             ));
         }
-        if let Some((n, v)) = take("verifying_key") {
-            s.verifying_key = optional_string(&n, v)?;
+        if let Some(url) = &self.jwk_url {
+            self.jwk_url = Some(jwk_url("JWK_URL", url)?);
         }
-        if let Some((n, v)) = take("jwk_url") {
-            s.jwk_url = optional_string(&n, v)?
-                .map(|url| jwk_url(&n, &url))
-                .transpose()?;
-        }
-        resolve_pem_keys(&mut s)?;
+        resolve_pem_keys(&mut self)?;
         let mut claims = [
-            ("USER_ID_CLAIM", &s.user_id_claim),
-            ("TOKEN_TYPE_CLAIM", &s.token_type_claim),
-            ("JTI_CLAIM", &s.jti_claim),
+            ("USER_ID_CLAIM", &self.user_id_claim),
+            ("TOKEN_TYPE_CLAIM", &self.token_type_claim),
+            ("JTI_CLAIM", &self.jti_claim),
         ];
         claims.sort_by_key(|(_, v)| v.as_str());
         if let Some(w) = claims.windows(2).find(|w| w[0].1 == w[1].1) {
@@ -604,7 +475,78 @@ impl Settings {
                 format!("{:?} is already used by {}", w[1].1, w[0].0),
             ));
         }
-        Ok(s)
+        Ok(self)
+    }
+
+    /// Whether a rotated-out refresh token ends its session, resolving the default.
+    pub fn is_reuse_detection_on(&self) -> bool {
+        self.refresh_token_reuse_detection
+            .unwrap_or(self.rotate_refresh_tokens && self.blacklist_after_rotation)
+    }
+
+    /// How tokens are made and checked under these settings.
+    pub fn token_config(&self) -> TokenConfig {
+        TokenConfig {
+            access_lifetime: self.access_token_lifetime,
+            refresh_lifetime: self.refresh_token_lifetime,
+            sliding_lifetime: self.sliding_token_lifetime,
+            sliding_refresh_lifetime: self.sliding_token_refresh_lifetime,
+            sliding_refresh_exp_claim: self.sliding_token_refresh_exp_claim.clone(),
+            leeway: self.leeway,
+            audience: self.audience.clone(),
+            issuer: self.issuer.clone(),
+            token_type_claim: self.token_type_claim.clone(),
+            jti_claim: self.jti_claim.clone(),
+            user_id_claim: self.user_id_claim.clone(),
+        }
+    }
+
+    /// The keys these settings name: the HMAC secret of `SIGNING_KEY`, or the PEM keys of
+    /// `SIGNING_KEY` and `VERIFYING_KEY` for the asymmetric algorithms (read from `@path`
+    /// files by [`Settings::validated`]). `None` when neither is set: a server then keeps its
+    /// own keys beside its database.
+    ///
+    /// Fails as [`Keys::hmac`] and [`Keys::from_pem`] do; `VERIFYING_KEY` with an HMAC
+    /// algorithm is [`KeyError::BadKey`].
+    pub fn keys(&self) -> Result<Option<Keys>, KeyError> {
+        let algorithm = self.algorithm;
+        let signing = self.signing_key.as_deref();
+        let verifying = self.verifying_key.as_deref();
+        if algorithm.is_hmac() {
+            if verifying.is_some() {
+                return Err(KeyError::BadKey {
+                    origin: "VERIFYING_KEY".into(),
+                    message: format!("{algorithm} verifies with SIGNING_KEY; unset VERIFYING_KEY"),
+                });
+            }
+            return signing
+                .map(|secret| Keys::hmac(algorithm, secret.as_bytes()))
+                .transpose();
+        }
+        if signing.is_none() && verifying.is_none() {
+            return Ok(None);
+        }
+        Keys::from_pem(algorithm, signing, verifying).map(Some)
+    }
+}
+
+/// A TOML value as the JSON value serde reads the settings from (TOML's dates become strings,
+/// which no setting takes).
+fn toml_to_json(value: toml::Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match value {
+        toml::Value::String(s) => J::String(s),
+        toml::Value::Integer(i) => J::from(i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(f).map_or(J::Null, J::Number),
+        toml::Value::Boolean(b) => J::Bool(b),
+        toml::Value::Datetime(d) => J::String(d.to_string()),
+        toml::Value::Array(items) => J::Array(items.into_iter().map(toml_to_json).collect()),
+        toml::Value::Table(table) => J::Object(
+            table
+                .into_iter()
+                .map(|(k, v)| (k, toml_to_json(v)))
+                .collect(),
+        ),
     }
 }
 
@@ -637,7 +579,7 @@ fn resolve_pem_keys(s: &mut Settings) -> Result<(), SettingsError> {
         s.verifying_key = Some(read("VERIFYING_KEY", key)?);
     }
     if !s.algorithm.is_hmac() {
-        Keys::from_settings(s).map_err(|e| match e {
+        s.keys().map_err(|e| match e {
             KeyError::BadKey { origin, message } => invalid(&origin, message),
             other => invalid("SIGNING_KEY", other.to_string()),
         })?;
@@ -646,6 +588,7 @@ fn resolve_pem_keys(s: &mut Settings) -> Result<(), SettingsError> {
 }
 
 /// A JWKS URL: `https://`, or `http://` to a loopback address (a local issuer, or tests).
+#[cfg(feature = "jwk-url")]
 fn jwk_url(name: &str, text: &str) -> Result<String, SettingsError> {
     let url = reqwest::Url::parse(text.trim())
         .map_err(|e| invalid(name, format!("{text:?} is not a URL: {e}")))?;
@@ -672,34 +615,20 @@ fn jwk_url(name: &str, text: &str) -> Result<String, SettingsError> {
     Ok(url.to_string())
 }
 
+/// Without the `jwk-url` feature there is no client to fetch another issuer's keys with.
+#[cfg(not(feature = "jwk-url"))]
+fn jwk_url(name: &str, _text: &str) -> Result<String, SettingsError> {
+    Err(invalid(
+        name,
+        "needs restjwt built with its jwk-url feature",
+    ))
+}
+
 fn invalid(name: &str, message: impl Into<String>) -> SettingsError {
     SettingsError::Invalid {
         name: name.to_owned(),
         message: message.into(),
     }
-}
-
-fn string(name: &str, v: Raw) -> Result<String, SettingsError> {
-    match v {
-        Raw::Env(s) | Raw::Toml(toml::Value::String(s)) => Ok(s),
-        Raw::Toml(other) => Err(invalid(
-            name,
-            format!("expected a string, got {}", other.type_str()),
-        )),
-    }
-}
-
-fn optional_string(name: &str, v: Raw) -> Result<Option<String>, SettingsError> {
-    let s = string(name, v)?;
-    Ok((!s.is_empty()).then_some(s))
-}
-
-fn claim_name(name: &str, v: Raw) -> Result<String, SettingsError> {
-    let s = string(name, v)?;
-    if s.is_empty() {
-        return Err(invalid(name, "must not be empty"));
-    }
-    Ok(s)
 }
 
 /// Parses `300`, `30s`, `5m`, `1h` or `1d` (a TOML integer counts as seconds).
@@ -730,152 +659,404 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{text:?} is too long (at most 100 years)"))
 }
 
-fn duration(name: &str, v: Raw) -> Result<Duration, SettingsError> {
-    match v {
-        Raw::Toml(toml::Value::Integer(i)) => {
-            let secs = u64::try_from(i).map_err(|_| invalid(name, "must not be negative"))?;
-            parse_duration(&secs.to_string()).map_err(|m| invalid(name, m))
-        }
-        Raw::Toml(toml::Value::String(s)) | Raw::Env(s) => {
-            parse_duration(&s).map_err(|m| invalid(name, m))
-        }
-        Raw::Toml(other) => Err(invalid(
-            name,
-            format!("expected a duration, got {}", other.type_str()),
-        )),
-    }
-}
+/// The parsers of each kind of setting, for `#[serde(deserialize_with)]`. Each takes the value
+/// in its own type or as a string (environment variables are strings) and answers with the
+/// message that follows "setting NAME: ".
+mod field {
+    use std::time::Duration;
 
-fn positive(name: &str, d: Duration) -> Result<Duration, SettingsError> {
-    if d.is_zero() {
-        return Err(invalid(name, "must be longer than 0 seconds"));
-    }
-    Ok(d)
-}
+    use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
-fn boolean(name: &str, v: Raw) -> Result<bool, SettingsError> {
-    match v {
-        Raw::Toml(toml::Value::Boolean(b)) => Ok(b),
-        Raw::Toml(toml::Value::String(s)) | Raw::Env(s) => {
-            match s.trim().to_ascii_lowercase().as_str() {
+    use super::{AccessTokenRevocation, UserField, UserIdField, UsernameField, parse_duration};
+    use crate::keys::Algorithm;
+    use crate::token::TokenKind;
+
+    /// A value before its setting's parser has looked at it.
+    pub(super) enum Raw {
+        Str(String),
+        Int(i64),
+        Float,
+        Bool(bool),
+        List(Vec<Raw>),
+        Table(Vec<(String, Raw)>),
+        Null,
+    }
+
+    impl Raw {
+        /// The value's type, in TOML's words (what a settings file holds).
+        fn kind(&self) -> &'static str {
+            match self {
+                Raw::Str(_) => "string",
+                Raw::Int(_) => "integer",
+                Raw::Float => "float",
+                Raw::Bool(_) => "boolean",
+                Raw::List(_) => "array",
+                Raw::Table(_) => "table",
+                Raw::Null => "null",
+            }
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Raw {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct RawVisitor;
+            impl<'de> Visitor<'de> for RawVisitor {
+                type Value = Raw;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a setting's value")
+                }
+                fn visit_bool<E>(self, v: bool) -> Result<Raw, E> {
+                    Ok(Raw::Bool(v))
+                }
+                fn visit_i64<E>(self, v: i64) -> Result<Raw, E> {
+                    Ok(Raw::Int(v))
+                }
+                fn visit_u64<E>(self, v: u64) -> Result<Raw, E> {
+                    Ok(i64::try_from(v).map_or(Raw::Float, Raw::Int))
+                }
+                fn visit_f64<E>(self, _: f64) -> Result<Raw, E> {
+                    Ok(Raw::Float)
+                }
+                fn visit_str<E>(self, v: &str) -> Result<Raw, E> {
+                    Ok(Raw::Str(v.to_owned()))
+                }
+                fn visit_string<E>(self, v: String) -> Result<Raw, E> {
+                    Ok(Raw::Str(v))
+                }
+                fn visit_unit<E>(self) -> Result<Raw, E> {
+                    Ok(Raw::Null)
+                }
+                fn visit_none<E>(self) -> Result<Raw, E> {
+                    Ok(Raw::Null)
+                }
+                fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Raw, D::Error> {
+                    Raw::deserialize(d)
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Raw, A::Error> {
+                    let mut items = Vec::new();
+                    while let Some(item) = seq.next_element()? {
+                        items.push(item);
+                    }
+                    Ok(Raw::List(items))
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Raw, A::Error> {
+                    let mut entries = Vec::new();
+                    while let Some((key, value)) = map.next_entry::<String, Raw>()? {
+                        entries.push((key, value));
+                    }
+                    Ok(Raw::Table(entries))
+                }
+            }
+            deserializer.deserialize_any(RawVisitor)
+        }
+    }
+
+    /// Reads a value with `parse`, its error message becoming the deserializer's.
+    fn read<'de, D, T>(d: D, parse: impl FnOnce(Raw) -> Result<T, String>) -> Result<T, D::Error>
+    where
+        D: Deserializer<'de>,
+    {
+        parse(Raw::deserialize(d)?).map_err(de::Error::custom)
+    }
+
+    fn string(v: Raw) -> Result<String, String> {
+        match v {
+            Raw::Str(s) => Ok(s),
+            other => Err(format!("expected a string, got {}", other.kind())),
+        }
+    }
+
+    fn optional(v: Raw) -> Result<Option<String>, String> {
+        let s = string(v)?;
+        Ok((!s.is_empty()).then_some(s))
+    }
+
+    fn parse_boolean(v: Raw) -> Result<bool, String> {
+        match v {
+            Raw::Bool(b) => Ok(b),
+            Raw::Str(s) => match s.trim().to_ascii_lowercase().as_str() {
                 "true" => Ok(true),
                 "false" => Ok(false),
-                _ => Err(invalid(
-                    name,
-                    format!("{s:?} is not a boolean (use true or false)"),
-                )),
-            }
+                _ => Err(format!("{s:?} is not a boolean (use true or false)")),
+            },
+            other => Err(format!("expected a boolean, got {}", other.kind())),
         }
-        Raw::Toml(other) => Err(invalid(
-            name,
-            format!("expected a boolean, got {}", other.type_str()),
-        )),
     }
-}
 
-/// A TOML array of strings, or a string holding a JSON array or comma-separated values.
-fn list(name: &str, v: Raw) -> Result<Vec<String>, SettingsError> {
-    let from_json = |s: &str| -> Result<Vec<String>, SettingsError> {
-        serde_json::from_str::<Vec<String>>(s)
-            .map_err(|_| invalid(name, "expected a JSON array of strings"))
-    };
-    match v {
-        Raw::Toml(toml::Value::Array(items)) => items
-            .into_iter()
-            .map(|item| match item {
-                toml::Value::String(s) => Ok(s),
-                other => Err(invalid(
-                    name,
-                    format!("expected strings, got {}", other.type_str()),
-                )),
-            })
-            .collect(),
-        Raw::Toml(toml::Value::String(s)) | Raw::Env(s) => {
-            let trimmed = s.trim();
-            if trimmed.starts_with('[') {
-                from_json(trimmed)
-            } else {
-                Ok(trimmed
-                    .split(',')
-                    .map(|p| p.trim().to_owned())
-                    .filter(|p| !p.is_empty())
-                    .collect())
+    fn parse_duration_value(v: Raw) -> Result<Duration, String> {
+        match v {
+            Raw::Int(i) => {
+                let secs = u64::try_from(i).map_err(|_| "must not be negative".to_owned())?;
+                parse_duration(&secs.to_string())
             }
+            Raw::Str(s) => parse_duration(&s),
+            other => Err(format!("expected a duration, got {}", other.kind())),
         }
-        Raw::Toml(other) => Err(invalid(
-            name,
-            format!("expected a list, got {}", other.type_str()),
-        )),
     }
-}
 
-/// A map of claim name to user field: a TOML table, or a string holding a JSON object or
-/// `claim=field` pairs separated by commas. Order is kept: claims are written in it.
-fn claim_map(name: &str, v: Raw) -> Result<Vec<(String, UserField)>, SettingsError> {
-    let pairs: Vec<(String, String)> = match v {
-        Raw::Toml(toml::Value::Table(table)) => table
-            .into_iter()
-            .map(|(k, v)| match v {
-                toml::Value::String(field) => Ok((k, field)),
-                other => Err(invalid(
-                    name,
-                    format!("{k:?} must name a user field, got {}", other.type_str()),
-                )),
-            })
-            .collect::<Result<_, _>>()?,
-        Raw::Toml(toml::Value::String(text)) | Raw::Env(text) => {
-            let text = text.trim();
-            if text.starts_with('{') {
-                let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text)
-                    .map_err(|_| invalid(name, "expected a JSON object of claim to user field"))?;
-                map.into_iter()
-                    .map(|(k, v)| match v {
-                        serde_json::Value::String(field) => Ok((k, field)),
-                        _ => Err(invalid(name, format!("{k:?} must name a user field"))),
-                    })
-                    .collect::<Result<_, _>>()?
-            } else {
-                text.split(',')
-                    .map(str::trim)
-                    .filter(|p| !p.is_empty())
-                    .map(|pair| match pair.split_once('=') {
-                        Some((claim, field)) => {
-                            Ok((claim.trim().to_owned(), field.trim().to_owned()))
-                        }
-                        None => Err(invalid(name, format!("{pair:?} is not claim=field"))),
-                    })
-                    .collect::<Result<_, _>>()?
+    /// A TOML array of strings, or a string holding a JSON array or comma-separated values.
+    fn parse_list(v: Raw) -> Result<Vec<String>, String> {
+        match v {
+            Raw::List(items) => items
+                .into_iter()
+                .map(|item| match item {
+                    Raw::Str(s) => Ok(s),
+                    other => Err(format!("expected strings, got {}", other.kind())),
+                })
+                .collect(),
+            Raw::Str(s) => {
+                let trimmed = s.trim();
+                if trimmed.starts_with('[') {
+                    serde_json::from_str::<Vec<String>>(trimmed)
+                        .map_err(|_| "expected a JSON array of strings".to_owned())
+                } else {
+                    Ok(trimmed
+                        .split(',')
+                        .map(|p| p.trim().to_owned())
+                        .filter(|p| !p.is_empty())
+                        .collect())
+                }
             }
+            other => Err(format!("expected a list, got {}", other.kind())),
         }
-        Raw::Toml(other) => {
-            return Err(invalid(
-                name,
-                format!(
-                    "expected a table of claim to user field, got {}",
-                    other.type_str()
-                ),
-            ));
-        }
-    };
-    pairs
-        .into_iter()
-        .map(|(claim, field)| {
-            if claim.is_empty() {
-                return Err(invalid(name, "a claim name must not be empty"));
+    }
+
+    pub(super) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        read(d, parse_duration_value)
+    }
+
+    /// A duration longer than zero.
+    pub(super) fn lifetime<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        read(d, |v| {
+            let d = parse_duration_value(v)?;
+            if d.is_zero() {
+                return Err("must be longer than 0 seconds".into());
             }
-            let field = field.parse().map_err(|m| invalid(name, m))?;
-            Ok((claim, field))
+            Ok(d)
         })
-        .collect()
-}
+    }
 
-/// Accepts an HTTP header name, or Django's `request.META` spelling (`HTTP_X_API_TOKEN`).
-fn header_name(name: &str, text: &str) -> Result<axum::http::HeaderName, SettingsError> {
-    let text = text.trim();
-    let converted = match text.strip_prefix("HTTP_") {
-        Some(rest) => rest.replace('_', "-"),
-        None => text.to_owned(),
-    };
-    axum::http::HeaderName::try_from(converted.as_str())
-        .map_err(|_| invalid(name, format!("{text:?} is not a valid HTTP header name")))
+    pub(super) fn boolean<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        read(d, parse_boolean)
+    }
+
+    pub(super) fn optional_boolean<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<bool>, D::Error> {
+        read(d, |v| parse_boolean(v).map(Some))
+    }
+
+    /// A string; empty means "not set", as an empty environment variable usually does.
+    pub(super) fn optional_string<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<String>, D::Error> {
+        read(d, optional)
+    }
+
+    /// `SIGNING_KEY`: like [`optional_string`], kept as given (an HMAC secret is literal).
+    pub(super) fn secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        read(d, optional)
+    }
+
+    pub(super) fn claim_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        read(d, |v| {
+            let s = string(v)?;
+            if s.is_empty() {
+                return Err("must not be empty".into());
+            }
+            Ok(s)
+        })
+    }
+
+    pub(super) fn algorithm<'de, D: Deserializer<'de>>(d: D) -> Result<Algorithm, D::Error> {
+        read(d, |v| string(v)?.parse())
+    }
+
+    pub(super) fn header_types<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        read(d, |v| {
+            let types = parse_list(v)?;
+            if types.is_empty() {
+                return Err("must name at least one header type".into());
+            }
+            if let Some(bad) = types
+                .iter()
+                .find(|t| t.is_empty() || t.chars().any(|c| c.is_whitespace() || c.is_control()))
+            {
+                return Err(format!(
+                    "{bad:?} is not a valid header type (no spaces, not empty)"
+                ));
+            }
+            Ok(types)
+        })
+    }
+
+    /// An HTTP header name (RFC 9110 token characters), or Django's `request.META` spelling
+    /// (`HTTP_X_API_TOKEN`); kept in lower case.
+    pub(super) fn header_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        read(d, |v| {
+            let text = string(v)?;
+            let text = text.trim();
+            let converted = match text.strip_prefix("HTTP_") {
+                Some(rest) => rest.replace('_', "-"),
+                None => text.to_owned(),
+            };
+            let is_token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            if converted.is_empty() || !converted.bytes().all(is_token) {
+                return Err(format!("{text:?} is not a valid HTTP header name"));
+            }
+            Ok(converted.to_ascii_lowercase())
+        })
+    }
+
+    pub(super) fn user_id_field<'de, D: Deserializer<'de>>(d: D) -> Result<UserIdField, D::Error> {
+        read(d, |v| match string(v)?.as_str() {
+            "id" => Ok(UserIdField::Id),
+            "username" => Ok(UserIdField::Username),
+            other => Err(format!(
+                "{other:?} is not a unique user field (use \"id\" or \"username\")"
+            )),
+        })
+    }
+
+    pub(super) fn username_field<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<UsernameField, D::Error> {
+        read(d, |v| match string(v)?.trim() {
+            "username" => Ok(UsernameField::Username),
+            "email" => Ok(UsernameField::Email),
+            other => Err(format!(
+                "{other:?} is not a login field (use \"username\" or \"email\")"
+            )),
+        })
+    }
+
+    pub(super) fn revocation<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<AccessTokenRevocation, D::Error> {
+        read(d, |v| match string(v)?.trim() {
+            "none" => Ok(AccessTokenRevocation::None),
+            "session" => Ok(AccessTokenRevocation::Session),
+            other => Err(format!(
+                "{other:?} is not a revocation mode (use \"none\" or \"session\")"
+            )),
+        })
+    }
+
+    pub(super) fn token_classes<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<TokenKind>, D::Error> {
+        read(d, |v| {
+            let mut kinds = Vec::new();
+            for name in parse_list(v)? {
+                // simplejwt names classes by dotted path; the kind's name is enough here.
+                let kind = match name.rsplit('.').next().unwrap_or_default() {
+                    "access" | "AccessToken" => TokenKind::Access,
+                    "sliding" | "SlidingToken" => TokenKind::Sliding,
+                    _ => {
+                        return Err(format!(
+                            "{name:?} is not a token class that authenticates (access, sliding)"
+                        ));
+                    }
+                };
+                if !kinds.contains(&kind) {
+                    kinds.push(kind);
+                }
+            }
+            if kinds.is_empty() {
+                return Err("must name at least one token class".into());
+            }
+            Ok(kinds)
+        })
+    }
+
+    /// A map of claim name to user field: a table, or a string holding a JSON object or
+    /// `claim=field` pairs separated by commas. Order is kept: claims are written in it.
+    pub(super) fn claim_map<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<(String, UserField)>, D::Error> {
+        read(d, |v| {
+            let pairs: Vec<(String, String)> = match v {
+                Raw::Table(entries) => entries
+                    .into_iter()
+                    .map(|(k, v)| match v {
+                        Raw::Str(field) => Ok((k, field)),
+                        other => Err(format!(
+                            "{k:?} must name a user field, got {}",
+                            other.kind()
+                        )),
+                    })
+                    .collect::<Result<_, _>>()?,
+                Raw::Str(text) => {
+                    let text = text.trim();
+                    if text.starts_with('{') {
+                        let map: serde_json::Map<String, serde_json::Value> =
+                            serde_json::from_str(text).map_err(|_| {
+                                "expected a JSON object of claim to user field".to_owned()
+                            })?;
+                        map.into_iter()
+                            .map(|(k, v)| match v {
+                                serde_json::Value::String(field) => Ok((k, field)),
+                                _ => Err(format!("{k:?} must name a user field")),
+                            })
+                            .collect::<Result<_, _>>()?
+                    } else {
+                        text.split(',')
+                            .map(str::trim)
+                            .filter(|p| !p.is_empty())
+                            .map(|pair| match pair.split_once('=') {
+                                Some((claim, field)) => {
+                                    Ok((claim.trim().to_owned(), field.trim().to_owned()))
+                                }
+                                None => Err(format!("{pair:?} is not claim=field")),
+                            })
+                            .collect::<Result<_, _>>()?
+                    }
+                }
+                other => {
+                    return Err(format!(
+                        "expected a table of claim to user field, got {}",
+                        other.kind()
+                    ));
+                }
+            };
+            pairs
+                .into_iter()
+                .map(|(claim, field)| {
+                    if claim.is_empty() {
+                        return Err("a claim name must not be empty".to_owned());
+                    }
+                    Ok((claim, field.parse()?))
+                })
+                .collect()
+        })
+    }
+
+    /// The field names serde expects of `T`: asked of the derived implementation itself, by a
+    /// deserializer that only listens to what `deserialize_struct` is told.
+    pub(super) fn names_of<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+        struct Listener<'a>(&'a mut &'static [&'static str]);
+        impl<'de> Deserializer<'de> for Listener<'_> {
+            type Error = de::value::Error;
+            fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+                Err(de::Error::custom("only listening"))
+            }
+            fn deserialize_struct<V: Visitor<'de>>(
+                self,
+                _: &'static str,
+                fields: &'static [&'static str],
+                _: V,
+            ) -> Result<V::Value, Self::Error> {
+                *self.0 = fields;
+                Err(de::Error::custom("only listening"))
+            }
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+                byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+                identifier ignored_any
+            }
+        }
+        let mut names: &'static [&'static str] = &[];
+        let _ = T::deserialize(Listener(&mut names));
+        names
+    }
 }

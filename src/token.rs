@@ -25,13 +25,15 @@ use std::fmt;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
+use std::time::Duration;
+
 use base64::Engine;
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
+#[cfg(feature = "jwk-url")]
 use crate::issuer::ExternalIssuer;
+use crate::json::parse_object;
 use crate::keys::{KeyEntry, KeyError, Keys, Selection, b64};
-use crate::settings::Settings;
 
 /// The longest token read. Real tokens are a few hundred bytes; anything near this is an attack
 /// or a mistake and is refused before any decoding.
@@ -207,54 +209,98 @@ pub struct TokenPair {
     pub refresh_claims: Claims,
 }
 
-/// Issues and checks tokens with one set of keys and the token settings. Clones share the
+/// How tokens are made and checked: lifetimes, claim names, audience and issuer.
+///
+/// The settings derive it ([`crate::settings::Settings::token_config`]); code that issues or
+/// checks tokens without settings starts from [`TokenConfig::default`], simplejwt's defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenConfig {
+    /// How long an access token lives. Defaults to 5 minutes.
+    pub access_lifetime: Duration,
+    /// How long a refresh token lives. Defaults to 1 day.
+    pub refresh_lifetime: Duration,
+    /// How long a sliding token authenticates before it must be refreshed. Defaults to 5
+    /// minutes.
+    pub sliding_lifetime: Duration,
+    /// How long after issue a sliding token can still be refreshed. Defaults to 1 day.
+    pub sliding_refresh_lifetime: Duration,
+    /// The claim holding a sliding token's refresh deadline. Defaults to `refresh_exp`.
+    pub sliding_refresh_exp_claim: String,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`. Defaults to 0.
+    pub leeway: Duration,
+    /// Written as `aud` into every token and required in every token read. Defaults to none.
+    pub audience: Option<String>,
+    /// Written as `iss` into every token and required in every token read. Defaults to none.
+    pub issuer: Option<String>,
+    /// The claim that holds the token kind. Defaults to `token_type`.
+    pub token_type_claim: String,
+    /// The claim that holds the token's unique id. Defaults to `jti`.
+    pub jti_claim: String,
+    /// The claim that identifies the user. Defaults to `user_id`.
+    pub user_id_claim: String,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        Self {
+            access_lifetime: Duration::from_secs(5 * 60),
+            refresh_lifetime: Duration::from_secs(24 * 60 * 60),
+            sliding_lifetime: Duration::from_secs(5 * 60),
+            sliding_refresh_lifetime: Duration::from_secs(24 * 60 * 60),
+            sliding_refresh_exp_claim: "refresh_exp".to_owned(),
+            leeway: Duration::ZERO,
+            audience: None,
+            issuer: None,
+            token_type_claim: "token_type".to_owned(),
+            jti_claim: "jti".to_owned(),
+            user_id_claim: "user_id".to_owned(),
+        }
+    }
+}
+
+/// Whole seconds of a duration, as token times count them.
+fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// Issues and checks tokens with one set of keys and one [`TokenConfig`]. Clones share the
 /// keys, so [`Tokens::replace_keys`] on one (a key rotation) is seen by all.
 #[derive(Clone)]
 pub struct Tokens {
     keys: Arc<RwLock<Keys>>,
     verified: Arc<Verified>,
+    #[cfg(feature = "jwk-url")]
     external: Option<Arc<ExternalIssuer>>,
-    access_lifetime: i64,
-    refresh_lifetime: i64,
-    sliding_lifetime: i64,
-    sliding_refresh_lifetime: i64,
-    sliding_refresh_exp_claim: String,
-    leeway: i64,
-    audience: Option<String>,
-    issuer: Option<String>,
-    token_type_claim: String,
-    jti_claim: String,
-    user_id_claim: String,
+    config: Arc<TokenConfig>,
 }
 
 /// The claims whose values belong to one token and are not copied into a token made from it.
 const NO_COPY: [&str; 2] = ["exp", "iat"];
 
 impl Tokens {
-    /// Takes what it needs of `settings`. With `JWK_URL` set, access tokens whose `kid` is not
-    /// one of `keys` are checked with that issuer's published keys (see [`ExternalIssuer`];
-    /// nothing is fetched until such a token arrives).
-    pub fn new(settings: &Settings, keys: Keys) -> Self {
-        let secs = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+    /// Tokens made and checked as `config` says, signed with the active key of `keys`.
+    pub fn new(config: TokenConfig, keys: Keys) -> Self {
         Self {
             keys: Arc::new(RwLock::new(keys)),
             verified: Arc::default(),
-            external: settings
-                .jwk_url
-                .as_deref()
-                .map(|url| Arc::new(ExternalIssuer::new(url))),
-            access_lifetime: secs(settings.access_token_lifetime),
-            refresh_lifetime: secs(settings.refresh_token_lifetime),
-            sliding_lifetime: secs(settings.sliding_token_lifetime),
-            sliding_refresh_lifetime: secs(settings.sliding_token_refresh_lifetime),
-            sliding_refresh_exp_claim: settings.sliding_token_refresh_exp_claim.clone(),
-            leeway: secs(settings.leeway),
-            audience: settings.audience.clone(),
-            issuer: settings.issuer.clone(),
-            token_type_claim: settings.token_type_claim.clone(),
-            jti_claim: settings.jti_claim.clone(),
-            user_id_claim: settings.user_id_claim.clone(),
+            #[cfg(feature = "jwk-url")]
+            external: None,
+            config: Arc::new(config),
         }
+    }
+
+    /// The same tokens, also accepting access tokens of an external issuer: a token whose
+    /// `kid` is not one of ours is checked with the keys `issuer` publishes (see
+    /// [`ExternalIssuer`]; nothing is fetched until such a token arrives).
+    #[cfg(feature = "jwk-url")]
+    pub fn with_external_issuer(mut self, issuer: ExternalIssuer) -> Self {
+        self.external = Some(Arc::new(issuer));
+        self
+    }
+
+    /// How these tokens are made and checked.
+    pub fn config(&self) -> &TokenConfig {
+        &self.config
     }
 
     /// The keys tokens are signed and checked with now.
@@ -274,30 +320,31 @@ impl Tokens {
     }
 
     /// The external issuer of `JWK_URL`, when one is configured.
+    #[cfg(feature = "jwk-url")]
     pub fn external_issuer(&self) -> Option<&ExternalIssuer> {
         self.external.as_deref()
     }
 
     /// The name of the claim that identifies the user.
     pub fn user_id_claim(&self) -> &str {
-        &self.user_id_claim
+        &self.config.user_id_claim
     }
 
     fn lifetime(&self, kind: TokenKind) -> i64 {
-        match kind {
-            TokenKind::Access => self.access_lifetime,
-            TokenKind::Refresh => self.refresh_lifetime,
-            TokenKind::Sliding => self.sliding_lifetime,
-        }
+        secs(match kind {
+            TokenKind::Access => self.config.access_lifetime,
+            TokenKind::Refresh => self.config.refresh_lifetime,
+            TokenKind::Sliding => self.config.sliding_lifetime,
+        })
     }
 
     /// The claims every new token starts with: `token_type`, `exp`, `iat`, `jti`.
     pub fn new_claims(&self, kind: TokenKind, now: i64) -> Claims {
         let mut map = Map::new();
-        map.insert(self.token_type_claim.clone(), kind.as_str().into());
+        map.insert(self.config.token_type_claim.clone(), kind.as_str().into());
         map.insert("exp".into(), now.saturating_add(self.lifetime(kind)).into());
         map.insert("iat".into(), now.into());
-        map.insert(self.jti_claim.clone(), new_jti().into());
+        map.insert(self.config.jti_claim.clone(), new_jti().into());
         Claims::from(map)
     }
 
@@ -325,8 +372,9 @@ impl Tokens {
     ) -> Result<(String, Claims), KeyError> {
         let mut claims = self.new_claims(TokenKind::Sliding, now);
         claims.insert(
-            self.sliding_refresh_exp_claim.clone(),
-            now.saturating_add(self.sliding_refresh_lifetime).into(),
+            self.config.sliding_refresh_exp_claim.clone(),
+            now.saturating_add(secs(self.config.sliding_refresh_lifetime))
+                .into(),
         );
         for (name, value) in user_claims.iter() {
             claims.insert(name.clone(), value.clone());
@@ -344,22 +392,26 @@ impl Tokens {
     pub fn refresh_sliding(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
         let claims = self.decode_inner(token, now, false)?;
         let claims = self.check_kind(claims, Some(TokenKind::Sliding))?;
-        let claim = &self.sliding_refresh_exp_claim;
+        let claim = &self.config.sliding_refresh_exp_claim;
         let deadline = claims
             .get(claim)
             .ok_or_else(|| TokenError::NoClaim(claim.clone()))?;
-        if int_claim(deadline)? <= now.saturating_sub(self.leeway) {
+        if int_claim(deadline)? <= now.saturating_sub(secs(self.config.leeway)) {
             return Err(TokenError::ClaimExpired(claim.clone()));
         }
         let mut renewed = claims;
-        renewed.insert("exp", now.saturating_add(self.sliding_lifetime).into());
+        renewed.insert(
+            "exp",
+            now.saturating_add(secs(self.config.sliding_lifetime))
+                .into(),
+        );
         renewed.insert("iat", now.into());
         Ok(renewed)
     }
 
     /// The name of a sliding token's refresh deadline claim.
     pub fn sliding_refresh_exp_claim(&self) -> &str {
-        &self.sliding_refresh_exp_claim
+        &self.config.sliding_refresh_exp_claim
     }
 
     /// The claims of the refresh token that replaces `old` on rotation: the same claims in the
@@ -368,8 +420,12 @@ impl Tokens {
     /// depends only on its inputs, so a retry can rebuild the same token.
     pub fn rotated_claims(&self, old: &Claims, jti: &str, now: i64) -> Claims {
         let mut claims = old.clone();
-        claims.insert(self.jti_claim.clone(), jti.into());
-        claims.insert("exp", now.saturating_add(self.refresh_lifetime).into());
+        claims.insert(self.config.jti_claim.clone(), jti.into());
+        claims.insert(
+            "exp",
+            now.saturating_add(secs(self.config.refresh_lifetime))
+                .into(),
+        );
         claims.insert("iat", now.into());
         claims
     }
@@ -377,7 +433,7 @@ impl Tokens {
     /// Like [`Tokens::access_claims`], with a given `jti` (a retry must rebuild the same token).
     pub fn access_claims_with_jti(&self, refresh: &Claims, jti: &str, now: i64) -> Claims {
         let mut access = self.access_claims(refresh, now);
-        access.insert(self.jti_claim.clone(), jti.into());
+        access.insert(self.config.jti_claim.clone(), jti.into());
         access
     }
 
@@ -395,12 +451,12 @@ impl Tokens {
 
     /// A token's id (its `jti` claim), or "" when it has none.
     pub fn jti_of<'c>(&self, claims: &'c Claims) -> &'c str {
-        claims.get_str(&self.jti_claim).unwrap_or_default()
+        claims.get_str(&self.config.jti_claim).unwrap_or_default()
     }
 
     /// The name of the claim holding the token id.
     pub fn jti_claim(&self) -> &str {
-        &self.jti_claim
+        &self.config.jti_claim
     }
 
     /// The claims of a new access token made from a refresh token: fresh `token_type`, `exp`,
@@ -409,7 +465,7 @@ impl Tokens {
     pub fn access_claims(&self, refresh: &Claims, now: i64) -> Claims {
         let mut access = self.new_claims(TokenKind::Access, now);
         for (name, value) in refresh.iter() {
-            if name == &self.token_type_claim || name == &self.jti_claim {
+            if name == &self.config.token_type_claim || name == &self.config.jti_claim {
                 continue;
             }
             if NO_COPY.contains(&name.as_str()) {
@@ -422,12 +478,12 @@ impl Tokens {
 
     /// Signs `claims` into a compact token, adding `aud` and `iss` when configured.
     pub fn encode(&self, claims: &Claims) -> Result<String, KeyError> {
-        let payload = if self.audience.is_some() || self.issuer.is_some() {
+        let payload = if self.config.audience.is_some() || self.config.issuer.is_some() {
             let mut with = claims.as_map().clone();
-            if let Some(aud) = &self.audience {
+            if let Some(aud) = &self.config.audience {
                 with.insert("aud".into(), aud.clone().into());
             }
-            if let Some(iss) = &self.issuer {
+            if let Some(iss) = &self.config.issuer {
                 with.insert("iss".into(), iss.clone().into());
             }
             serde_json::to_vec(&with)
@@ -483,17 +539,21 @@ impl Tokens {
         let parsed = Parsed::new(token)?;
         let keys = self.keys();
         let selection = keys.select(parsed.header.kid.as_deref());
-        match (selection, &self.external, parsed.header.kid.as_deref()) {
-            (Selection::Named(key), _, _) => Ok((self.finish(&parsed, key, now, true)?, true)),
-            (Selection::Unnamed(_) | Selection::NotFound, Some(external), Some(kid)) => {
-                let key = external
-                    .key(kid, &parsed.header.alg, now)
-                    .await
-                    .ok_or(TokenError::Invalid)?;
-                Ok((self.finish(&parsed, &key, now, true)?, false))
+        #[cfg(feature = "jwk-url")]
+        if let (Selection::Unnamed(_) | Selection::NotFound, Some(external), Some(kid)) =
+            (&selection, &self.external, parsed.header.kid.as_deref())
+        {
+            let key = external
+                .key(kid, &parsed.header.alg, now)
+                .await
+                .ok_or(TokenError::Invalid)?;
+            return Ok((self.finish(&parsed, &key, now, true)?, false));
+        }
+        match selection {
+            Selection::Named(key) | Selection::Unnamed(key) => {
+                Ok((self.finish(&parsed, key, now, true)?, true))
             }
-            (Selection::Unnamed(key), _, _) => Ok((self.finish(&parsed, key, now, true)?, true)),
-            (Selection::NotFound, _, _) => Err(TokenError::Invalid),
+            Selection::NotFound => Err(TokenError::Invalid),
         }
     }
 
@@ -566,11 +626,11 @@ impl Tokens {
         if claims.get("exp").is_none() {
             return Err(TokenError::NoExp);
         }
-        if claims.get(&self.jti_claim).is_none() {
+        if claims.get(&self.config.jti_claim).is_none() {
             return Err(TokenError::NoId);
         }
         if let Some(kind) = kind {
-            match claims.get(&self.token_type_claim) {
+            match claims.get(&self.config.token_type_claim) {
                 None => return Err(TokenError::NoType),
                 Some(Value::String(t)) if t == kind.as_str() => {}
                 Some(_) => return Err(TokenError::WrongType),
@@ -585,7 +645,7 @@ impl Tokens {
         now: i64,
         check_exp: bool,
     ) -> Result<(), TokenError> {
-        let leeway = self.leeway;
+        let leeway = secs(self.config.leeway);
         for name in ["iat", "nbf"] {
             if let Some(value) = claims.get(name)
                 && int_claim(value)? > now.saturating_add(leeway)
@@ -599,13 +659,13 @@ impl Tokens {
         {
             return Err(TokenError::Expired);
         }
-        if let Some(issuer) = &self.issuer {
+        if let Some(issuer) = &self.config.issuer {
             match claims.get("iss") {
                 Some(Value::String(iss)) if iss == issuer => {}
                 _ => return Err(TokenError::Invalid),
             }
         }
-        if let Some(audience) = &self.audience {
+        if let Some(audience) = &self.config.audience {
             let ok = match claims.get("aud") {
                 Some(Value::String(aud)) => aud == audience,
                 Some(Value::Array(auds)) => auds.iter().any(|a| a.as_str() == Some(audience)),
@@ -615,7 +675,7 @@ impl Tokens {
                 return Err(TokenError::Invalid);
             }
         }
-        for name in [self.jti_claim.as_str(), "sub"] {
+        for name in [self.config.jti_claim.as_str(), "sub"] {
             if let Some(value) = claims.get(name)
                 && !value.is_string()
             {
@@ -628,15 +688,11 @@ impl Tokens {
 
 impl fmt::Debug for Tokens {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Tokens")
-            .field("keys", &self.keys())
-            .field("external_issuer", &self.external)
-            .field("access_lifetime", &self.access_lifetime)
-            .field("refresh_lifetime", &self.refresh_lifetime)
-            .field("leeway", &self.leeway)
-            .field("audience", &self.audience)
-            .field("issuer", &self.issuer)
-            .finish_non_exhaustive()
+        let mut shown = f.debug_struct("Tokens");
+        shown.field("keys", &self.keys());
+        #[cfg(feature = "jwk-url")]
+        shown.field("external_issuer", &self.external);
+        shown.field("config", &self.config).finish_non_exhaustive()
     }
 }
 
@@ -769,84 +825,6 @@ impl<'t> Parsed<'t> {
             payload,
             signature,
         })
-    }
-}
-
-/// Reads a JSON object strictly: UTF-8 without a byte order mark, and no key repeated in any
-/// object at any depth. `None` for anything else.
-pub(crate) fn parse_object(bytes: &[u8]) -> Option<Map<String, Value>> {
-    match serde_json::from_slice::<Strict>(bytes) {
-        Ok(Strict(Value::Object(map))) => Some(map),
-        _ => None,
-    }
-}
-
-/// A JSON value whose objects have no repeated keys.
-struct Strict(Value);
-
-impl<'de> Deserialize<'de> for Strict {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(StrictVisitor)
-    }
-}
-
-struct StrictVisitor;
-
-impl<'de> Visitor<'de> for StrictVisitor {
-    type Value = Strict;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Strict, E> {
-        Ok(Strict(Value::Bool(v)))
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Strict, E> {
-        Ok(Strict(Value::Number(v.into())))
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Strict, E> {
-        Ok(Strict(Value::Number(v.into())))
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Strict, E> {
-        serde_json::Number::from_f64(v)
-            .map(|n| Strict(Value::Number(n)))
-            .ok_or_else(|| E::custom("not a finite number"))
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Strict, E> {
-        Ok(Strict(Value::String(v.to_owned())))
-    }
-
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Strict, E> {
-        Ok(Strict(Value::String(v)))
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Strict, E> {
-        Ok(Strict(Value::Null))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
-        let mut items = Vec::new();
-        while let Some(Strict(item)) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(Strict(Value::Array(items)))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Strict, A::Error> {
-        let mut map = Map::new();
-        while let Some(key) = access.next_key::<String>()? {
-            if map.contains_key(&key) {
-                return Err(de::Error::custom("repeated key"));
-            }
-            let Strict(value) = access.next_value()?;
-            map.insert(key, value);
-        }
-        Ok(Strict(Value::Object(map)))
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use restjwt::password::{HashParams, PasswordHasher};
 use restjwt::store::{self, NewUser, Store, User};
-use restjwt::{Algorithm, AuthState, Keys, Settings, SystemClock, Tokens};
+use restjwt::{Algorithm, AuthState, Keys, Settings};
 
 /// The HMAC secret the benchmarks sign with (64 bytes, like a generated key).
 pub const SECRET: &[u8] = b"bench-secret-0123456789abcdef0123456789abcdef0123456789abcdef0123";
@@ -56,15 +56,12 @@ impl Fixture {
         store.migrate().await.expect("migrate");
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let hasher = PasswordHasher::new(params, cores).expect("hasher");
-        let settings = settings();
-        let tokens = Tokens::new(&settings, hmac_keys(Algorithm::HS256));
-        let state = AuthState::new(
-            settings,
-            tokens,
-            Arc::clone(&store),
-            Arc::clone(&hasher),
-            Arc::new(SystemClock),
-        );
+        let state = AuthState::builder(settings())
+            .store(Arc::clone(&store))
+            .keys(hmac_keys(Algorithm::HS256))
+            .hasher(Arc::clone(&hasher))
+            .build()
+            .expect("state");
         Self {
             state,
             store,
@@ -100,7 +97,10 @@ impl Fixture {
     pub fn access_token(&self, user: &User) -> String {
         self.state
             .tokens()
-            .issue_pair(&self.state.claims_for_user(user, None), self.state.now())
+            .issue_pair(
+                &self.state.lifecycle().claims_for_user(user, None),
+                self.state.now(),
+            )
             .expect("issue tokens")
             .access
     }

@@ -5,41 +5,26 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
+use crate::auth::{AuthRejection, WWW_AUTHENTICATE};
 use crate::keys::KeyError;
+use crate::lifecycle::LifecycleError;
 use crate::password::PasswordError;
 use crate::store::StoreError;
-use crate::token::{TokenError, TokenKind};
-
-/// DRF's `WWW-Authenticate` for JWT views; sent on every 401.
-const WWW_AUTHENTICATE: &str = "Bearer realm=\"api\"";
+use crate::token::TokenError;
 
 /// Field errors in field order: `{"username":["This field is required."]}`.
 pub type FieldErrors = Map<String, Value>;
 
-/// Everything a request can fail with.
+/// Everything a request to restjwt's endpoints can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// 401: no auth header, an empty one, or another scheme.
-    #[error("Authentication credentials were not provided.")]
-    NotAuthenticated,
-    /// 401: the auth header has the right scheme but not exactly one token after it.
-    #[error("Authorization header must contain two space-delimited values")]
-    BadAuthorizationHeader,
-    /// 401: the bearer token failed for every accepted token kind (with one message per kind).
-    #[error("Given token not valid for any token type")]
-    TokenNotValidForAnyType(Vec<(TokenKind, TokenError)>),
+    /// 401, 431 or 503: the request's own token does not authenticate it (an extractor's
+    /// answer).
+    #[error(transparent)]
+    Auth(#[from] AuthRejection),
     /// 401: a token posted to a token endpoint is not valid (flat body).
     #[error("{0}")]
     InvalidToken(TokenError),
-    /// 401: a valid token without the user id claim.
-    #[error("Token contained no recognizable user identification")]
-    NoUserIdentification,
-    /// 401: a valid token whose user does not exist.
-    #[error("User not found")]
-    UserNotFound,
-    /// 401: a valid token whose user is inactive.
-    #[error("User is inactive")]
-    UserInactive,
     /// 401: a token issued before the user's password changed (`CHECK_REVOKE_TOKEN`).
     #[error("The user's password has been changed.")]
     PasswordChanged,
@@ -59,9 +44,6 @@ pub enum ApiError {
     /// than any valid token.
     #[error("Request body is too large.")]
     PayloadTooLarge,
-    /// 431: the auth header holds a token longer than any valid token.
-    #[error("Request header fields too large.")]
-    HeaderTooLarge,
     /// 415: a body in a media type no parser reads.
     #[error("Unsupported media type \"{0}\" in request.")]
     UnsupportedMediaType(String),
@@ -79,8 +61,8 @@ pub enum ApiError {
     NotFoundDetail(&'static str),
     /// 503: the database cannot be reached or failed; the cause goes to the log only.
     #[error("Service temporarily unavailable, try again later.")]
-    Unavailable(String),
-    /// 500: a bug. Never expected; the cause goes to the log only.
+    Unavailable(#[source] StoreError),
+    /// 500: a bug or a misconfiguration. Never expected; the cause goes to the log only.
     #[error("A server error occurred.")]
     Internal(String),
 }
@@ -90,19 +72,12 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         use ApiError::*;
         match self {
-            NotAuthenticated
-            | BadAuthorizationHeader
-            | TokenNotValidForAnyType(_)
-            | InvalidToken(_)
-            | NoUserIdentification
-            | UserNotFound
-            | UserInactive
-            | PasswordChanged
-            | NoActiveAccount
-            | NoActiveAccountForToken => StatusCode::UNAUTHORIZED,
+            Auth(rejection) => rejection.status(),
+            InvalidToken(_) | PasswordChanged | NoActiveAccount | NoActiveAccountForToken => {
+                StatusCode::UNAUTHORIZED
+            }
             Fields(_) | Parse(_) => StatusCode::BAD_REQUEST,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             NotAcceptable => StatusCode::NOT_ACCEPTABLE,
@@ -117,21 +92,8 @@ impl ApiError {
         let detail = self.to_string();
         let with_code = |code: &str| json!({ "detail": detail, "code": code });
         match self {
-            ApiError::BadAuthorizationHeader => with_code("bad_authorization_header"),
-            ApiError::TokenNotValidForAnyType(messages) => json!({
-                "detail": detail,
-                "code": "token_not_valid",
-                "messages": messages.iter().map(|(kind, error)| json!({
-                    "token_class": kind.class_name(),
-                    "token_type": kind.as_str(),
-                    "message": error.to_string(),
-                })).collect::<Vec<_>>(),
-            }),
-            ApiError::InvalidToken(_) | ApiError::NoUserIdentification => {
-                with_code("token_not_valid")
-            }
-            ApiError::UserNotFound => with_code("user_not_found"),
-            ApiError::UserInactive => with_code("user_inactive"),
+            ApiError::Auth(rejection) => rejection.body(),
+            ApiError::InvalidToken(_) => with_code("token_not_valid"),
             ApiError::PasswordChanged => with_code("password_changed"),
             ApiError::Fields(fields) => Value::Object(fields.clone()),
             _ => json!({ "detail": detail }),
@@ -148,12 +110,18 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        match &self {
-            ApiError::Unavailable(cause) => tracing::warn!(%cause, "database unavailable"),
-            ApiError::Internal(cause) => tracing::error!(%cause, "internal error"),
+        match self {
+            ApiError::Auth(rejection) => return rejection.into_response(),
+            ApiError::Unavailable(ref cause) => {
+                tracing::warn!(
+                    error = cause as &dyn std::error::Error,
+                    "database unavailable"
+                );
+            }
+            ApiError::Internal(ref cause) => tracing::error!(%cause, "internal error"),
             _ => {}
         }
+        let status = self.status();
         let mut response = (status, json_body(&self.body())).into_response();
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
@@ -182,8 +150,20 @@ pub(crate) fn json_body<T: serde::Serialize + ?Sized>(
 }
 
 impl From<StoreError> for ApiError {
+    /// By meaning: a row gone meanwhile is 404, a taken value a field error, the rest 503.
     fn from(e: StoreError) -> Self {
-        ApiError::Unavailable(e.to_string())
+        match e {
+            StoreError::NotFound => ApiError::NotFound,
+            StoreError::Conflict(field) => {
+                let mut fields = FieldErrors::new();
+                fields.insert(
+                    field.into(),
+                    json!([format!("A user with that {field} already exists.")]),
+                );
+                ApiError::Fields(fields)
+            }
+            other => ApiError::Unavailable(other),
+        }
     }
 }
 
@@ -205,6 +185,26 @@ impl From<TokenError> for ApiError {
             // Only a request body brings a token here; a header's is refused earlier (431).
             TokenError::TooLarge => ApiError::PayloadTooLarge,
             e => ApiError::InvalidToken(e),
+        }
+    }
+}
+
+impl From<LifecycleError> for ApiError {
+    fn from(e: LifecycleError) -> Self {
+        match e {
+            LifecycleError::InvalidCredentials => ApiError::NoActiveAccount,
+            LifecycleError::Token(e) => e.into(),
+            LifecycleError::NoActiveAccountForToken => ApiError::NoActiveAccountForToken,
+            LifecycleError::PasswordChanged => ApiError::PasswordChanged,
+            LifecycleError::SessionNotFound => {
+                ApiError::NotFoundDetail("No Session matches the given query.")
+            }
+            LifecycleError::NoStore => ApiError::Internal(
+                "restjwt's endpoints need a user store: build the AuthState with one".into(),
+            ),
+            LifecycleError::Store(e) => e.into(),
+            LifecycleError::Key(e) => e.into(),
+            LifecycleError::Password(e) => e.into(),
         }
     }
 }

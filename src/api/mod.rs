@@ -1,8 +1,11 @@
-//! The HTTP API: simplejwt's token endpoints and the seed's user endpoint, as an axum router.
+//! The HTTP API: simplejwt's token endpoints, the sessions and the seed's user endpoint, as
+//! axum routers.
 //!
 //! Paths, bodies, status codes and headers are simplejwt 5.5.1's on DRF, so a frontend written
-//! for a Django API works unchanged. The router is a pure function of [`AuthState`]; merge it
-//! into any axum app.
+//! for a Django API works unchanged. Every router is a pure function of [`AuthState`]: merge
+//! [`token_router`] (or [`router`], everything) into any axum app, or serve [`app`], the whole
+//! server, as `restjwt serve` does. Handlers parse a request, call the [`crate::lifecycle`]
+//! once and render its answer; [`ApiError`] is where every failure becomes a status and a body.
 
 use std::future::Future;
 
@@ -14,6 +17,13 @@ use axum::routing::{MethodRouter, delete, get, post};
 use serde_json::Value;
 
 use crate::auth::{AuthState, Authenticated, TokenUser};
+use drf::not_found;
+use sessions::{delete_session, list_sessions, logout};
+use tokens::{
+    blacklist_token, obtain_sliding_token, obtain_token_pair, refresh_sliding_token, refresh_token,
+    verify_token,
+};
+use user::{get_token_user, get_user, update_user};
 
 mod body;
 mod drf;
@@ -24,20 +34,13 @@ mod sessions;
 mod tokens;
 mod user;
 
-pub use body::{Fields, MAX_BODY_BYTES, Payload};
-pub use drf::not_found;
+pub use body::MAX_BODY_BYTES;
 use drf::{DrfLayer, SECURITY_HEADERS, add_headers};
 pub use error::{ApiError, FieldErrors};
-pub use sessions::{delete_session, list_sessions, logout};
-pub use tokens::{
-    ClientInfo, blacklist_token, obtain_sliding_token, obtain_token_pair, refresh_sliding_token,
-    refresh_token, verify_token,
-};
-pub use user::{get_token_user, get_user, update_user};
 
 /// A 200 JSON response rendered as DRF renders it: compact, UTF-8, `application/json`.
 #[derive(Debug, Clone)]
-pub struct JsonResponse(pub Value);
+pub(crate) struct JsonResponse(pub Value);
 
 impl IntoResponse for JsonResponse {
     fn into_response(self) -> Response {
@@ -95,7 +98,7 @@ pub fn session_router(state: AuthState) -> Router {
         .route(
             "/api/sessions/",
             authenticated_view(
-                get(sessions::list_sessions),
+                get(list_sessions),
                 "GET, HEAD, OPTIONS",
                 metadata::SESSION_LIST,
             ),
@@ -103,20 +106,28 @@ pub fn session_router(state: AuthState) -> Router {
         .route(
             "/api/sessions/{id}/",
             authenticated_view(
-                delete(sessions::delete_session),
+                delete(delete_session),
                 "DELETE, OPTIONS",
                 metadata::SESSION_DETAIL,
             ),
         )
         .route(
             "/api/logout/",
-            authenticated_view(post(sessions::logout), "POST, OPTIONS", metadata::LOGOUT),
+            authenticated_view(post(logout), "POST, OPTIONS", metadata::LOGOUT),
         )
         .merge(slash_redirects(&["/api/sessions", "/api/logout"]))
         .with_state(state)
 }
 
-/// Everything restjwt serves: the token endpoints, the sessions, and the seed's
+/// The whole `restjwt serve` app: [`router`], [`health_router`], and Django's 404 for every
+/// other path. The HTTP tests drive exactly this.
+pub fn app(state: AuthState) -> Router {
+    router(state.clone())
+        .merge(health_router(state))
+        .fallback(not_found)
+}
+
+/// Everything restjwt answers on `/api/`: the token endpoints, the sessions, and the seed's
 /// `GET /api/user/`.
 pub fn router(state: AuthState) -> Router {
     // Stateless, the view has no user row to read or write: GET only, from the claims.
@@ -154,7 +165,7 @@ pub const JWKS_MAX_AGE: u64 = 300;
 /// `GET /.well-known/jwks.json`: the public keys that verify this server's tokens, as a JWKS
 /// document (RFC 7517), active key first, with `Cache-Control: public, max-age=300`. HMAC
 /// secrets are never published: under HMAC the set is empty, `{"keys":[]}`.
-pub async fn get_jwks(axum::extract::State(auth): axum::extract::State<AuthState>) -> Response {
+async fn get_jwks(State(auth): State<AuthState>) -> Response {
     let keys = auth.tokens().keys();
     (
         [
@@ -175,7 +186,7 @@ pub async fn get_jwks(axum::extract::State(auth): axum::extract::State<AuthState
 
 /// `GET /healthz`: liveness. Answers without touching the database or any token, so a load
 /// balancer can tell a live process from a dead one (and benchmarks have a bare ceiling).
-pub async fn healthz() -> JsonResponse {
+async fn healthz() -> JsonResponse {
     JsonResponse(serde_json::json!({ "status": "ok" }))
 }
 
@@ -184,8 +195,10 @@ pub async fn healthz() -> JsonResponse {
 /// unavailable, try again later."}` (the cause goes to the log), so a load balancer sends
 /// traffic to other instances. Answers within the database timeouts (`DATABASE_ACQUIRE_TIMEOUT`
 /// plus `DATABASE_QUERY_TIMEOUT` at most).
-pub async fn readyz(State(auth): State<AuthState>) -> Result<JsonResponse, ApiError> {
-    auth.store().check_ready().await?;
+async fn readyz(State(auth): State<AuthState>) -> Result<JsonResponse, ApiError> {
+    if let Some(store) = auth.lifecycle().store() {
+        store.check_ready().await?;
+    }
     Ok(JsonResponse(serde_json::json!({ "status": "ok" })))
 }
 
@@ -247,7 +260,8 @@ fn authenticated_view_with<E>(
     metadata: &'static str,
 ) -> MethodRouter<AuthState>
 where
-    E: FromRequestParts<AuthState, Rejection = ApiError> + Send + 'static,
+    E: FromRequestParts<AuthState> + Send + 'static,
+    E::Rejection: IntoResponse,
 {
     method_router
         .options(move |_: E| async move { raw_json(metadata) })

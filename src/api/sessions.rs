@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 
 use super::body::Payload;
 use super::{ApiError, JsonResponse};
-use crate::auth::{AuthState, Authenticated};
+use crate::auth::AuthState;
+use crate::lifecycle::{Authenticated, LogoutScope};
 use crate::store::Session;
 
 /// DRF's rendering of a datetime: ISO 8601 in UTC with `Z`, microseconds only when present.
@@ -30,20 +31,13 @@ fn session_json(session: &Session, current: Option<&str>) -> Value {
     })
 }
 
-fn now(auth: &AuthState) -> DateTime<Utc> {
-    DateTime::from_timestamp(auth.now(), 0).unwrap_or_default()
-}
-
 /// `GET /api/sessions/`: the user's live sessions, newest first; `current` marks the one the
 /// request's access token belongs to.
-pub async fn list_sessions(
+pub(super) async fn list_sessions(
     State(auth): State<AuthState>,
     who: Authenticated,
 ) -> Result<JsonResponse, ApiError> {
-    let sessions = auth
-        .store()
-        .find_sessions_of_user(who.user.id, now(&auth))
-        .await?;
+    let sessions = auth.lifecycle().sessions(who.user.id).await?;
     let current = who.session_id();
     Ok(JsonResponse(Value::Array(
         sessions.iter().map(|s| session_json(s, current)).collect(),
@@ -52,27 +46,18 @@ pub async fn list_sessions(
 
 /// `DELETE /api/sessions/{id}/`: ends one of the user's sessions (204). Another user's session,
 /// an ended one or an unknown id is 404, the same answer for each, so ids cannot be probed.
-pub async fn delete_session(
+pub(super) async fn delete_session(
     State(auth): State<AuthState>,
     who: Authenticated,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if !auth
-        .store()
-        .delete_session(who.user.id, &id, now(&auth))
-        .await?
-    {
-        return Err(ApiError::NotFoundDetail(
-            "No Session matches the given query.",
-        ));
-    }
-    auth.note_sessions_ended([id]);
+    auth.lifecycle().end_session(who.user.id, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `POST /api/logout/` with `{"scope": "local" | "others" | "global"}` (default `local`): ends
 /// this session, every other one, or all of the user's sessions.
-pub async fn logout(
+pub(super) async fn logout(
     State(auth): State<AuthState>,
     who: Authenticated,
     payload: Payload,
@@ -83,35 +68,17 @@ pub async fn logout(
         Some(Value::Number(n)) => n.to_string(),
         Some(other) => other.to_string(),
     };
-    let store = auth.store();
-    let current = who.session_id();
-    let ended = match scope.as_str() {
-        "local" => match current {
-            Some(id) if store.delete_session(who.user.id, id, now(&auth)).await? => {
-                vec![id.to_owned()]
-            }
-            _ => Vec::new(),
-        },
-        "others" => {
-            store
-                .delete_sessions_of_user(who.user.id, current, now(&auth))
-                .await?
-        }
-        "global" => {
-            store
-                .delete_sessions_of_user(who.user.id, None, now(&auth))
-                .await?
-        }
-        other => {
-            let mut fields = super::FieldErrors::new();
-            fields.insert(
-                "scope".into(),
-                json!([format!("\"{other}\" is not a valid choice.")]),
-            );
-            return Err(ApiError::Fields(fields));
-        }
+    let Ok(scope) = scope.parse::<LogoutScope>() else {
+        let mut fields = super::FieldErrors::new();
+        fields.insert(
+            "scope".into(),
+            json!([format!("\"{scope}\" is not a valid choice.")]),
+        );
+        return Err(ApiError::Fields(fields));
     };
-    auth.note_sessions_ended(ended);
+    auth.lifecycle()
+        .log_out(who.user.id, who.session_id(), scope)
+        .await?;
     Ok(JsonResponse(
         json!({ "detail": "Successfully logged out." }),
     ))

@@ -36,14 +36,14 @@ fn user_json(user: &User) -> Response {
 
 /// `GET /api/user/`: `{"id","username","email","first_name","last_name"}` of the user whose
 /// access token authenticates the request.
-pub async fn get_user(CurrentUser(user): CurrentUser) -> Response {
+pub(super) async fn get_user(CurrentUser(user): CurrentUser) -> Response {
     user_json(&user)
 }
 
 /// `GET /api/user/` with `STATELESS_USER_AUTHENTICATION`: the same shape, from the token's
 /// claims alone (no database read): the id from the user id claim, the other fields from
 /// claims of the same name (see `TOKEN_CLAIMS`), or "" when the token has none.
-pub async fn get_token_user(user: TokenUser) -> Response {
+pub(super) async fn get_token_user(user: TokenUser) -> Response {
     /// The id as the user view shows it: the model's integer when the claim holds one.
     #[derive(Serialize)]
     #[serde(untagged)]
@@ -77,7 +77,7 @@ pub async fn get_token_user(user: TokenUser) -> Response {
 /// `PUT` and `PATCH /api/user/`: change the user's email, first name and last name, with
 /// DRF's field errors. Both leave absent fields as they are (the model fields are optional),
 /// as DRF's `ModelSerializer` does; `id` and `username` in the body are ignored.
-pub async fn update_user(
+pub(super) async fn update_user(
     State(auth): State<AuthState>,
     CurrentUser(user): CurrentUser,
     payload: Payload,
@@ -92,6 +92,6 @@ pub async fn update_user(
     if update == ProfileUpdate::default() {
         return Ok(user_json(&user));
     }
-    let user = auth.store().update_user_profile(user.id, update).await?;
+    let user = auth.lifecycle().update_profile(user.id, update).await?;
     Ok(user_json(&user))
 }

@@ -1,9 +1,15 @@
-//! Where users live: one trait, one implementation per database, picked once from the URL.
+//! Where users, refresh tokens and sessions live: one trait, one implementation per database,
+//! picked once from the URL.
 //!
 //! The schema is Django's `auth_user`, so a Django database is used as it is. Queries are
 //! checked at run time (no live database is needed to build), and each backend keeps its own
-//! migrations beside its code: SQLite (`sqlite://PATH`, one machine) and PostgreSQL
-//! (`postgres://…`, any number of instances on one database).
+//! migrations beside its code: SQLite (`sqlite://PATH`, one machine; the `sqlite` feature) and
+//! PostgreSQL (`postgres://…`, any number of instances on one database; the `postgres`
+//! feature).
+//!
+//! The rules of rotation and blacklisting are decided here once ([`rotation_step`],
+//! [`blacklist_step`]) from what the token's row holds; each backend only reads the row and
+//! applies the step inside its own transaction.
 
 use std::fmt;
 use std::sync::Arc;
@@ -11,11 +17,15 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 mod options;
+#[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 
 pub use options::{DatabaseOptions, DatabaseUrl};
+#[cfg(feature = "postgres")]
 pub use postgres::{PgStore, SESSION_ENDED_CHANNEL};
+#[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 
 /// A user row, as in Django's `auth_user`.
@@ -242,8 +252,40 @@ pub enum BlacklistOutcome {
         /// The session ended with it.
         session_id: Option<String>,
     },
-    /// It was blacklisted already, or its session had ended.
-    AlreadyBlacklisted,
+    /// It was blacklisted already, or its session had ended. A rotated-out token presented
+    /// again with reuse detection on ends its session now: that session is given.
+    AlreadyBlacklisted {
+        /// The session ended now by reuse detection.
+        ended_session: Option<String>,
+    },
+}
+
+/// What a blacklisting must do, decided once for every backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BlacklistStep {
+    /// Blacklist the token, and end its session if it has a live one.
+    Blacklist,
+    /// A rotated-out token presented again, with reuse detection on: end this session, then
+    /// answer that the token is blacklisted.
+    EndSession(String),
+    /// Already blacklisted, or its session ended: change nothing.
+    Refuse,
+}
+
+/// The rules of [`Store::blacklist_token`], given what the presented token's row holds.
+pub(crate) fn blacklist_step(row: &TokenRow, detect_reuse: bool) -> BlacklistStep {
+    if row.is_session_ended {
+        return BlacklistStep::Refuse;
+    }
+    if !row.is_blacklisted {
+        return BlacklistStep::Blacklist;
+    }
+    match &row.session_id {
+        Some(id) if detect_reuse && row.successor_jti.is_some() => {
+            BlacklistStep::EndSession(id.clone())
+        }
+        _ => BlacklistStep::Refuse,
+    }
 }
 
 /// What `flushexpiredtokens` removed.
@@ -269,27 +311,39 @@ pub enum SessionEvent {
 
 /// SHA-256 of an encoded token, as hex: what the store keeps instead of the token, so a copy
 /// of the database holds no usable refresh token.
-pub fn token_hash(token: &str) -> String {
+pub(crate) fn token_hash(token: &str) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(token.as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A store operation failed.
+/// The cause of a store failure: kept for the log, never shown to clients.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A store operation failed. Variants say what it means for the caller; the database's own
+/// error travels along as the source, for the log.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The row to change does not exist (a user deleted meanwhile, say).
+    #[error("not found")]
+    NotFound,
     /// A unique column already holds this value; the field is named.
     #[error("a user with that {0} already exists")]
     Conflict(&'static str),
-    /// The row to change does not exist.
-    #[error("no such user")]
-    NotFound,
-    /// The URL names no database restjwt can use. The message never holds the URL's password.
+    /// The URL names no database restjwt can use, or one this build was compiled without. The
+    /// message never holds the URL's password.
     #[error("unsupported database URL (use sqlite://PATH or postgres://…): {0}")]
     UnsupportedUrl(String),
-    /// The database failed or cannot be reached. The message is for logs, never for clients.
-    #[error("database error: {0}")]
-    Database(String),
+    /// The database cannot be reached, timed out, or failed; trying again later may work.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] Cause),
+}
+
+impl StoreError {
+    /// [`StoreError::Unavailable`] with this cause.
+    pub fn unavailable(cause: impl Into<Cause>) -> Self {
+        StoreError::Unavailable(cause.into())
+    }
 }
 
 /// Users, persisted. Every method is one short query; implementations must be safe to call
@@ -351,14 +405,14 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Vec<Session>, StoreError>;
     /// Ends one of the user's live sessions; `false` when the user has no such live session.
-    async fn delete_session(
+    async fn end_session(
         &self,
         user_id: i64,
         session_id: &str,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
     /// Ends all of the user's live sessions but `except`; returns the ids ended.
-    async fn delete_sessions_of_user(
+    async fn end_sessions_of_user(
         &self,
         user_id: i64,
         except: Option<&str>,
@@ -382,6 +436,9 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_expired_tokens(&self, now: DateTime<Utc>) -> Result<FlushReport, StoreError>;
 }
 
+/// The database used when none is named: a SQLite file in the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://restjwt.sqlite3";
+
 /// Opens the store named by `url` with the default [`DatabaseOptions`]; see [`connect_with`].
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     connect_with(url, &DatabaseOptions::default()).await
@@ -394,15 +451,27 @@ pub async fn connect_with(
     url: &str,
     options: &DatabaseOptions,
 ) -> Result<Arc<dyn Store>, StoreError> {
+    #[cfg(not(feature = "postgres"))]
+    let _ = options;
     if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::connect(url).await?))
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PgStore::connect(url, options)?))
-    } else {
-        // Never echo the URL: it may hold a password.
-        let scheme = url.split(':').next().unwrap_or_default();
-        Err(StoreError::UnsupportedUrl(format!("scheme {scheme:?}")))
+        #[cfg(feature = "sqlite")]
+        return Ok(Arc::new(SqliteStore::connect(url).await?));
+        #[cfg(not(feature = "sqlite"))]
+        return Err(StoreError::UnsupportedUrl(
+            "sqlite: needs restjwt built with its sqlite feature".into(),
+        ));
     }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        #[cfg(feature = "postgres")]
+        return Ok(Arc::new(PgStore::connect(url, options)?));
+        #[cfg(not(feature = "postgres"))]
+        return Err(StoreError::UnsupportedUrl(
+            "postgres: needs restjwt built with its postgres feature".into(),
+        ));
+    }
+    // Never echo the URL: it may hold a password.
+    let scheme = url.split(':').next().unwrap_or_default();
+    Err(StoreError::UnsupportedUrl(format!("scheme {scheme:?}")))
 }
 
 /// NFKC-normalises a username, as Django's `AbstractBaseUser.normalize_username` does, so that

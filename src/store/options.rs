@@ -4,8 +4,6 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::settings::{SettingsError, parse_duration};
-
 /// A database URL. It may hold a password, so `Debug` and `Display` show it with the password
 /// replaced by `***`; [`DatabaseUrl::expose`] gives the real text to the one place that
 /// connects.
@@ -144,62 +142,8 @@ impl Default for DatabaseOptions {
 }
 
 impl DatabaseOptions {
-    /// The largest accepted `DATABASE_POOL_SIZE`.
+    /// The largest pool size that makes sense (PostgreSQL's own limit is in the hundreds).
     pub const MAX_POOL_SIZE: u32 = 1000;
-
-    /// Validates the raw values of `DATABASE_POOL_SIZE`, `DATABASE_ACQUIRE_TIMEOUT` and
-    /// `DATABASE_QUERY_TIMEOUT` (each optional: a missing or empty one keeps its default).
-    /// Timeouts are whole seconds in the settings' duration format (`5`, `5s`, `1m`). A bad
-    /// value is [`SettingsError::Invalid`] naming the variable.
-    pub fn parse(
-        pool_size: Option<&str>,
-        acquire_timeout: Option<&str>,
-        query_timeout: Option<&str>,
-    ) -> Result<Self, SettingsError> {
-        fn given(v: Option<&str>) -> Option<&str> {
-            v.map(str::trim).filter(|v| !v.is_empty())
-        }
-        let mut options = Self::default();
-        if let Some(text) = given(pool_size) {
-            options.pool_size = text
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (1..=Self::MAX_POOL_SIZE).contains(n))
-                .ok_or_else(|| {
-                    invalid(
-                        "DATABASE_POOL_SIZE",
-                        format!(
-                            "{text:?} is not a pool size (a whole number from 1 to {})",
-                            Self::MAX_POOL_SIZE
-                        ),
-                    )
-                })?;
-        }
-        let timeout = |name: &str, text: &str| -> Result<Duration, SettingsError> {
-            let d = parse_duration(text).map_err(|m| invalid(name, m))?;
-            if d.is_zero() {
-                return Err(invalid(name, "must be longer than 0 seconds"));
-            }
-            if d > Duration::from_secs(3600) {
-                return Err(invalid(name, format!("{text:?} is too long (at most 1h)")));
-            }
-            Ok(d)
-        };
-        if let Some(text) = given(acquire_timeout) {
-            options.acquire_timeout = timeout("DATABASE_ACQUIRE_TIMEOUT", text)?;
-        }
-        if let Some(text) = given(query_timeout) {
-            options.query_timeout = timeout("DATABASE_QUERY_TIMEOUT", text)?;
-        }
-        Ok(options)
-    }
-}
-
-fn invalid(name: &str, message: impl Into<String>) -> SettingsError {
-    SettingsError::Invalid {
-        name: name.to_owned(),
-        message: message.into(),
-    }
 }
 
 #[cfg(test)]
@@ -231,35 +175,5 @@ mod tests {
             url.redacted(),
             "postgres://app:***@db/app?password=***&sslmode=require"
         );
-    }
-
-    #[test]
-    fn options_are_validated_with_the_variable_named() {
-        assert_eq!(
-            DatabaseOptions::parse(None, Some(""), None).ok(),
-            Some(DatabaseOptions::default())
-        );
-        let parsed = DatabaseOptions::parse(Some("4"), Some("2s"), Some("1m")).ok();
-        assert_eq!(
-            parsed,
-            Some(DatabaseOptions {
-                pool_size: 4,
-                acquire_timeout: Duration::from_secs(2),
-                query_timeout: Duration::from_secs(60),
-            })
-        );
-        for (args, name) in [
-            ((Some("0"), None, None), "DATABASE_POOL_SIZE"),
-            ((Some("ten"), None, None), "DATABASE_POOL_SIZE"),
-            ((Some("1001"), None, None), "DATABASE_POOL_SIZE"),
-            ((None, Some("0"), None), "DATABASE_ACQUIRE_TIMEOUT"),
-            ((None, Some("soon"), None), "DATABASE_ACQUIRE_TIMEOUT"),
-            ((None, None, Some("2h")), "DATABASE_QUERY_TIMEOUT"),
-        ] {
-            let error = DatabaseOptions::parse(args.0, args.1, args.2)
-                .expect_err("invalid")
-                .to_string();
-            assert!(error.starts_with(&format!("setting {name}: ")), "{error}");
-        }
     }
 }

@@ -31,9 +31,9 @@ use sqlx::{Connection, Executor, Row};
 use tokio::sync::mpsc;
 
 use super::{
-    BlacklistOutcome, DatabaseOptions, FlushReport, NewOutstanding, NewUser, ProfileUpdate,
-    Rotation, RotationOutcome, RotationStep, Session, SessionEvent, Store, StoreError, TokenState,
-    User,
+    BlacklistOutcome, BlacklistStep, DatabaseOptions, FlushReport, NewOutstanding, NewUser,
+    ProfileUpdate, Rotation, RotationOutcome, RotationStep, Session, SessionEvent, Store,
+    StoreError, TokenState, User,
 };
 
 /// The migrations, in order. All pending ones run in one transaction.
@@ -225,7 +225,7 @@ impl PgStore {
         {
             return StoreError::Conflict("username");
         }
-        StoreError::Database(self.redactor.apply(e.to_string()))
+        StoreError::unavailable(self.redactor.apply(e.to_string()))
     }
 
     /// A connection of its own, within the acquire timeout: for migrating, which runs first
@@ -238,7 +238,7 @@ impl PgStore {
         .await
         {
             Ok(connected) => connected.map_err(|e| self.db_err(e)),
-            Err(_) => Err(StoreError::Database(format!(
+            Err(_) => Err(StoreError::unavailable(format!(
                 "cannot connect to {} within {:?}",
                 self.host, self.acquire_timeout
             ))),
@@ -250,7 +250,7 @@ impl PgStore {
     async fn run<'a, T>(&'a self, op: impl Fn() -> Op<'a, T>) -> Result<T, StoreError> {
         match tokio::time::timeout(self.budget, self.retrying(op)).await {
             Ok(result) => result.map_err(|e| self.db_err(e)),
-            Err(_) => Err(StoreError::Database(format!(
+            Err(_) => Err(StoreError::unavailable(format!(
                 "the database did not answer within {:?}",
                 self.budget
             ))),
@@ -480,23 +480,24 @@ async fn blacklist_token(
     let now = token.created_at;
     let mut tx = conn.begin().await?;
     let row = find_or_create_token(&mut tx, token).await?;
-    let outcome = if row.is_session_ended {
-        BlacklistOutcome::AlreadyBlacklisted
-    } else if row.is_blacklisted {
-        if detect_reuse
-            && row.successor_jti.is_some()
-            && let Some(id) = &row.session_id
-        {
-            end_session(&mut tx, id, now).await?;
+    let outcome = match super::blacklist_step(&row, detect_reuse) {
+        BlacklistStep::Refuse => BlacklistOutcome::AlreadyBlacklisted {
+            ended_session: None,
+        },
+        BlacklistStep::EndSession(id) => {
+            let ended = end_session(&mut tx, &id, now).await?;
+            BlacklistOutcome::AlreadyBlacklisted {
+                ended_session: ended.then_some(id),
+            }
         }
-        BlacklistOutcome::AlreadyBlacklisted
-    } else {
-        blacklist(&mut tx, &token.jti, now).await?;
-        let session_id = match &row.session_id {
-            Some(id) if end_session(&mut tx, id, now).await? => Some(id.clone()),
-            _ => None,
-        };
-        BlacklistOutcome::Blacklisted { session_id }
+        BlacklistStep::Blacklist => {
+            blacklist(&mut tx, &token.jti, now).await?;
+            let session_id = match &row.session_id {
+                Some(id) if end_session(&mut tx, id, now).await? => Some(id.clone()),
+                _ => None,
+            };
+            BlacklistOutcome::Blacklisted { session_id }
+        }
     };
     tx.commit().await?;
     Ok(outcome)
@@ -675,7 +676,7 @@ impl Store for PgStore {
         if usize::try_from(applied).ok() == Some(wanted.len()) {
             Ok(())
         } else {
-            Err(StoreError::Database("migrations are pending".into()))
+            Err(StoreError::unavailable("migrations are pending"))
         }
     }
 
@@ -699,7 +700,11 @@ impl Store for PgStore {
             // PostgreSQL text cannot hold NUL, so no username does.
             return Ok(None);
         }
-        let sql = concat!("SELECT ", user_columns!(), " FROM auth_user WHERE username = $1");
+        let sql = concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM auth_user WHERE username = $1"
+        );
         self.run(move || {
             Box::pin(async move {
                 sqlx::query(sql)
@@ -970,7 +975,7 @@ impl Store for PgStore {
         .await
     }
 
-    async fn delete_session(
+    async fn end_session(
         &self,
         user_id: i64,
         session_id: &str,
@@ -997,7 +1002,7 @@ impl Store for PgStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn delete_sessions_of_user(
+    async fn end_sessions_of_user(
         &self,
         user_id: i64,
         except: Option<&str>,

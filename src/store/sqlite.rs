@@ -17,7 +17,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavio
 use wal_index::{Stamp, WalIndex};
 
 use super::{
-    BlacklistOutcome, FlushReport, NewOutstanding, NewUser, ProfileUpdate, Rotation,
+    BlacklistOutcome, BlacklistStep, FlushReport, NewOutstanding, NewUser, ProfileUpdate, Rotation,
     RotationOutcome, RotationStep, Session, Store, StoreError, TokenState, User,
 };
 
@@ -131,7 +131,7 @@ impl SqliteStore {
             Ok::<_, StoreError>((writer, users))
         })
         .await
-        .map_err(|e| StoreError::Database(e.to_string()))??;
+        .map_err(db_err)??;
         Ok(Self {
             path,
             readers: Mutex::new(Vec::new()),
@@ -170,7 +170,7 @@ impl SqliteStore {
             f(&mut conn)
         })
         .await
-        .map_err(|e| StoreError::Database(e.to_string()))?
+        .map_err(db_err)?
     }
 }
 
@@ -221,12 +221,12 @@ fn user_cache(
     }))
 }
 
-fn db_err(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Database(e.to_string())
+fn db_err(e: impl Into<super::Cause>) -> StoreError {
+    StoreError::Unavailable(e.into())
 }
 
 fn poisoned() -> StoreError {
-    StoreError::Database("a database connection lock was poisoned".into())
+    StoreError::unavailable("a database connection lock was poisoned")
 }
 
 /// Django keeps UTC datetimes in SQLite as `YYYY-MM-DD HH:MM:SS.ffffff`, without an offset.
@@ -382,7 +382,7 @@ fn find_or_create_token(
     insert_outstanding(tx, token)?;
     read(tx)
         .map_err(db_err)?
-        .ok_or_else(|| StoreError::Database("a token row vanished inside its transaction".into()))
+        .ok_or_else(|| StoreError::unavailable("a token row vanished inside its transaction"))
 }
 
 /// Inserts a token row; a session or user that does not exist is recorded as none, so a
@@ -543,7 +543,7 @@ impl Store for SqliteStore {
         if usize::try_from(applied).ok() == Some(wanted) {
             Ok(())
         } else {
-            Err(StoreError::Database("migrations are pending".into()))
+            Err(StoreError::unavailable("migrations are pending"))
         }
     }
 
@@ -762,23 +762,21 @@ impl Store for SqliteStore {
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(db_err)?;
             let row = find_or_create_token(&tx, &token)?;
-            let outcome = if row.is_session_ended {
-                BlacklistOutcome::AlreadyBlacklisted
-            } else if row.is_blacklisted {
-                if detect_reuse
-                    && row.successor_jti.is_some()
-                    && let Some(id) = &row.session_id
-                {
-                    end_session(&tx, id, now)?;
+            let outcome = match super::blacklist_step(&row, detect_reuse) {
+                BlacklistStep::Refuse => BlacklistOutcome::AlreadyBlacklisted {
+                    ended_session: None,
+                },
+                BlacklistStep::EndSession(id) => BlacklistOutcome::AlreadyBlacklisted {
+                    ended_session: end_session(&tx, &id, now)?.then_some(id),
+                },
+                BlacklistStep::Blacklist => {
+                    blacklist(&tx, &token.jti, now)?;
+                    let session_id = match &row.session_id {
+                        Some(id) if end_session(&tx, id, now)? => Some(id.clone()),
+                        _ => None,
+                    };
+                    BlacklistOutcome::Blacklisted { session_id }
                 }
-                BlacklistOutcome::AlreadyBlacklisted
-            } else {
-                blacklist(&tx, &token.jti, now)?;
-                let session_id = match &row.session_id {
-                    Some(id) if end_session(&tx, id, now)? => Some(id.clone()),
-                    _ => None,
-                };
-                BlacklistOutcome::Blacklisted { session_id }
             };
             tx.commit().map_err(db_err)?;
             Ok(outcome)
@@ -802,7 +800,7 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn delete_session(
+    async fn end_session(
         &self,
         user_id: i64,
         session_id: &str,
@@ -822,7 +820,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn delete_sessions_of_user(
+    async fn end_sessions_of_user(
         &self,
         user_id: i64,
         except: Option<&str>,

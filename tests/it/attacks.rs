@@ -986,7 +986,7 @@ fn refusals_name_no_internal_error_and_tokens_module_agrees() {
     // The library answers the same as the endpoints, without HTTP.
     let settings = settings(Algorithm::HS256);
     let tokens = Tokens::new(
-        &settings,
+        settings.token_config(),
         Keys::hmac(Algorithm::HS256, SECRET.as_bytes()).expect("keys"),
     );
     let header = r#"{"alg":"HS256","typ":"JWT"}"#;

@@ -175,7 +175,7 @@ backend_tests!(
 async fn a_key_change_forgets_every_remembered_token() {
     let settings = Settings::default();
     let tokens = Tokens::new(
-        &settings,
+        settings.token_config(),
         Keys::hmac(settings.algorithm, SECRET.as_bytes()).expect("keys"),
     );
     let token = mint_payload(&json!({

@@ -18,7 +18,7 @@ use http_body_util::BodyExt;
 use restjwt::password::{HashParams, PasswordHasher};
 use restjwt::store::{self, NewUser, Store, User};
 use restjwt::token::ManualClock;
-use restjwt::{AuthState, Keys, Settings, Tokens};
+use restjwt::{AuthState, AuthStateBuilder, Keys, Settings};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -271,7 +271,9 @@ impl Drop for TestDb {
                 use sqlx::Connection;
                 if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
                     let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&mut conn).await;
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(drop))
+                        .execute(&mut conn)
+                        .await;
                 }
             });
         }
@@ -343,12 +345,12 @@ impl TestApp {
         Self::with_state(backend, settings, |state| state).await
     }
 
-    /// An app with the given settings, its state passed through `adapt` (to add hooks)
-    /// before the router is built.
+    /// An app with the given settings, its builder passed through `adapt` (to add hooks)
+    /// before the state and the router are built.
     pub async fn with_state(
         backend: Backend,
         settings: Settings,
-        adapt: impl FnOnce(AuthState) -> AuthState,
+        adapt: impl FnOnce(AuthStateBuilder) -> AuthStateBuilder,
     ) -> Self {
         let secret = settings
             .signing_key
@@ -367,22 +369,20 @@ impl TestApp {
         backend: Backend,
         settings: Settings,
         keys: Keys,
-        adapt: impl FnOnce(AuthState) -> AuthState,
+        adapt: impl FnOnce(AuthStateBuilder) -> AuthStateBuilder,
     ) -> Self {
         let db = TestDb::new(backend);
         let store = store::connect(db.url()).await.expect("connect");
         store.migrate().await.expect("migrate");
-        let tokens = Tokens::new(&settings, keys);
         let hasher = PasswordHasher::new(HashParams::INSECURE_FAST, 2).expect("hasher");
         let clock = ManualClock::new(T0);
-        let state = adapt(AuthState::new(
-            settings,
-            tokens,
-            Arc::clone(&store),
-            Arc::clone(&hasher),
-            clock.clone(),
-        ));
-        let router = restjwt::api::router(state.clone()).fallback(restjwt::api::not_found);
+        let builder = AuthState::builder(settings)
+            .store(Arc::clone(&store))
+            .keys(keys)
+            .hasher(Arc::clone(&hasher))
+            .clock(clock.clone());
+        let state = adapt(builder).build().expect("a valid state");
+        let router = restjwt::api::app(state.clone());
         Self {
             state,
             router,
@@ -391,6 +391,18 @@ impl TestApp {
             hasher,
             db,
         }
+    }
+
+    /// A state like this app's (settings, keys, hasher, clock) on another store: a second
+    /// instance of the same deployment.
+    pub fn state_with_store(&self, store: Arc<dyn Store>) -> AuthState {
+        AuthState::builder(self.state.settings().clone())
+            .store(store)
+            .keys(self.state.tokens().keys())
+            .hasher(Arc::clone(&self.hasher))
+            .clock(self.clock.clone())
+            .build()
+            .expect("a valid state")
     }
 
     /// The stored row of `username` (panics if there is none).

@@ -4,14 +4,12 @@
 #[path = "../../examples/protected_app.rs"]
 mod protected_app;
 
-use std::sync::Arc;
-
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use restjwt::store::{self, NewUser};
-use restjwt::{AuthState, HashParams, Keys, PasswordHasher, Settings, SystemClock, Tokens};
+use restjwt::{AuthState, HashParams, Keys, PasswordHasher, Settings};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -49,8 +47,12 @@ impl Example {
             b"example-test-secret-of-more-than-32-bytes",
         )
         .expect("build the keys");
-        let tokens = Tokens::new(&settings, keys);
-        let auth = AuthState::new(settings, tokens, store, hasher, Arc::new(SystemClock));
+        let auth = AuthState::builder(settings)
+            .store(store)
+            .keys(keys)
+            .hasher(hasher)
+            .build()
+            .expect("build the state");
         Self {
             router: protected_app::app(auth),
             _db: db,

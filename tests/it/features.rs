@@ -1,8 +1,6 @@
 //! simplejwt's remaining token features: sliding tokens, stateless users, custom claims,
 //! revocation on password change, login by email, the user rule, and writing the user.
 
-use std::sync::Arc;
-
 use axum::http::Method;
 use serde_json::{Value, json};
 
@@ -267,12 +265,12 @@ async fn custom_claims_from_a_hook_and_from_settings_reach_every_token(backend: 
         ("RESTJWT_ROTATE_REFRESH_TOKENS", "true"),
     ]);
     let app = TestApp::with_state(backend, settings, |state| {
-        state.with_claims_hook(Arc::new(|user, claims| {
+        state.claims_hook(|user, claims| {
             claims.insert(
                 "name",
                 format!("{} {}", user.first_name, user.last_name).into(),
             );
-        }))
+        })
     })
     .await;
     app.create_user("bob", "bob-pass-1234").await;
@@ -429,7 +427,7 @@ async fn login_by_email_when_configured(backend: Backend) {
 async fn a_user_rule_decides_who_may_log_in_and_refresh(backend: Backend) {
     let settings = TestApp::settings(&[]);
     let app = TestApp::with_state(backend, settings, |state| {
-        state.with_user_rule(Arc::new(|user| user.is_active && user.username != "banned"))
+        state.user_rule(|user| user.is_active && user.username != "banned")
     })
     .await;
     app.create_user("bob", "bob-pass-1234").await;

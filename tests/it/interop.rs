@@ -276,9 +276,7 @@ async fn restjwt_verifies_tokens_an_independent_implementation_signed() {
             ],
         )
         .unwrap_or_else(|e| panic!("{algorithm}: {e}"));
-        let keys = Keys::from_settings(&settings)
-            .expect("keys")
-            .expect("configured");
+        let keys = settings.keys().expect("keys").expect("configured");
         let app = TestApp::with_keys(
             crate::common::Backend::Sqlite,
             settings.clone(),
@@ -297,7 +295,7 @@ async fn restjwt_verifies_tokens_an_independent_implementation_signed() {
         };
         let foreign = (other.sign)(access_claims(T0));
         assert_eq!(
-            Tokens::new(&settings, keys)
+            Tokens::new(settings.token_config(), keys)
                 .verify(&foreign, None, T0)
                 .map(|_| ()),
             Err(restjwt::token::TokenError::Invalid),

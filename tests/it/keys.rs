@@ -112,7 +112,7 @@ async fn every_algorithm_issues_and_accepts_its_tokens_over_http() {
 fn the_hmac_header_is_pyjwts_byte_for_byte() {
     let settings = Settings::default();
     let keys = Keys::hmac(Algorithm::HS256, crate::common::SECRET.as_bytes()).expect("keys");
-    let tokens = restjwt::Tokens::new(&settings, keys.clone());
+    let tokens = restjwt::Tokens::new(settings.token_config(), keys.clone());
     let pair = tokens
         .issue_pair(&crate::common::user_claims("1"), T0)
         .expect("issue");
@@ -198,9 +198,7 @@ async fn pem_keys_come_inline_from_a_file_or_with_escaped_newlines() {
             env.push(("RESTJWT_VERIFYING_KEY", verifying));
         }
         let settings = load(&env).unwrap_or_else(|e| panic!("{case}: {e}"));
-        let keys = Keys::from_settings(&settings)
-            .expect("keys")
-            .expect("configured");
+        let keys = settings.keys().expect("keys").expect("configured");
         assert_eq!(keys.active_kid(), Some(pair.kid.as_str()), "{case}");
         let app = TestApp::with_keys(crate::common::Backend::Sqlite, settings, keys).await;
         app.create_user("bob", "bob-pass-1").await;
@@ -220,16 +218,14 @@ async fn pem_keys_come_inline_from_a_file_or_with_escaped_newlines() {
         ("RESTJWT_VERIFYING_KEY", &at_public),
     ])
     .expect("settings");
-    let keys = Keys::from_settings(&settings)
-        .expect("keys")
-        .expect("configured");
+    let keys = settings.keys().expect("keys").expect("configured");
     assert!(!keys.can_sign());
     let issuer = Keys::from_pem(Algorithm::ES256, Some(&pair.private_pem), None).expect("keys");
-    let token = restjwt::Tokens::new(&settings, issuer)
+    let token = restjwt::Tokens::new(settings.token_config(), issuer)
         .issue_pair(&crate::common::user_claims("1"), T0)
         .expect("issue")
         .access;
-    let verifier = restjwt::Tokens::new(&settings, keys);
+    let verifier = restjwt::Tokens::new(settings.token_config(), keys);
     let claims = verifier
         .verify(&token, Some(TokenKind::Access), T0)
         .expect("verified");

@@ -350,7 +350,7 @@ fn the_imported_key_checks_tokens_without_kid_until_retired() {
     let settings = Settings::default();
     // A token of the old single key file: no kid.
     let legacy_tokens = Tokens::new(
-        &settings,
+        settings.token_config(),
         restjwt::Keys::hmac(Algorithm::HS256, SECRET.as_bytes()).expect("keys"),
     );
     let old = legacy_tokens
@@ -368,7 +368,7 @@ fn the_imported_key_checks_tokens_without_kid_until_retired() {
             T0,
         )
         .expect("rotate");
-    let tokens = Tokens::new(&settings, dir.load().expect("load"));
+    let tokens = Tokens::new(settings.token_config(), dir.load().expect("load"));
     tokens
         .verify(&old, Some(TokenKind::Access), T0)
         .expect("the old token still verifies");
