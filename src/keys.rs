@@ -198,11 +198,18 @@ pub enum KeyError {
     #[error(
         "signing key file {path} holds {len} bytes; an HMAC key needs at least {MIN_HMAC_KEY_BYTES} (delete it to generate a new key)"
     )]
-    ShortFile { path: PathBuf, len: usize },
+    ShortFile {
+        /// The key file.
+        path: PathBuf,
+        /// How many bytes it holds.
+        len: usize,
+    },
     /// The key file exists but cannot be read, or cannot be written.
     #[error("signing key file {path}: {source}")]
     File {
+        /// The key file.
         path: PathBuf,
+        /// Why it could not be read or written.
         #[source]
         source: std::io::Error,
     },
@@ -212,10 +219,20 @@ pub enum KeyError {
     /// A PEM key is unreadable, of another kind than the algorithm needs, or too weak;
     /// `origin` names where it came from (a setting or a file).
     #[error("{origin}: {message}")]
-    BadKey { origin: String, message: String },
+    BadKey {
+        /// The setting (`SIGNING_KEY`, `VERIFYING_KEY`, `JWK_URL`) or file the key came from.
+        origin: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// The key directory cannot be read or changed as asked; the message says why.
     #[error("key directory {path}: {message}")]
-    KeyDir { path: PathBuf, message: String },
+    KeyDir {
+        /// The key directory.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 fn bad_key(origin: &str, message: impl Into<String>) -> KeyError {
