@@ -9,7 +9,7 @@
 
 use axum::routing::get;
 use axum::{Json, Router};
-use restjwt::{Authenticated, AuthState, Settings};
+use restjwt::{AuthState, Authenticated, Settings};
 use serde_json::{Value, json};
 
 /// Adds the hook to a state being built.

@@ -25,7 +25,8 @@ pub async fn state(url: &str, settings: Settings) -> Result<AuthState, Box<dyn s
     let auth = AuthState::builder(settings).store(store).build()?;
     // Sessions ended by any instance (or the CLI) reach this one by LISTEN/NOTIFY, and by a
     // poll every second should the notifications be lost.
-    auth.start_session_revocation(Duration::from_secs(1)).await?;
+    auth.start_session_revocation(Duration::from_secs(1))
+        .await?;
     Ok(auth)
 }
 

@@ -27,7 +27,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = restjwt::store::connect(&url).await?;
     store.migrate().await?;
     // RESTJWT_SIGNING_KEY and the other RESTJWT_* settings come from the environment.
-    let auth = AuthState::builder(Settings::from_env()?).store(store).build()?;
+    let auth = AuthState::builder(Settings::from_env()?)
+        .store(store)
+        .build()?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     let stop = async { tokio::signal::ctrl_c().await.unwrap_or_default() };
     restjwt::api::serve(listener, app(auth), stop).await?;

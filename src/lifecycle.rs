@@ -1044,3 +1044,420 @@ fn is_truthy(value: &Value) -> bool {
         Value::Object(o) => !o.is_empty(),
     }
 }
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    //! The domain rules, without HTTP: a real SQLite database in memory, cheap hashing, and a
+    //! clock that only moves when told.
+
+    use super::*;
+    use crate::keys::Keys;
+    use crate::password::HashParams;
+    use crate::store::{NewUser, SqliteStore};
+    use crate::token::ManualClock;
+
+    const T0: i64 = 1_795_953_600;
+    const SECRET: &[u8] = b"lifecycle-unit-test-secret-of-32-bytes-at-least";
+
+    struct Fixture {
+        lifecycle: Lifecycle,
+        clock: Arc<ManualClock>,
+        user: User,
+    }
+
+    async fn fixture(settings: Settings) -> Fixture {
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::connect("sqlite::memory:")
+                .await
+                .expect("an in-memory database"),
+        );
+        store.migrate().await.expect("migrate");
+        let hasher = PasswordHasher::new(HashParams::INSECURE_FAST, 1).expect("a hasher");
+        let user = store
+            .create_user(NewUser {
+                username: "bob".into(),
+                password_hash: hasher.hash("bob-pass-1234".into()).await.expect("hash"),
+                email: "bob@example.com".into(),
+                first_name: String::new(),
+                last_name: String::new(),
+                is_staff: false,
+                is_superuser: false,
+                is_active: true,
+                date_joined: time(T0),
+            })
+            .await
+            .expect("create bob");
+        let clock = ManualClock::new(T0);
+        let tokens = Tokens::new(
+            settings.token_config(),
+            Keys::hmac(settings.algorithm, SECRET).expect("keys"),
+        );
+        let lifecycle = Lifecycle::new(
+            settings,
+            tokens,
+            Some(store),
+            hasher,
+            clock.clone(),
+            None,
+            None,
+        );
+        Fixture {
+            lifecycle,
+            clock,
+            user,
+        }
+    }
+
+    fn rotating(grace_secs: u64) -> Settings {
+        Settings {
+            rotate_refresh_tokens: true,
+            blacklist_after_rotation: true,
+            refresh_token_reuse_grace: Duration::from_secs(grace_secs),
+            ..Settings::default()
+        }
+    }
+
+    async fn log_in(f: &Fixture) -> LoggedIn {
+        f.lifecycle
+            .log_in("bob", "bob-pass-1234", ClientInfo::default())
+            .await
+            .expect("bob logs in")
+    }
+
+    fn is_blacklisted<T: std::fmt::Debug>(result: Result<T, LifecycleError>) -> bool {
+        matches!(result, Err(LifecycleError::Token(TokenError::Blacklisted)))
+    }
+
+    #[tokio::test]
+    async fn every_failed_login_is_the_same_error_after_one_verification() {
+        let f = fixture(Settings::default()).await;
+        let before = f.lifecycle.hasher().verification_count();
+        for (login, password) in [("bob", "wrong"), ("nobody", "bob-pass-1234"), ("", "")] {
+            let result = f
+                .lifecycle
+                .log_in(login, password, ClientInfo::default())
+                .await;
+            assert!(
+                matches!(result, Err(LifecycleError::InvalidCredentials)),
+                "{login}: {result:?}"
+            );
+        }
+        assert_eq!(f.lifecycle.hasher().verification_count() - before, 3);
+        let logged_in = log_in(&f).await;
+        assert_eq!(logged_in.user.id, f.user.id);
+        let sessions = f.lifecycle.sessions(f.user.id).await.expect("sessions");
+        assert_eq!(sessions.len(), 1);
+        assert_eq!(sessions[0].id, logged_in.session_id);
+    }
+
+    #[tokio::test]
+    async fn a_user_the_rule_refuses_cannot_log_in() {
+        let mut f = fixture(Settings::default()).await;
+        f.lifecycle.user_rule = Some(Arc::new(|user: &User| user.username != "bob"));
+        let result = f
+            .lifecycle
+            .log_in("bob", "bob-pass-1234", ClientInfo::default())
+            .await;
+        assert!(matches!(result, Err(LifecycleError::InvalidCredentials)));
+    }
+
+    #[tokio::test]
+    async fn a_plain_refresh_touches_its_session_at_most_once_a_minute() {
+        let f = fixture(Settings::default()).await;
+        let pair = log_in(&f).await;
+        let refreshed_at = async |f: &Fixture| {
+            f.lifecycle.sessions(f.user.id).await.expect("sessions")[0].last_refreshed_at
+        };
+        f.clock.advance(SESSION_TOUCH_SECS - 1);
+        let refreshed = f.lifecycle.refresh(&pair.refresh).await.expect("refresh");
+        assert_eq!(refreshed.refresh, None, "no rotation");
+        assert_eq!(refreshed_at(&f).await, time(T0), "not yet touched");
+        f.clock.advance(1);
+        f.lifecycle.refresh(&pair.refresh).await.expect("refresh");
+        assert_eq!(refreshed_at(&f).await, time(T0 + SESSION_TOUCH_SECS));
+    }
+
+    #[tokio::test]
+    async fn rotation_refuses_the_old_token_and_ends_the_session_on_reuse() {
+        let f = fixture(rotating(0)).await;
+        let pair = log_in(&f).await;
+        let next = f.lifecycle.refresh(&pair.refresh).await.expect("rotate");
+        let successor = next.refresh.clone().expect("a new refresh token");
+        assert_ne!(successor, pair.refresh);
+        // Presenting the rotated-out token again is reuse: refused, and the session ends,
+        // taking the successor with it.
+        assert!(is_blacklisted(f.lifecycle.refresh(&pair.refresh).await));
+        assert!(is_blacklisted(f.lifecycle.refresh(&successor).await));
+        assert!(
+            f.lifecycle
+                .sessions(f.user.id)
+                .await
+                .expect("sessions")
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_retry_within_the_grace_gets_the_same_pair_and_after_it_is_reuse() {
+        let f = fixture(rotating(10)).await;
+        let pair = log_in(&f).await;
+        let first = f.lifecycle.refresh(&pair.refresh).await.expect("rotate");
+        f.clock.advance(10);
+        let again = f.lifecycle.refresh(&pair.refresh).await.expect("replay");
+        assert_eq!(first, again, "the same pair, byte for byte");
+        f.clock.advance(1);
+        assert!(is_blacklisted(f.lifecycle.refresh(&pair.refresh).await));
+        let successor = first.refresh.expect("rotated");
+        assert!(is_blacklisted(f.lifecycle.refresh(&successor).await));
+    }
+
+    #[tokio::test]
+    async fn without_reuse_detection_a_replayed_token_leaves_the_session_alone() {
+        let settings = Settings {
+            refresh_token_reuse_detection: Some(false),
+            ..rotating(0)
+        };
+        let f = fixture(settings).await;
+        let pair = log_in(&f).await;
+        let successor = f
+            .lifecycle
+            .refresh(&pair.refresh)
+            .await
+            .expect("rotate")
+            .refresh
+            .expect("rotated");
+        assert!(is_blacklisted(f.lifecycle.refresh(&pair.refresh).await));
+        assert!(f.lifecycle.refresh(&successor).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_expired_refresh_token_is_refused_as_expired() {
+        let f = fixture(Settings::default()).await;
+        let pair = log_in(&f).await;
+        f.clock.advance(24 * 60 * 60);
+        let result = f.lifecycle.refresh(&pair.refresh).await;
+        assert!(matches!(
+            result,
+            Err(LifecycleError::Token(TokenError::Expired))
+        ));
+    }
+
+    #[tokio::test]
+    async fn blacklisting_stops_the_token_once_and_answers_blacklisted_after() {
+        let f = fixture(Settings::default()).await;
+        let pair = log_in(&f).await;
+        f.lifecycle.blacklist(&pair.refresh).await.expect("log out");
+        assert!(is_blacklisted(f.lifecycle.blacklist(&pair.refresh).await));
+        assert!(is_blacklisted(f.lifecycle.refresh(&pair.refresh).await));
+        assert!(
+            f.lifecycle
+                .sessions(f.user.id)
+                .await
+                .expect("sessions")
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn verify_reports_blacklisting_only_with_blacklist_after_rotation() {
+        for (settings, expected) in [
+            (Settings::default(), TokenVerdict::Valid),
+            (rotating(0), TokenVerdict::Blacklisted),
+        ] {
+            let f = fixture(settings).await;
+            let pair = log_in(&f).await;
+            assert_eq!(
+                f.lifecycle.verify(&pair.refresh).await.expect("verify"),
+                TokenVerdict::Valid
+            );
+            f.lifecycle.blacklist(&pair.refresh).await.expect("log out");
+            assert_eq!(
+                f.lifecycle.verify(&pair.refresh).await.expect("verify"),
+                expected
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn logout_scopes_end_this_session_the_others_or_all() {
+        let f = fixture(Settings::default()).await;
+        let ids = async |f: &Fixture| -> Vec<String> {
+            let mut ids: Vec<String> = f
+                .lifecycle
+                .sessions(f.user.id)
+                .await
+                .expect("sessions")
+                .into_iter()
+                .map(|s| s.id)
+                .collect();
+            ids.sort();
+            ids
+        };
+        let (a, b, c) = (log_in(&f).await, log_in(&f).await, log_in(&f).await);
+        let ended = f
+            .lifecycle
+            .log_out(f.user.id, Some(&a.session_id), LogoutScope::Local)
+            .await
+            .expect("local");
+        assert_eq!(ended, [a.session_id.clone()]);
+        let mut rest = vec![b.session_id.clone(), c.session_id.clone()];
+        rest.sort();
+        assert_eq!(ids(&f).await, rest);
+        let ended = f
+            .lifecycle
+            .log_out(f.user.id, Some(&b.session_id), LogoutScope::Others)
+            .await
+            .expect("others");
+        assert_eq!(ended, [c.session_id.clone()]);
+        assert_eq!(ids(&f).await, [b.session_id.clone()]);
+        let ended = f
+            .lifecycle
+            .log_out(f.user.id, None, LogoutScope::Global)
+            .await
+            .expect("global");
+        assert_eq!(ended, [b.session_id.clone()]);
+        assert!(ids(&f).await.is_empty());
+        // A local logout from a token without a session ends nothing.
+        let d = log_in(&f).await;
+        let ended = f
+            .lifecycle
+            .log_out(f.user.id, None, LogoutScope::Local)
+            .await
+            .expect("local without a session");
+        assert!(ended.is_empty());
+        assert_eq!(ids(&f).await, [d.session_id]);
+    }
+
+    #[tokio::test]
+    async fn ending_an_unknown_or_ended_session_is_not_found() {
+        let f = fixture(Settings::default()).await;
+        let pair = log_in(&f).await;
+        let other_user = f.user.id + 1;
+        for (user, id) in [
+            (f.user.id, "no-such-session"),
+            (other_user, pair.session_id.as_str()),
+        ] {
+            assert!(matches!(
+                f.lifecycle.end_session(user, id).await,
+                Err(LifecycleError::SessionNotFound)
+            ));
+        }
+        f.lifecycle
+            .end_session(f.user.id, &pair.session_id)
+            .await
+            .expect("end");
+        assert!(matches!(
+            f.lifecycle.end_session(f.user.id, &pair.session_id).await,
+            Err(LifecycleError::SessionNotFound)
+        ));
+    }
+
+    #[tokio::test]
+    async fn session_revocation_stops_access_tokens_only_when_on() {
+        for (revocation, stops) in [
+            (AccessTokenRevocation::None, false),
+            (AccessTokenRevocation::Session, true),
+        ] {
+            let settings = Settings {
+                access_token_revocation: revocation,
+                ..Settings::default()
+            };
+            let f = fixture(settings).await;
+            let pair = log_in(&f).await;
+            assert!(f.lifecycle.authenticate(&pair.access).await.is_ok());
+            f.lifecycle
+                .log_out(f.user.id, Some(&pair.session_id), LogoutScope::Local)
+                .await
+                .expect("log out");
+            assert_eq!(f.lifecycle.is_session_ended(&pair.session_id), stops);
+            let result = f.lifecycle.authenticate(&pair.access).await;
+            match result {
+                Err(AuthFailure::NotValidForAnyType(reasons)) => {
+                    assert!(stops);
+                    assert_eq!(reasons, [(TokenKind::Access, TokenError::Blacklisted)]);
+                }
+                Ok(_) => assert!(!stops),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_password_change_revokes_tokens_with_check_revoke_token() {
+        let settings = Settings {
+            check_revoke_token: true,
+            ..Settings::default()
+        };
+        let f = fixture(settings).await;
+        let pair = log_in(&f).await;
+        assert!(f.lifecycle.authenticate(&pair.access).await.is_ok());
+        let hash = f
+            .lifecycle
+            .hasher()
+            .hash("new-pass-5678".into())
+            .await
+            .expect("hash");
+        let store = f.lifecycle.store().expect("a store");
+        store
+            .update_password(f.user.id, &hash)
+            .await
+            .expect("update");
+        assert!(matches!(
+            f.lifecycle.authenticate(&pair.access).await,
+            Err(AuthFailure::PasswordChanged)
+        ));
+        assert!(matches!(
+            f.lifecycle.refresh(&pair.refresh).await,
+            Err(LifecycleError::PasswordChanged)
+        ));
+    }
+
+    #[tokio::test]
+    async fn tokens_of_a_missing_user_are_refused_by_name() {
+        let f = fixture(Settings::default()).await;
+        let pair = log_in(&f).await;
+        let mut claims = Claims::new();
+        claims.insert("user_id", "999".into());
+        assert!(matches!(
+            f.lifecycle.user_for_claims(&claims).await,
+            Err(AuthFailure::UserNotFound)
+        ));
+        assert!(matches!(
+            f.lifecycle.user_for_claims(&Claims::new()).await,
+            Err(AuthFailure::NoUserIdentification)
+        ));
+        let mut deleted = Claims::new();
+        deleted.insert("user_id", "999".into());
+        deleted.insert("token_type", "refresh".into());
+        deleted.insert("exp", (T0 + 60).into());
+        deleted.insert("jti", "j-deleted".into());
+        let token = f.lifecycle.tokens().encode(&deleted).expect("sign");
+        assert!(matches!(
+            f.lifecycle.refresh(&token).await,
+            Err(LifecycleError::NoActiveAccountForToken)
+        ));
+        assert!(f.lifecycle.refresh(&pair.refresh).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn without_a_store_every_store_operation_says_so() {
+        let f = fixture(Settings::default()).await;
+        let lifecycle = Lifecycle::new(
+            Settings::default(),
+            f.lifecycle.tokens().clone(),
+            None,
+            Arc::clone(f.lifecycle.hasher()),
+            f.clock.clone(),
+            None,
+            None,
+        );
+        assert!(matches!(
+            lifecycle.log_in("bob", "x", ClientInfo::default()).await,
+            Err(LifecycleError::NoStore)
+        ));
+        assert!(matches!(
+            lifecycle.sessions(1).await,
+            Err(LifecycleError::NoStore)
+        ));
+    }
+}

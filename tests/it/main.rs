@@ -7,6 +7,7 @@ mod caches;
 mod cli;
 mod e2e;
 mod example;
+mod examples;
 mod features;
 mod instances;
 mod interop;
