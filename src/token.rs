@@ -838,3 +838,233 @@ fn int_claim(value: &Value) -> Result<i64, TokenError> {
 pub fn new_jti() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_795_953_600;
+    const SECRET: &[u8] = b"token-unit-test-secret-of-32-bytes-or-more";
+
+    fn tokens(config: TokenConfig) -> Tokens {
+        Tokens::new(
+            config,
+            Keys::hmac(crate::keys::Algorithm::HS256, SECRET).expect("keys"),
+        )
+    }
+
+    fn user() -> Claims {
+        let mut claims = Claims::new();
+        claims.insert("user_id", "1".into());
+        claims
+    }
+
+    fn payload(token: &str) -> Map<String, Value> {
+        let segment = token.split('.').nth(1).expect("a payload");
+        parse_object(&b64().decode(segment).expect("base64")).expect("an object")
+    }
+
+    #[test]
+    fn audience_and_issuer_are_written_each_on_its_own() {
+        for (audience, issuer) in [
+            (Some("api"), None),
+            (None, Some("https://issuer.example")),
+            (Some("api"), Some("https://issuer.example")),
+            (None, None),
+        ] {
+            let tokens = tokens(TokenConfig {
+                audience: audience.map(str::to_owned),
+                issuer: issuer.map(str::to_owned),
+                ..TokenConfig::default()
+            });
+            let pair = tokens.issue_pair(&user(), NOW).expect("issue");
+            let claims = payload(&pair.access);
+            assert_eq!(claims.get("aud").and_then(Value::as_str), audience);
+            assert_eq!(claims.get("iss").and_then(Value::as_str), issuer);
+            tokens
+                .verify(&pair.access, Some(TokenKind::Access), NOW)
+                .expect("its own token verifies");
+        }
+    }
+
+    #[test]
+    fn a_token_for_another_audience_or_issuer_is_invalid() {
+        let issuing = tokens(TokenConfig {
+            audience: Some("other".into()),
+            issuer: Some("https://other.example".into()),
+            ..TokenConfig::default()
+        });
+        let pair = issuing.issue_pair(&user(), NOW).expect("issue");
+        for config in [
+            TokenConfig {
+                audience: Some("api".into()),
+                ..TokenConfig::default()
+            },
+            TokenConfig {
+                issuer: Some("https://issuer.example".into()),
+                ..TokenConfig::default()
+            },
+        ] {
+            assert_eq!(
+                tokens(config).verify(&pair.access, None, NOW).err(),
+                Some(TokenError::Invalid)
+            );
+        }
+    }
+
+    #[test]
+    fn expiry_and_issue_time_are_checked_at_their_boundaries_with_the_leeway() {
+        for leeway in [0, 5] {
+            let tokens = tokens(TokenConfig {
+                leeway: std::time::Duration::from_secs(leeway),
+                ..TokenConfig::default()
+            });
+            let leeway = i64::try_from(leeway).expect("small");
+            let pair = tokens.issue_pair(&user(), NOW).expect("issue");
+            let exp = NOW + 300;
+            let verify = |at: i64| tokens.verify(&pair.access, Some(TokenKind::Access), at);
+            assert!(verify(exp + leeway - 1).is_ok(), "one second before expiry");
+            assert_eq!(verify(exp + leeway).err(), Some(TokenError::Expired));
+            // Issued in the future, beyond the leeway: not yet valid.
+            assert!(verify(NOW - leeway).is_ok());
+            assert_eq!(verify(NOW - leeway - 1).err(), Some(TokenError::Invalid));
+        }
+    }
+
+    #[test]
+    fn a_sliding_token_refreshes_until_its_deadline_and_not_after() {
+        let tokens = tokens(TokenConfig::default());
+        let (token, _) = tokens.issue_sliding(&user(), NOW).expect("issue");
+        let deadline = NOW + 24 * 60 * 60;
+        let renewed = tokens
+            .refresh_sliding(&token, deadline - 1)
+            .expect("refreshable until the deadline");
+        assert_eq!(renewed.get("iat"), Some(&Value::from(deadline - 1)));
+        assert_eq!(
+            tokens.refresh_sliding(&token, deadline).err(),
+            Some(TokenError::ClaimExpired("refresh_exp".into()))
+        );
+    }
+
+    #[test]
+    fn missing_id_type_or_expiry_are_named() {
+        let tokens = tokens(TokenConfig::default());
+        let sign = |claims: Value| {
+            let Value::Object(map) = claims else {
+                unreachable!()
+            };
+            tokens.encode(&Claims::from(map)).expect("sign")
+        };
+        let cases = [
+            (
+                serde_json::json!({"token_type": "access", "jti": "j"}),
+                TokenError::NoExp,
+            ),
+            (
+                serde_json::json!({"token_type": "access", "exp": NOW + 60}),
+                TokenError::NoId,
+            ),
+            (
+                serde_json::json!({"exp": NOW + 60, "jti": "j"}),
+                TokenError::NoType,
+            ),
+            (
+                serde_json::json!({"token_type": "refresh", "exp": NOW + 60, "jti": "j"}),
+                TokenError::WrongType,
+            ),
+        ];
+        for (claims, error) in cases {
+            let token = sign(claims);
+            assert_eq!(
+                tokens.verify(&token, Some(TokenKind::Access), NOW).err(),
+                Some(error)
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_verified_token_is_remembered_and_a_key_change_forgets_it() {
+        let tokens = tokens(TokenConfig::default());
+        let pair = tokens.issue_pair(&user(), NOW).expect("issue");
+        assert!(tokens.verified.lookup(&pair.access).claims.is_none());
+        tokens
+            .verify_with_issuer(&pair.access, Some(TokenKind::Access), NOW)
+            .await
+            .expect("verifies");
+        let seen = tokens.verified.lookup(&pair.access);
+        assert!(seen.claims.is_some(), "remembered after a full check");
+        // A lookalike (same length, one byte changed) is never served from memory.
+        let mut lookalike = pair.access.clone().into_bytes();
+        let last = lookalike.len() - 1;
+        lookalike[last] = if lookalike[last] == b'A' { b'B' } else { b'A' };
+        let lookalike = String::from_utf8(lookalike).expect("ASCII");
+        assert!(tokens.verified.lookup(&lookalike).claims.is_none());
+
+        tokens.replace_keys(Keys::hmac(crate::keys::Algorithm::HS256, &[9; 32]).expect("keys"));
+        assert!(tokens.verified.lookup(&pair.access).claims.is_none());
+        assert_eq!(
+            tokens
+                .verify_with_issuer(&pair.access, Some(TokenKind::Access), NOW)
+                .await
+                .err(),
+            Some(TokenError::Invalid),
+            "the old key no longer verifies it"
+        );
+    }
+
+    #[test]
+    fn a_token_checked_before_a_key_change_is_not_filed_after_it() {
+        let tokens = tokens(TokenConfig::default());
+        let pair = tokens.issue_pair(&user(), NOW).expect("issue");
+        let claims = tokens
+            .verify(&pair.access, Some(TokenKind::Access), NOW)
+            .expect("verifies");
+        // A verify that looked up before a rotation and files after it.
+        let seen = tokens.verified.lookup(&pair.access);
+        tokens.replace_keys(tokens.keys());
+        tokens.verified.remember(&seen, &pair.access, &claims);
+        assert!(tokens.verified.lookup(&pair.access).claims.is_none());
+        // Looked up after the change, it is filed.
+        let seen = tokens.verified.lookup(&pair.access);
+        tokens.verified.remember(&seen, &pair.access, &claims);
+        assert!(tokens.verified.lookup(&pair.access).claims.is_some());
+    }
+
+    #[test]
+    fn the_memory_of_verified_tokens_starts_over_when_full() {
+        let tokens = tokens(TokenConfig::default());
+        let claims = user();
+        let first = "first.token.x".to_owned();
+        let seen = tokens.verified.lookup(&first);
+        tokens.verified.remember(&seen, &first, &claims);
+        for i in 0..VERIFIED_TOKENS {
+            let token = format!("t{i}");
+            let seen = tokens.verified.lookup(&token);
+            tokens.verified.remember(&seen, &token, &claims);
+        }
+        let entries = tokens.verified.entries.read().expect("lock");
+        assert!(entries.tokens.len() <= VERIFIED_TOKENS);
+        drop(entries);
+        assert!(
+            tokens.verified.lookup(&first).claims.is_none(),
+            "the oldest went when it filled up"
+        );
+    }
+
+    #[test]
+    fn rotated_and_access_claims_keep_the_order_and_renew_the_times() {
+        let tokens = tokens(TokenConfig::default());
+        let pair = tokens.issue_pair(&user(), NOW).expect("issue");
+        let rotated = tokens.rotated_claims(&pair.refresh_claims, "new-jti", NOW + 10);
+        let names: Vec<&str> = rotated.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["token_type", "exp", "iat", "jti", "user_id"]);
+        assert_eq!(rotated.get("exp"), Some(&Value::from(NOW + 10 + 86_400)));
+        assert_eq!(rotated.get("iat"), Some(&Value::from(NOW + 10)));
+        assert_eq!(rotated.get_str("jti"), Some("new-jti"));
+        let access = tokens.access_claims_with_jti(&rotated, "a-jti", NOW + 10);
+        assert_eq!(access.get_str("token_type"), Some("access"));
+        assert_eq!(access.get("exp"), Some(&Value::from(NOW + 10 + 300)));
+        assert_eq!(access.get_str("jti"), Some("a-jti"));
+        assert_eq!(access.get_str("user_id"), Some("1"));
+    }
+}
