@@ -4,7 +4,7 @@
 # client (wrk) with the same connection counts, plus restjwt's bare GET /healthz as the ceiling.
 # Prints a Markdown table (requests/s, p50, p99, errors, peak RSS, ratios), the login figures,
 # a burst of concurrent logins against token-check latency, and where the targets of issue 6
-# stand. See BENCHMARKS.md.
+# stand. See docs/benchmarks.md.
 #
 #   bash bench/load.sh
 #
