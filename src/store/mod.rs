@@ -480,3 +480,186 @@ pub fn normalize_username(username: &str) -> String {
     use unicode_normalization::UnicodeNormalization;
     username.nfkc().collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row() -> TokenRow {
+        TokenRow {
+            session_id: Some("s1".into()),
+            successor_jti: None,
+            successor_access_jti: None,
+            rotated_at: None,
+            is_blacklisted: false,
+            is_session_ended: false,
+        }
+    }
+
+    fn rotated_at(at: i64) -> TokenRow {
+        TokenRow {
+            successor_jti: Some("next".into()),
+            successor_access_jti: Some("next-access".into()),
+            rotated_at: Some(at),
+            is_blacklisted: true,
+            ..row()
+        }
+    }
+
+    fn rotation(now: i64, grace_secs: i64, detect_reuse: bool) -> Rotation {
+        let token = NewOutstanding {
+            jti: "old".into(),
+            token_hash: String::new(),
+            user_id: None,
+            session_id: None,
+            created_at: DateTime::default(),
+            expires_at: DateTime::default(),
+        };
+        Rotation {
+            old: token.clone(),
+            new: NewOutstanding {
+                jti: "new".into(),
+                ..token
+            },
+            access_jti: "access".into(),
+            now,
+            grace_secs,
+            detect_reuse,
+        }
+    }
+
+    #[test]
+    fn rotation_rotates_a_live_token_and_refuses_one_of_an_ended_session() {
+        assert_eq!(
+            rotation_step(&row(), &rotation(100, 10, true)),
+            RotationStep::Rotate
+        );
+        let ended = TokenRow {
+            is_session_ended: true,
+            ..row()
+        };
+        assert_eq!(
+            rotation_step(&ended, &rotation(100, 10, true)),
+            RotationStep::Refuse
+        );
+        // Ended session wins over a replay that would otherwise fit the grace.
+        let ended_rotated = TokenRow {
+            is_session_ended: true,
+            ..rotated_at(100)
+        };
+        assert_eq!(
+            rotation_step(&ended_rotated, &rotation(100, 10, true)),
+            RotationStep::Refuse
+        );
+    }
+
+    #[test]
+    fn a_rotated_token_replays_within_the_grace_and_is_reuse_after_it() {
+        let replay = RotationStep::Replay(RotationOutcome::Replayed {
+            successor_jti: "next".into(),
+            access_jti: "next-access".into(),
+            rotated_at: 100,
+        });
+        assert_eq!(
+            rotation_step(&rotated_at(100), &rotation(110, 10, true)),
+            replay
+        );
+        assert_eq!(
+            rotation_step(&rotated_at(100), &rotation(111, 10, true)),
+            RotationStep::EndSession("s1".into())
+        );
+        assert_eq!(
+            rotation_step(&rotated_at(100), &rotation(111, 10, false)),
+            RotationStep::Refuse
+        );
+        // Without a grace there is no replay, even at once.
+        assert_eq!(
+            rotation_step(&rotated_at(100), &rotation(100, 0, true)),
+            RotationStep::EndSession("s1".into())
+        );
+        // A token blacklisted by a logout (no successor) is refused, and ends nothing.
+        let logged_out = TokenRow {
+            is_blacklisted: true,
+            ..row()
+        };
+        assert_eq!(
+            rotation_step(&logged_out, &rotation(100, 10, true)),
+            RotationStep::Refuse
+        );
+        // Reuse of a token without a session has no session to end.
+        let sessionless = TokenRow {
+            session_id: None,
+            ..rotated_at(100)
+        };
+        assert_eq!(
+            rotation_step(&sessionless, &rotation(200, 10, true)),
+            RotationStep::Refuse
+        );
+    }
+
+    #[test]
+    fn blacklisting_blacklists_a_live_token_and_ends_the_session_of_a_reused_one() {
+        assert_eq!(blacklist_step(&row(), true), BlacklistStep::Blacklist);
+        assert_eq!(blacklist_step(&row(), false), BlacklistStep::Blacklist);
+        assert_eq!(
+            blacklist_step(&rotated_at(100), true),
+            BlacklistStep::EndSession("s1".into())
+        );
+        assert_eq!(
+            blacklist_step(&rotated_at(100), false),
+            BlacklistStep::Refuse
+        );
+        let logged_out = TokenRow {
+            is_blacklisted: true,
+            ..row()
+        };
+        assert_eq!(blacklist_step(&logged_out, true), BlacklistStep::Refuse);
+        let ended = TokenRow {
+            is_session_ended: true,
+            ..rotated_at(100)
+        };
+        assert_eq!(blacklist_step(&ended, true), BlacklistStep::Refuse);
+        let sessionless = TokenRow {
+            session_id: None,
+            ..rotated_at(100)
+        };
+        assert_eq!(blacklist_step(&sessionless, true), BlacklistStep::Refuse);
+    }
+
+    #[test]
+    fn the_stored_hash_is_sha256_hex_of_the_whole_token() {
+        assert_eq!(
+            token_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn a_users_debug_never_shows_the_password_hash() {
+        let user = User {
+            id: 1,
+            username: "bob".into(),
+            password: "argon2$argon2id$v=19$secret-hash".into(),
+            email: "bob@example.com".into(),
+            first_name: String::new(),
+            last_name: String::new(),
+            is_active: true,
+            is_staff: false,
+            is_superuser: false,
+            last_login: None,
+            date_joined: DateTime::default(),
+        };
+        let shown = format!("{user:?}");
+        assert!(!shown.contains("secret-hash"), "{shown}");
+        assert!(
+            shown.contains("<redacted>") && shown.contains("bob"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn usernames_are_nfkc_normalised() {
+        assert_eq!(normalize_username("ｂｏｂ"), "bob");
+        assert_eq!(normalize_username("ﬁ"), "fi");
+    }
+}

@@ -336,3 +336,85 @@ fn servers_starting_at_once_agree_on_one_key() {
     });
     assert!(secrets.windows(2).all(|w| w[0] == w[1]), "one key for all");
 }
+
+/// An app embeds restjwt's settings in its own configuration with serde: values in their own
+/// types or as strings, unknown names refused, and `validated()` for the cross-field checks.
+#[test]
+fn settings_embed_in_an_apps_own_serde_configuration() {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct AppConfig {
+        port: u16,
+        #[serde(default)]
+        auth: Settings,
+    }
+    let config: AppConfig = toml::from_str(
+        r#"
+port = 3000
+[auth]
+access_token_lifetime = 60
+refresh_token_lifetime = "2d"
+rotate_refresh_tokens = "true"
+blacklist_after_rotation = true
+auth_header_types = ["Bearer", "JWT"]
+token_claims = { is_admin = "is_staff" }
+"#,
+    )
+    .expect("a valid configuration");
+    assert_eq!(config.port, 3000);
+    let auth = config.auth.validated().expect("valid settings");
+    assert_eq!(auth.access_token_lifetime, Duration::from_secs(60));
+    assert_eq!(auth.refresh_token_lifetime, Duration::from_secs(2 * 86_400));
+    assert!(auth.rotate_refresh_tokens && auth.blacklist_after_rotation);
+    assert!(auth.is_reuse_detection_on());
+    assert_eq!(auth.auth_header_types, ["Bearer", "JWT"]);
+    assert_eq!(
+        auth.token_claims,
+        [("is_admin".to_owned(), restjwt::settings::UserField::IsStaff)]
+    );
+
+    let missing: AppConfig = toml::from_str("port = 1").expect("defaults");
+    assert_eq!(missing.auth.access_token_lifetime, Duration::from_secs(300));
+
+    let typo = toml::from_str::<AppConfig>("port = 1\n[auth]\nacess_token_lifetime = 60\n");
+    let error = typo.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(error.contains("acess_token_lifetime"), "{error}");
+
+    let bad = toml::from_str::<AppConfig>("port = 1\n[auth]\naccess_token_lifetime = \"0\"\n");
+    let error = bad.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(error.contains("must be longer than 0 seconds"), "{error}");
+
+    // Cross-field rules hold for embedded settings too.
+    let contradictory: AppConfig =
+        toml::from_str("port = 1\n[auth]\nrefresh_token_reuse_detection = true\n")
+            .expect("each value is fine alone");
+    let error = contradictory
+        .auth
+        .validated()
+        .expect_err("reuse detection needs rotation")
+        .to_string();
+    assert!(
+        error.starts_with("setting REFRESH_TOKEN_REUSE_DETECTION:"),
+        "{error}"
+    );
+}
+
+/// The names the file and the environment may use are read from the serde declaration: every
+/// field, in order, and they are the fields the hand-written (redacting) `Debug` shows.
+#[test]
+fn setting_names_come_from_the_declaration() {
+    let names = Settings::names();
+    assert_eq!(names.len(), 31, "{names:?}");
+    let shown = format!("{:?}", Settings::default());
+    let mut debug_fields = Vec::new();
+    for part in shown.trim_start_matches("Settings {").split(", ") {
+        if let Some((name, _)) = part.split_once(": ")
+            && name.trim().chars().all(|c| c.is_ascii_lowercase() || c == '_')
+        {
+            debug_fields.push(name.trim().to_owned());
+        }
+    }
+    assert_eq!(debug_fields, names);
+    assert_eq!(names.first(), Some(&"access_token_lifetime"));
+    assert_eq!(names.last(), Some(&"jwk_url"));
+}
