@@ -804,6 +804,32 @@ impl Lifecycle {
     }
 
     // ---------------------------------------------------------------------------------------
+    // Passwords
+
+    /// Gives a user a new password: hashes it (Argon2id), stores the hash, and ends the user's
+    /// sessions but `keep` (the session of a user changing their own password; `None` for a
+    /// reset or an operator's change, which end them all). Their refresh tokens stop at once,
+    /// their access tokens too with `ACCESS_TOKEN_REVOCATION = "session"`; with
+    /// `CHECK_REVOKE_TOKEN` every token issued before stops as well. Returns the ids ended.
+    ///
+    /// The password is not checked against any policy here: callers validate first.
+    pub async fn set_password(
+        &self,
+        user_id: i64,
+        password: &str,
+        keep: Option<&str>,
+    ) -> Result<Vec<String>, LifecycleError> {
+        let store = self.need_store()?;
+        let hash = self.hasher.hash(password.to_owned()).await?;
+        store.update_password(user_id, &hash).await?;
+        let ended = store
+            .end_sessions_of_user(user_id, keep, time(self.now()))
+            .await?;
+        self.note_sessions_ended(ended.iter().cloned());
+        Ok(ended)
+    }
+
+    // ---------------------------------------------------------------------------------------
     // Users and their claims
 
     /// Changes the profile fields `update` gives (email, first and last name) and returns the
@@ -1410,6 +1436,42 @@ mod tests {
             f.lifecycle.refresh(&pair.refresh).await,
             Err(LifecycleError::PasswordChanged)
         ));
+    }
+
+    #[tokio::test]
+    async fn a_new_password_ends_every_other_session_and_checks_from_then_on() {
+        let f = fixture(Settings::default()).await;
+        let (kept, other) = (log_in(&f).await, log_in(&f).await);
+        let ended = f
+            .lifecycle
+            .set_password(f.user.id, "new-pass-5678", Some(&kept.session_id))
+            .await
+            .expect("set");
+        assert_eq!(ended, [other.session_id.clone()]);
+        assert!(is_blacklisted(f.lifecycle.refresh(&other.refresh).await));
+        assert!(f.lifecycle.refresh(&kept.refresh).await.is_ok());
+        assert!(matches!(
+            f.lifecycle.check_credentials("bob", "bob-pass-1234").await,
+            Err(LifecycleError::InvalidCredentials)
+        ));
+        f.lifecycle
+            .check_credentials("bob", "new-pass-5678")
+            .await
+            .expect("the new password works");
+        // A reset (no session kept) ends them all.
+        let ended = f
+            .lifecycle
+            .set_password(f.user.id, "third-pass-9012", None)
+            .await
+            .expect("reset");
+        assert_eq!(ended, [kept.session_id]);
+        assert!(
+            f.lifecycle
+                .sessions(f.user.id)
+                .await
+                .expect("sessions")
+                .is_empty()
+        );
     }
 
     #[tokio::test]

@@ -189,6 +189,17 @@ pub struct Settings {
     /// or `http://` to a loopback address). Defaults to none.
     #[serde(deserialize_with = "field::optional_string")]
     pub jwk_url: Option<String>,
+    // Issue 11 (operations: logs, metrics, CORS, shutdown) adds its settings below this line.
+
+    // Issue 12 (accounts: registration, mail, password validators) adds its settings below this line.
+
+    // Issue 13 (browser clients: cookie mode, CSRF, account page) adds its settings below this line.
+
+    // Issue 14 (speed: caches, batching) adds its settings below this line.
+
+    // Issue 15 (side by side with Django: hashers, shared blacklist) adds its settings below this line.
+
+    // Issue 16 (hostile traffic: connections, throttling) adds its settings below this line.
 }
 
 /// The field a user logs in with (simplejwt follows the user model's `USERNAME_FIELD`).
@@ -299,6 +310,17 @@ impl Default for Settings {
             stateless_user_authentication: false,
             verifying_key: None,
             jwk_url: None,
+            // Issue 11 (operations: logs, metrics, CORS, shutdown) adds its settings below this line.
+
+            // Issue 12 (accounts: registration, mail, password validators) adds its settings below this line.
+
+            // Issue 13 (browser clients: cookie mode, CSRF, account page) adds its settings below this line.
+
+            // Issue 14 (speed: caches, batching) adds its settings below this line.
+
+            // Issue 15 (side by side with Django: hashers, shared blacklist) adds its settings below this line.
+
+            // Issue 16 (hostile traffic: connections, throttling) adds its settings below this line.
         }
     }
 }
@@ -355,6 +377,12 @@ impl fmt::Debug for Settings {
                 &self.verifying_key.as_ref().map(|_| "<public key>"),
             )
             .field("jwk_url", &self.jwk_url)
+            // Issue 11 (operations: logs, metrics, CORS, shutdown) adds its settings below this line.
+            // Issue 12 (accounts: registration, mail, password validators) adds its settings below this line.
+            // Issue 13 (browser clients: cookie mode, CSRF, account page) adds its settings below this line.
+            // Issue 14 (speed: caches, batching) adds its settings below this line.
+            // Issue 15 (side by side with Django: hashers, shared blacklist) adds its settings below this line.
+            // Issue 16 (hostile traffic: connections, throttling) adds its settings below this line.
             .finish()
     }
 }
