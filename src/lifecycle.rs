@@ -1325,7 +1325,7 @@ mod tests {
             .log_out(f.user.id, Some(&a.session_id), LogoutScope::Local)
             .await
             .expect("local");
-        assert_eq!(ended, [a.session_id.clone()]);
+        assert_eq!(ended, std::slice::from_ref(&a.session_id));
         let mut rest = vec![b.session_id.clone(), c.session_id.clone()];
         rest.sort();
         assert_eq!(ids(&f).await, rest);
@@ -1334,14 +1334,14 @@ mod tests {
             .log_out(f.user.id, Some(&b.session_id), LogoutScope::Others)
             .await
             .expect("others");
-        assert_eq!(ended, [c.session_id.clone()]);
-        assert_eq!(ids(&f).await, [b.session_id.clone()]);
+        assert_eq!(ended, std::slice::from_ref(&c.session_id));
+        assert_eq!(ids(&f).await, std::slice::from_ref(&b.session_id));
         let ended = f
             .lifecycle
             .log_out(f.user.id, None, LogoutScope::Global)
             .await
             .expect("global");
-        assert_eq!(ended, [b.session_id.clone()]);
+        assert_eq!(ended, std::slice::from_ref(&b.session_id));
         assert!(ids(&f).await.is_empty());
         // A local logout from a token without a session ends nothing.
         let d = log_in(&f).await;
@@ -1447,7 +1447,7 @@ mod tests {
             .set_password(f.user.id, "new-pass-5678", Some(&kept.session_id))
             .await
             .expect("set");
-        assert_eq!(ended, [other.session_id.clone()]);
+        assert_eq!(ended, std::slice::from_ref(&other.session_id));
         assert!(is_blacklisted(f.lifecycle.refresh(&other.refresh).await));
         assert!(f.lifecycle.refresh(&kept.refresh).await.is_ok());
         assert!(matches!(
