@@ -1474,6 +1474,159 @@ mod tests {
         );
     }
 
+    #[test]
+    fn logout_scopes_are_gotrues_names_only() {
+        assert_eq!("local".parse(), Ok(LogoutScope::Local));
+        assert_eq!("others".parse(), Ok(LogoutScope::Others));
+        assert_eq!("global".parse(), Ok(LogoutScope::Global));
+        for bad in ["", "Local", "all", " global"] {
+            assert_eq!(bad.parse::<LogoutScope>(), Err(()), "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_email_login_needs_exactly_one_account_with_that_address() {
+        let settings = Settings {
+            username_field: UsernameField::Email,
+            ..Settings::default()
+        };
+        let f = fixture(settings).await;
+        let user = f
+            .lifecycle
+            .check_credentials("BOB@example.com", "bob-pass-1234")
+            .await
+            .expect("one account: case does not matter");
+        assert_eq!(user.id, f.user.id);
+        let store = f.lifecycle.store().expect("a store");
+        store
+            .create_user(NewUser {
+                username: "bob2".into(),
+                password_hash: f.user.password.clone(),
+                email: "bob@EXAMPLE.com".into(),
+                first_name: String::new(),
+                last_name: String::new(),
+                is_staff: false,
+                is_superuser: false,
+                is_active: true,
+                date_joined: time(T0),
+            })
+            .await
+            .expect("a second account on the address");
+        assert!(matches!(
+            f.lifecycle
+                .check_credentials("bob@example.com", "bob-pass-1234")
+                .await,
+            Err(LifecycleError::InvalidCredentials)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_refresh_token_of_a_user_who_may_no_longer_log_in_is_refused() {
+        for (check_active, refused) in [(true, true), (false, false)] {
+            let settings = Settings {
+                check_user_is_active: check_active,
+                ..Settings::default()
+            };
+            let mut f = fixture(settings).await;
+            let pair = log_in(&f).await;
+            f.lifecycle.user_rule = Some(Arc::new(|_: &User| false));
+            let result = f.lifecycle.refresh(&pair.refresh).await;
+            if refused {
+                assert!(matches!(
+                    result,
+                    Err(LifecycleError::NoActiveAccountForToken)
+                ));
+            } else {
+                assert!(result.is_ok(), "{result:?}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sliding_token_is_recorded_refreshed_and_logged_out() {
+        let settings = Settings {
+            auth_token_classes: vec![TokenKind::Sliding],
+            update_last_login: true,
+            ..Settings::default()
+        };
+        let f = fixture(settings).await;
+        let token = f
+            .lifecycle
+            .log_in_sliding("bob", "bob-pass-1234")
+            .await
+            .expect("log in");
+        let store = f.lifecycle.store().expect("a store");
+        let bob = store
+            .find_user_by_id(f.user.id)
+            .await
+            .expect("read")
+            .expect("bob");
+        assert_eq!(bob.last_login, Some(time(T0)), "UPDATE_LAST_LOGIN");
+        let claims = f
+            .lifecycle
+            .authenticate(&token)
+            .await
+            .expect("it authenticates");
+        assert_eq!(claims.user.id, f.user.id);
+        f.clock.advance(10 * 60);
+        let renewed = f
+            .lifecycle
+            .refresh_sliding(&token)
+            .await
+            .expect("renewed after its exp");
+        assert_ne!(renewed, token);
+        assert!(f.lifecycle.authenticate(&renewed).await.is_ok());
+        // Logged out as a sliding token (it is its own refresh token), it stops, and so does
+        // every renewal of it: they share its id.
+        f.lifecycle.blacklist(&renewed).await.expect("log out");
+        assert!(is_blacklisted(f.lifecycle.refresh_sliding(&token).await));
+        assert!(is_blacklisted(f.lifecycle.refresh_sliding(&renewed).await));
+        assert!(f.lifecycle.authenticate(&renewed).await.is_err());
+        assert!(is_blacklisted(f.lifecycle.blacklist(&renewed).await));
+    }
+
+    #[tokio::test]
+    async fn a_sliding_token_cannot_be_logged_out_where_sliding_tokens_do_not_authenticate() {
+        let sliding = Settings {
+            auth_token_classes: vec![TokenKind::Sliding],
+            ..Settings::default()
+        };
+        let issuing = fixture(sliding).await;
+        let token = issuing
+            .lifecycle
+            .log_in_sliding("bob", "bob-pass-1234")
+            .await
+            .expect("log in");
+        let f = fixture(Settings::default()).await;
+        assert!(matches!(
+            f.lifecycle.blacklist(&token).await,
+            Err(LifecycleError::Token(TokenError::WrongType))
+        ));
+        // And an access token is never a refresh token.
+        let pair = log_in(&f).await;
+        assert!(matches!(
+            f.lifecycle.blacklist(&pair.access).await,
+            Err(LifecycleError::Token(TokenError::WrongType))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_login_without_update_last_login_leaves_it_alone() {
+        let f = fixture(Settings::default()).await;
+        let logged_in = log_in(&f).await;
+        assert_eq!(logged_in.user.last_login, None);
+        let store = f.lifecycle.store().expect("a store");
+        let bob = store.find_user_by_id(f.user.id).await.expect("read");
+        assert_eq!(bob.and_then(|b| b.last_login), None);
+        // The session's id is the access token's sid.
+        let who = f
+            .lifecycle
+            .authenticate(&logged_in.access)
+            .await
+            .expect("ok");
+        assert_eq!(who.session_id(), Some(logged_in.session_id.as_str()));
+    }
+
     #[tokio::test]
     async fn tokens_of_a_missing_user_are_refused_by_name() {
         let f = fixture(Settings::default()).await;
