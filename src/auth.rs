@@ -23,6 +23,7 @@ use crate::lifecycle::{AuthFailure, ClaimsHook, ClientInfo, Lifecycle, Lifecycle
 use crate::password::{PasswordError, PasswordHasher};
 use crate::settings::{AccessTokenRevocation, Settings, SettingsError};
 use crate::store::{Store, StoreError};
+use crate::telemetry::RefusalReason;
 use crate::token::{Claims, Clock, SystemClock, TokenKind, Tokens};
 
 pub use crate::lifecycle::Authenticated;
@@ -505,8 +506,26 @@ impl IntoResponse for AuthRejection {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static(WWW_AUTHENTICATE),
             );
+            response
+                .extensions_mut()
+                .insert(RefusalReason(self.reason().into()));
         }
         response
+    }
+}
+
+impl AuthRejection {
+    /// Why the request was refused, for the log: the body's message, with each token class's
+    /// reason (no token text, no claim values).
+    pub fn reason(&self) -> String {
+        match self {
+            AuthRejection::Failed(AuthFailure::NotValidForAnyType(reasons)) => reasons
+                .iter()
+                .map(|(kind, error)| format!("{}: {error}", kind.as_str()))
+                .collect::<Vec<_>>()
+                .join("; "),
+            other => other.to_string(),
+        }
     }
 }
 
