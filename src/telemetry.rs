@@ -38,6 +38,36 @@ pub const DB_POOL_CONNECTIONS: &str = "restjwt_db_pool_connections";
 /// The most connections the database pool opens.
 pub const DB_POOL_MAX: &str = "restjwt_db_pool_max_connections";
 
+/// Registers the help text of every metric with the installed recorder (Prometheus' `# HELP`
+/// lines). Call it once, after installing a recorder.
+pub fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(HTTP_REQUESTS, "Requests answered, by method, route and status.");
+    describe_histogram!(
+        HTTP_REQUEST_DURATION,
+        Unit::Seconds,
+        "Time from request to response head, by method, route and status."
+    );
+    describe_counter!(LOGINS, "Logins by outcome: succeeded, failed, throttled.");
+    describe_counter!(REFRESHES, "Refresh tokens exchanged for new tokens.");
+    describe_counter!(ROTATIONS, "Refreshes that rotated the refresh token.");
+    describe_counter!(
+        REUSE_DETECTED,
+        "Rotated-out refresh tokens presented again; each ended its session."
+    );
+    describe_counter!(SESSIONS_ENDED, "Sessions ended by this process.");
+    describe_gauge!(
+        PASSWORD_HASH_QUEUE,
+        "Password hashes and verifications waiting for a hashing thread."
+    );
+    describe_gauge!(PASSWORD_HASHES_RUNNING, "Password hashes and verifications running.");
+    describe_gauge!(
+        DB_POOL_CONNECTIONS,
+        "Database pool connections by state: idle, in_use."
+    );
+    describe_gauge!(DB_POOL_MAX, "The most connections the database pool opens.");
+}
+
 /// How a login ended, for [`LOGINS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoginOutcome {
