@@ -30,6 +30,9 @@ mod cors;
 mod drf;
 mod error;
 mod metadata;
+mod openapi;
+
+pub use openapi::{DOCS_PATH, SCHEMA_PATH, openapi};
 mod python_json;
 mod sessions;
 mod shutdown;
@@ -131,6 +134,7 @@ pub fn app(state: AuthState) -> Router {
     let cors = cors::layer(state.settings());
     let app = router(state.clone())
         .merge(health_router(state))
+        .merge(openapi::router())
         .fallback(not_found);
     let app = match cors {
         Some(cors) => app.layer(cors),
@@ -174,10 +178,36 @@ pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 /// honours it holds the key before any token names it.
 pub const JWKS_MAX_AGE: u64 = 300;
 
+/// The operations endpoints in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(get_jwks, healthz, readyz))]
+struct Doc;
+
+/// `{"status":"ok"}`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct Status {
+    status: String,
+}
+
+/// A JWKS document (RFC 7517).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct Jwks {
+    /// The public keys, active first (empty under HMAC).
+    keys: Vec<serde_json::Map<String, Value>>,
+}
+
 /// `GET /.well-known/jwks.json`: the public keys that verify this server's tokens, as a JWKS
 /// document (RFC 7517), active key first, staged keys included, with `Cache-Control: public,
 /// max-age=<JWKS_MAX_AGE>`. HMAC secrets are never published: under HMAC the set is empty,
 /// `{"keys":[]}`.
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    tag = "operations",
+    responses((status = 200, description = "The public keys.", body = Jwks))
+)]
 async fn get_jwks(State(auth): State<AuthState>) -> Response {
     let keys = auth.tokens().keys();
     let max_age = auth.settings().jwks_max_age.as_secs();
@@ -200,6 +230,12 @@ async fn get_jwks(State(auth): State<AuthState>) -> Response {
 
 /// `GET /healthz`: liveness. Answers without touching the database or any token, so a load
 /// balancer can tell a live process from a dead one (and benchmarks have a bare ceiling).
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "The process serves HTTP.", body = Status))
+)]
 async fn healthz() -> JsonResponse {
     JsonResponse(serde_json::json!({ "status": "ok" }))
 }
@@ -209,6 +245,15 @@ async fn healthz() -> JsonResponse {
 /// unavailable, try again later."}` (the cause goes to the log), so a load balancer sends
 /// traffic to other instances. Answers within the database timeouts (`DATABASE_ACQUIRE_TIMEOUT`
 /// plus `DATABASE_QUERY_TIMEOUT` at most).
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The database answers and is migrated.", body = Status),
+        (status = 503, description = "The database is unavailable or not migrated.", body = openapi::Detail)
+    )
+)]
 async fn readyz(State(auth): State<AuthState>) -> Result<JsonResponse, ApiError> {
     if let Some(store) = auth.lifecycle().store() {
         store.check_ready().await?;
