@@ -47,6 +47,16 @@ pub fn openapi() -> OpenApi {
         license(name = "MIT OR Apache-2.0", identifier = "MIT OR Apache-2.0"),
     ),
     modifiers(&BearerScheme),
+    components(schemas(
+        Detail,
+        DetailCode,
+        TokenClassMessage,
+        TokenNotValid,
+        FieldErrors,
+        BadRequest,
+        Unauthenticated,
+        TokenRefused
+    )),
     tags(
         (name = "token", description = "simplejwt's token endpoints"),
         (name = "user", description = "The signed-in user"),

@@ -14,6 +14,7 @@ mod interop;
 mod issuer;
 mod keys;
 mod lifecycle;
+mod operations;
 mod rotation;
 mod settings;
 mod wire_obtain;
