@@ -49,7 +49,8 @@ enum Scope {
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 struct LogoutRequest {
-    scope: Option<Scope>,
+    #[schema(required = false)]
+    scope: Scope,
 }
 
 /// DRF's rendering of a datetime: ISO 8601 in UTC with `Z`, microseconds only when present.
@@ -123,9 +124,9 @@ pub(super) async fn delete_session(
     tag = "sessions",
     security(("jwt" = [])),
     request_body(content(
-        (LogoutRequest = "application/json"),
-        (LogoutRequest = "application/x-www-form-urlencoded"),
-        (LogoutRequest = "multipart/form-data"),
+        (Option<LogoutRequest> = "application/json"),
+        (Option<LogoutRequest> = "application/x-www-form-urlencoded"),
+        (Option<LogoutRequest> = "multipart/form-data"),
     )),
     responses(
         (status = 200, description = "`{\"detail\":\"Successfully logged out.\"}`", body = Detail),

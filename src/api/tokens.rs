@@ -22,12 +22,15 @@ use crate::lifecycle::{ClientInfo, TokenVerdict};
 ))]
 pub(super) struct Doc;
 
+/// Request fields are DRF `CharField`s: not blank once trimmed, no NUL character.
+///
 /// A login: the username (`email` with `USERNAME_FIELD = "email"`) and the password.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 struct LoginRequest {
+    #[schema(pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$")]
     username: String,
-    #[schema(format = Password)]
+    #[schema(format = Password, pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$")]
     password: String,
 }
 
@@ -35,6 +38,7 @@ struct LoginRequest {
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 struct RefreshRequest {
+    #[schema(pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$")]
     refresh: String,
 }
 
@@ -42,6 +46,7 @@ struct RefreshRequest {
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 struct TokenRequest {
+    #[schema(pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$")]
     token: String,
 }
 
@@ -58,7 +63,8 @@ struct TokenPairResponse {
 #[allow(dead_code)]
 struct RefreshResponse {
     access: String,
-    refresh: Option<String>,
+    #[schema(required = false)]
+    refresh: String,
 }
 
 /// One sliding token.

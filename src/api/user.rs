@@ -34,12 +34,12 @@ struct UserResponse {
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 struct UserUpdateRequest {
-    #[schema(max_length = 254)]
-    email: Option<String>,
-    #[schema(max_length = 150)]
-    first_name: Option<String>,
-    #[schema(max_length = 150)]
-    last_name: Option<String>,
+    #[schema(required = false, max_length = 254, format = Email)]
+    email: String,
+    #[schema(required = false, max_length = 150, pattern = r"^[^\u0000]*$")]
+    first_name: String,
+    #[schema(required = false, max_length = 150, pattern = r"^[^\u0000]*$")]
+    last_name: String,
 }
 
 /// The seed's `UserSerializer` fields, in its order. Written straight from the user, without
@@ -120,9 +120,9 @@ pub(super) async fn get_token_user(user: TokenUser) -> Response {
     tag = "user",
     security(("jwt" = [])),
     request_body(content(
-        (UserUpdateRequest = "application/json"),
-        (UserUpdateRequest = "application/x-www-form-urlencoded"),
-        (UserUpdateRequest = "multipart/form-data"),
+        (Option<UserUpdateRequest> = "application/json"),
+        (Option<UserUpdateRequest> = "application/x-www-form-urlencoded"),
+        (Option<UserUpdateRequest> = "multipart/form-data"),
     )),
     responses(
         (status = 200, description = "The user as stored.", body = UserResponse),
