@@ -76,10 +76,11 @@ where
         let span = tracing::info_span!(
             target: "restjwt::http",
             "request",
-            method,
+            method = %method,
             route = %route,
             request_id = %request_id.to_str().unwrap_or_default(),
         );
+        span.in_scope(|| tracing::debug!(target: "restjwt::http", "request started"));
         let answer = self.inner.call(req).instrument(span.clone());
         Box::pin(async move {
             let mut response = answer.await?;

@@ -359,3 +359,315 @@ backend_tests!(
     the_openapi_document_covers_every_endpoint,
     the_documentation_page_is_served_from_the_binary,
 );
+
+// ---------------------------------------------------------------------------------------------
+// Through the binary
+
+mod server {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+
+    use reqwest::StatusCode;
+    use serde_json::{Value, json};
+
+    use crate::cli::Workspace;
+    use crate::e2e::{Server, client, get_user, login, post};
+
+    async fn metrics(url: &str) -> String {
+        let answer = client().get(url).send().await.expect("GET /metrics");
+        assert_eq!(answer.status(), StatusCode::OK);
+        assert!(
+            answer
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("text/plain; version=0.0.4")),
+            "Prometheus' text format"
+        );
+        answer.text().await.expect("a body")
+    }
+
+    /// The value of one sample line (`name{labels} value`), or 0 when absent.
+    fn sample(text: &str, series: &str) -> f64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    #[tokio::test]
+    async fn json_logs_say_why_each_request_was_refused_and_never_hold_a_secret() {
+        let ws = Workspace::new();
+        ws.create_user("createuser", "grace", "grace-pass-1");
+        // Everything the server and its libraries log, at every level.
+        let server = Server::start(&ws, &[("RESTJWT_LOG_FORMAT", "json"), ("RUST_LOG", "trace")]);
+        for _ in 0..3 {
+            post(
+                &server,
+                "/api/token/",
+                json!({ "username": "grace", "password": "wrong-pass-1" }),
+            )
+            .await
+            .assert(
+                StatusCode::UNAUTHORIZED,
+                r#"{"detail":"No active account found with the given credentials"}"#,
+            );
+        }
+        let (refresh, access) = login(&server, "grace", "grace-pass-1").await;
+        let tampered = format!("{}x", &access[..access.len() - 1]);
+        let answer = client()
+            .get(server.url("/api/user/"))
+            .bearer_auth(&tampered)
+            .header("x-request-id", "probe-1")
+            .send()
+            .await
+            .expect("GET /api/user/");
+        assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(answer.headers()["x-request-id"], "probe-1");
+        assert_eq!(get_user(&server, Some(&access)).await.status, StatusCode::OK);
+        post(&server, "/api/token/refresh/", json!({ "refresh": refresh })).await.field("access");
+        let text = metrics(&server.url("/metrics")).await;
+        let stopped = server.stop("TERM");
+
+        let lines: Vec<Value> = stopped
+            .output
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        assert!(!lines.is_empty());
+        assert!(
+            stopped.output.lines().all(|l| l.starts_with('{')),
+            "one JSON object a line"
+        );
+        let refused: Vec<&Value> = lines
+            .iter()
+            .filter(|l| l["fields"]["message"] == "request refused")
+            .collect();
+        let logins: Vec<&&Value> = refused
+            .iter()
+            .filter(|l| l["span"]["route"] == "/api/token/")
+            .collect();
+        assert_eq!(logins.len(), 3, "one line for each failed login");
+        for line in &logins {
+            assert_eq!(line["level"], "INFO");
+            assert_eq!(line["target"], "restjwt::http");
+            assert_eq!(line["fields"]["status"], 401);
+            assert_eq!(
+                line["fields"]["reason"],
+                "No active account found with the given credentials"
+            );
+            assert_eq!(line["span"]["method"], "POST");
+            assert!(uuid::Uuid::parse_str(line["span"]["request_id"].as_str().expect("id")).is_ok());
+        }
+        let probe = refused
+            .iter()
+            .find(|l| l["span"]["request_id"] == "probe-1")
+            .expect("the refused GET, under the client's request id");
+        assert_eq!(probe["span"]["route"], "/api/user/");
+        assert_eq!(probe["fields"]["reason"], "access: Token is invalid");
+        // Passwords, tokens and the signing key appear nowhere, at any level.
+        let key = std::fs::read_to_string(ws.key_path()).expect("the key file");
+        for secret in [
+            "grace-pass-1",
+            "wrong-pass-1",
+            access.as_str(),
+            tampered.as_str(),
+            refresh.as_str(),
+            key.trim(),
+        ] {
+            assert!(!stopped.output.contains(secret), "a secret in the log: {secret:.12}…");
+        }
+        // The same requests, counted.
+        assert_eq!(sample(&text, "restjwt_logins_total{outcome=\"failed\"}"), 3.0);
+        assert_eq!(sample(&text, "restjwt_logins_total{outcome=\"succeeded\"}"), 1.0);
+        assert_eq!(sample(&text, "restjwt_token_refreshes_total"), 1.0);
+        assert_eq!(
+            sample(
+                &text,
+                "restjwt_http_requests_total{method=\"POST\",route=\"/api/token/\",status=\"401\"}"
+            ),
+            3.0
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "restjwt_http_request_duration_seconds_count{method=\"GET\",route=\"/api/user/\",status=\"200\"}"
+            ),
+            1.0
+        );
+        assert!(text.contains("# HELP restjwt_logins_total"), "{text}");
+        assert!(text.contains("restjwt_password_hash_queue 0"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn metrics_move_to_a_listener_of_their_own_or_go_off() {
+        let ws = Workspace::new();
+        let server = Server::start(&ws, &[("RESTJWT_METRICS", "127.0.0.1:0")]);
+        let output = server.output();
+        let line = output
+            .lines()
+            .find(|l| l.contains("metrics on http://"))
+            .expect("the metrics address is logged");
+        let url = line[line.find("http://").expect("a URL")..]
+            .split_whitespace()
+            .next()
+            .expect("a URL")
+            .to_owned();
+        assert_eq!(
+            client().get(server.url("/metrics")).send().await.expect("GET").status(),
+            StatusCode::NOT_FOUND,
+            "not on the API's listener"
+        );
+        assert_eq!(client().get(server.url("/healthz")).send().await.expect("GET").status(), StatusCode::OK);
+        let text = metrics(&url).await;
+        assert!(text.contains("restjwt_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 1"), "{text}");
+        drop(server);
+
+        let server = Server::start(&ws, &[("RESTJWT_METRICS", "off")]);
+        assert_eq!(
+            client().get(server.url("/metrics")).send().await.expect("GET").status(),
+            StatusCode::NOT_FOUND
+        );
+    }
+
+    #[test]
+    fn a_misspelled_variable_stops_the_server_with_the_closest_name() {
+        let ws = Workspace::new();
+        ws.run(&["serve", "--bind", "127.0.0.1:0"], &[("RESTJWT_ACCESS_TOKEN_LIFETIM", "1s")], "")
+            .assert_error(
+                "unknown setting RESTJWT_ACCESS_TOKEN_LIFETIM (did you mean RESTJWT_ACCESS_TOKEN_LIFETIME?)",
+            );
+    }
+
+    /// Sends the head of a login whose body never fully arrives: a request in flight for as
+    /// long as the test keeps the stream.
+    fn start_slow_login(server: &Server) -> TcpStream {
+        let address = server.url("").trim_start_matches("http://").to_owned();
+        let mut stream = TcpStream::connect(address).expect("connect");
+        let head = format!(
+            "POST /api/token/ HTTP/1.1\r\nHost: restjwt\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{SLOW_BODY_START}",
+            SLOW_BODY_START.len() + SLOW_BODY_END.len()
+        );
+        stream.write_all(head.as_bytes()).expect("send the head");
+        stream
+    }
+
+    const SLOW_BODY_START: &str = r#"{"username": "nobody", "#;
+    const SLOW_BODY_END: &str = r#""password": "x12345"}"#;
+
+    /// Logs the start of every request, which these tests wait for.
+    const STARTED: (&str, &str) = ("RUST_LOG", "info,restjwt::http=debug");
+
+    #[tokio::test]
+    async fn a_stopping_server_finishes_requests_in_flight_and_refuses_new_ones() {
+        let ws = Workspace::new();
+        let server = Server::start(&ws, &[("RESTJWT_GRACEFUL_SHUTDOWN_TIMEOUT", "30s"), STARTED]);
+        let address = server.url("").trim_start_matches("http://").to_owned();
+        let mut stream = start_slow_login(&server);
+        server.wait_for("request started");
+        server.signal("TERM");
+        server.wait_for("shutting down");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(&address).is_ok() {
+            assert!(Instant::now() < deadline, "new connections are still accepted");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The request in flight completes.
+        stream.write_all(SLOW_BODY_END.as_bytes()).expect("send the rest");
+        let mut answer = String::new();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        stream.read_to_string(&mut answer).expect("read the answer");
+        assert!(answer.starts_with("HTTP/1.1 401 "), "{answer}");
+        assert!(answer.ends_with(r#"{"detail":"No active account found with the given credentials"}"#), "{answer}");
+        let stopped = server.stop("TERM");
+        assert_eq!(stopped.status.code(), Some(0), "{}", stopped.output);
+    }
+
+    #[tokio::test]
+    async fn a_request_that_never_ends_is_cut_at_the_shutdown_deadline() {
+        let ws = Workspace::new();
+        let server = Server::start(&ws, &[("RESTJWT_GRACEFUL_SHUTDOWN_TIMEOUT", "2s"), STARTED]);
+        let _stream = start_slow_login(&server);
+        server.wait_for("request started");
+        let stopped = server.stop("TERM");
+        assert_eq!(stopped.status.code(), Some(0), "{}", stopped.output);
+        assert!(
+            stopped.took >= Duration::from_secs(2) && stopped.took < Duration::from_secs(6),
+            "stopped after {:?}",
+            stopped.took
+        );
+        assert!(stopped.output.contains("requests still running at the shutdown deadline"), "{}", stopped.output);
+    }
+}
+
+/// `api::serve_with_deadline` in an app of one's own, over a real socket.
+mod library {
+    use std::time::{Duration, Instant};
+
+    use axum::Router;
+    use axum::routing::get;
+
+    async fn slow() -> &'static str {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        "done"
+    }
+
+    async fn start(deadline: Duration) -> (String, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<(std::io::Result<()>, Instant)>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let app = Router::new().route("/slow", get(slow));
+        let served = tokio::spawn(async move {
+            let result = restjwt::api::serve_with_deadline(
+                listener,
+                app,
+                async {
+                    let _ = stopped.await;
+                },
+                deadline,
+            )
+            .await;
+            (result, Instant::now())
+        });
+        (base, stop, served)
+    }
+
+    #[tokio::test]
+    async fn requests_in_flight_finish_within_the_deadline() {
+        let (base, stop, served) = start(Duration::from_secs(30)).await;
+        let client = crate::e2e::client();
+        let request = tokio::spawn({
+            let url = format!("{base}/slow");
+            let client = client.clone();
+            async move { client.get(url).send().await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let asked = Instant::now();
+        stop.send(()).expect("stop");
+        let answer = request.await.expect("join").expect("an answer");
+        assert_eq!(answer.text().await.expect("body"), "done");
+        let (result, at) = served.await.expect("join");
+        result.expect("served");
+        assert!(at.duration_since(asked) < Duration::from_secs(5), "returned once the request was done");
+        assert!(client.get(format!("{base}/slow")).send().await.is_err(), "new connections are refused");
+    }
+
+    #[tokio::test]
+    async fn the_deadline_cuts_what_is_still_running() {
+        let (base, stop, served) = start(Duration::from_millis(200)).await;
+        let request = tokio::spawn(async move {
+            crate::e2e::client().get(format!("{base}/slow")).send().await
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let asked = Instant::now();
+        stop.send(()).expect("stop");
+        let (result, at) = served.await.expect("join");
+        result.expect("served");
+        let took = at.duration_since(asked);
+        assert!(took >= Duration::from_millis(200) && took < Duration::from_millis(1000), "{took:?}");
+        drop(request);
+    }
+}
