@@ -17,6 +17,7 @@ mod lifecycle;
 mod operations;
 mod rotation;
 mod settings;
+mod staging;
 mod wire_obtain;
 mod wire_refresh_verify;
 mod wire_user;
