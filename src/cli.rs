@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use restjwt::api;
 use restjwt::auth::{AuthState, BuildError};
 use restjwt::keys::dir::{KeyDir, KeyInfo, LegacySecret};
@@ -23,13 +24,12 @@ use restjwt::keys::{
 };
 use restjwt::lifecycle::LifecycleError;
 use restjwt::password::{PasswordError, PasswordHasher};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use restjwt::settings::{LogFormat, MetricsEndpoint, Settings, SettingsError, parse_duration};
-use restjwt::telemetry;
 use restjwt::store::{
     self, DEFAULT_DATABASE_URL, DatabaseOptions, DatabaseUrl, NewUser, Store, StoreError,
     normalize_username,
 };
+use restjwt::telemetry;
 
 /// The environment variable holding the password for `createsuperuser --noinput`.
 pub const PASSWORD_ENV: &str = "RESTJWT_SUPERUSER_PASSWORD";
@@ -485,13 +485,7 @@ async fn serve(settings: Settings, db: &Database, args: ServeArgs) -> Result<(),
         shutdown_signal().await;
         let _ = stop.send(true);
     });
-    api::serve_with_deadline(
-        listener,
-        app,
-        stopped(),
-        settings.graceful_shutdown_timeout,
-    )
-    .await?;
+    api::serve_with_deadline(listener, app, stopped(), settings.graceful_shutdown_timeout).await?;
     if let Some(watcher) = watcher {
         watcher.abort();
     }
@@ -801,7 +795,9 @@ fn keys_command(settings: &Settings, url: &str, command: KeysCommand) -> Result<
                 .list(now)?
                 .into_iter()
                 .find(|k| k.kid == kid)
-                .ok_or_else(|| CliError::Command(format!("the key directory has no key {kid:?}")))?;
+                .ok_or_else(|| {
+                    CliError::Command(format!("the key directory has no key {kid:?}"))
+                })?;
             let published = Duration::from_secs(u64::try_from(now - key.created).unwrap_or(0));
             if !key.is_active && published < settings.jwks_max_age && !force {
                 return Err(CliError::Command(format!(

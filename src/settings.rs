@@ -242,7 +242,6 @@ pub struct Settings {
     /// rotate` waits this plus a minute by default. Defaults to 5 minutes.
     #[serde(deserialize_with = "field::duration")]
     pub jwks_max_age: Duration,
-
     // Issue 12 (accounts: registration, mail, password validators) adds its settings below this line.
 
     // Issue 13 (browser clients: cookie mode, CSRF, account page) adds its settings below this line.
@@ -390,7 +389,6 @@ impl Default for Settings {
             cors_allow_credentials: false,
             graceful_shutdown_timeout: Duration::from_secs(25),
             jwks_max_age: Duration::from_secs(300),
-
             // Issue 12 (accounts: registration, mail, password validators) adds its settings below this line.
 
             // Issue 13 (browser clients: cookie mode, CSRF, account page) adds its settings below this line.
@@ -832,12 +830,19 @@ fn unit_nanos(unit: &str) -> Option<u128> {
 fn scaled(number: &str, scale: u128) -> Option<u128> {
     let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
     if whole.is_empty() && fraction.is_empty()
-        || !whole.bytes().chain(fraction.bytes()).all(|b| b.is_ascii_digit())
+        || !whole
+            .bytes()
+            .chain(fraction.bytes())
+            .all(|b| b.is_ascii_digit())
         || fraction.len() > 9
     {
         return None;
     }
-    let whole: u128 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+    let whole: u128 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
     let mut value = whole.checked_mul(scale)?;
     if !fraction.is_empty() {
         let digits: u128 = fraction.parse().ok()?;
@@ -1265,7 +1270,9 @@ mod field {
             for origin in &origins {
                 let (scheme, rest) = origin.split_once("://").unwrap_or(("", ""));
                 let is_origin = !scheme.is_empty()
-                    && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+                    && scheme
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
                     && !rest.is_empty()
                     && !rest.contains(['/', '?', '#', ' ']);
                 if !is_origin && origin != "null" {

@@ -42,7 +42,10 @@ pub const DB_POOL_MAX: &str = "restjwt_db_pool_max_connections";
 /// lines). Call it once, after installing a recorder.
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-    describe_counter!(HTTP_REQUESTS, "Requests answered, by method, route and status.");
+    describe_counter!(
+        HTTP_REQUESTS,
+        "Requests answered, by method, route and status."
+    );
     describe_histogram!(
         HTTP_REQUEST_DURATION,
         Unit::Seconds,
@@ -60,7 +63,10 @@ pub fn describe() {
         PASSWORD_HASH_QUEUE,
         "Password hashes and verifications waiting for a hashing thread."
     );
-    describe_gauge!(PASSWORD_HASHES_RUNNING, "Password hashes and verifications running.");
+    describe_gauge!(
+        PASSWORD_HASHES_RUNNING,
+        "Password hashes and verifications running."
+    );
     describe_gauge!(
         DB_POOL_CONNECTIONS,
         "Database pool connections by state: idle, in_use."

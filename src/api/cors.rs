@@ -32,8 +32,7 @@ const PREFLIGHT_MAX_AGE: Duration = Duration::from_secs(86_400);
 /// The patterns were checked when the settings were validated; one that fails to compile here
 /// anyway is left out (and logged) rather than allowing anything it did not say.
 pub(super) fn layer(settings: &Settings) -> Option<CorsLayer> {
-    if settings.cors_allowed_origins.is_empty() && settings.cors_allowed_origin_regexes.is_empty()
-    {
+    if settings.cors_allowed_origins.is_empty() && settings.cors_allowed_origin_regexes.is_empty() {
         return None;
     }
     let origins: Vec<HeaderValue> = settings

@@ -41,10 +41,10 @@ mod trace;
 mod user;
 
 pub use body::MAX_BODY_BYTES;
-pub use shutdown::serve_with_deadline;
-pub use trace::{REQUEST_ID, TraceLayer};
 use drf::{DrfLayer, SECURITY_HEADERS, add_headers};
 pub use error::{ApiError, FieldErrors};
+pub use shutdown::serve_with_deadline;
+pub use trace::{REQUEST_ID, TraceLayer};
 
 /// A 200 JSON response rendered as DRF renders it: compact, UTF-8, `application/json`.
 #[derive(Debug, Clone)]

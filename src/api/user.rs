@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use super::ApiError;
 use super::body::{Fields, Payload};
-use super::openapi::{AuthErrors, BadRequest};
 use super::error::json_body;
+use super::openapi::{AuthErrors, BadRequest};
 use crate::auth::{AuthState, CurrentUser, TokenUser};
 use crate::store::{ProfileUpdate, User};
 

@@ -319,9 +319,7 @@ impl KeyDir {
                 keys,
             })
         })?;
-        Ok(active
-            .filter(|_| created)
-            .map(|new| info(&new, &new.kid)))
+        Ok(active.filter(|_| created).map(|new| info(&new, &new.kid)))
     }
 
     /// Builds a new directory aside with `build` (which writes its keys and returns the

@@ -660,7 +660,9 @@ impl Store for PgStore {
 
     fn pool_use(&self) -> Option<crate::telemetry::PoolUse> {
         let size = self.pool.size();
-        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX).min(size);
+        let idle = u32::try_from(self.pool.num_idle())
+            .unwrap_or(u32::MAX)
+            .min(size);
         Some(crate::telemetry::PoolUse {
             idle,
             in_use: size - idle,

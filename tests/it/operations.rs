@@ -31,7 +31,10 @@ async fn preflight(app: &TestApp, path: &str, origin: &str) -> crate::common::Te
         &[
             ("origin", origin.as_bytes()),
             ("access-control-request-method", b"POST"),
-            ("access-control-request-headers", b"authorization,content-type"),
+            (
+                "access-control-request-headers",
+                b"authorization,content-type",
+            ),
         ],
         Body::empty(),
     )
@@ -176,9 +179,7 @@ async fn cors_is_off_by_default(backend: Backend) {
 
 async fn every_answer_carries_a_request_id(backend: Backend) {
     let app = TestApp::new(backend).await;
-    let first = app
-        .send(Method::GET, "/healthz", &[], Body::empty())
-        .await;
+    let first = app.send(Method::GET, "/healthz", &[], Body::empty()).await;
     let second = app
         .send(Method::GET, "/no/such/path", &[], Body::empty())
         .await;
@@ -204,7 +205,12 @@ async fn every_answer_carries_a_request_id(backend: Backend) {
     let long = "a".repeat(129);
     for bad in [&b"two words"[..], b"quote\"d", b"", long.as_bytes()] {
         let answer = app
-            .send(Method::GET, "/healthz", &[("x-request-id", bad)], Body::empty())
+            .send(
+                Method::GET,
+                "/healthz",
+                &[("x-request-id", bad)],
+                Body::empty(),
+            )
             .await;
         let id = answer.header("x-request-id").expect("an id");
         assert!(uuid::Uuid::parse_str(id).is_ok(), "replaced: {id}");
@@ -251,9 +257,15 @@ async fn the_openapi_document_covers_every_endpoint(backend: Backend) {
         .cloned()
         .collect();
     let listed = documented_paths();
-    assert!(listed.len() >= 12, "the endpoint table was read: {listed:?}");
+    assert!(
+        listed.len() >= 12,
+        "the endpoint table was read: {listed:?}"
+    );
     let missing: Vec<_> = listed.difference(&paths).collect();
-    assert!(missing.is_empty(), "in docs/api.md, not in the document: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "in docs/api.md, not in the document: {missing:?}"
+    );
     // Operations as the router answers them.
     let operation = |path: &str, method: &str| doc["paths"][path][method].clone();
     for (path, method) in [
@@ -298,7 +310,10 @@ async fn the_openapi_document_covers_every_endpoint(backend: Backend) {
     let user = operation("/api/user/", "get");
     assert_eq!(user["security"], json!([{ "jwt": [] }]));
     for status in ["200", "401", "406", "431", "503"] {
-        assert!(user["responses"][status].is_object(), "GET /api/user/ {status}");
+        assert!(
+            user["responses"][status].is_object(),
+            "GET /api/user/ {status}"
+        );
     }
     assert_eq!(
         doc["components"]["securitySchemes"]["jwt"],
@@ -308,10 +323,16 @@ async fn the_openapi_document_covers_every_endpoint(backend: Backend) {
     let check = |value: &Value, schema: &str| {
         let schema = &schemas[schema];
         let required = schema["required"].as_array().cloned().unwrap_or_default();
-        let properties = schema["properties"].as_object().cloned().unwrap_or_default();
+        let properties = schema["properties"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
         let object = value.as_object().expect("an object");
         for name in &required {
-            assert!(object.contains_key(name.as_str().expect("name")), "{name} in {value}");
+            assert!(
+                object.contains_key(name.as_str().expect("name")),
+                "{name} in {value}"
+            );
         }
         for key in object.keys() {
             assert!(properties.contains_key(key), "{key} documented in {schema}");
@@ -323,14 +344,19 @@ async fn the_openapi_document_covers_every_endpoint(backend: Backend) {
     check(&refused.json(), "TokenNotValid");
     app.create_user("dave", "dave-pass-1").await;
     let (_, access) = app.login("dave", "dave-pass-1").await;
-    check(&app.get_with_token("/api/user/", &access).await.json(), "UserResponse");
+    check(
+        &app.get_with_token("/api/user/", &access).await.json(),
+        "UserResponse",
+    );
     let sessions = app.get_with_token("/api/sessions/", &access).await.json();
     check(&sessions[0], "SessionResponse");
 }
 
 async fn the_documentation_page_is_served_from_the_binary(backend: Backend) {
     let app = TestApp::new(backend).await;
-    let page = app.send(Method::GET, "/api/docs/", &[], Body::empty()).await;
+    let page = app
+        .send(Method::GET, "/api/docs/", &[], Body::empty())
+        .await;
     assert_eq!(page.status.as_u16(), 200);
     assert!(page.text().contains("swagger-ui"), "{}", page.text());
     assert!(
@@ -338,15 +364,29 @@ async fn the_documentation_page_is_served_from_the_binary(backend: Backend) {
         "no file from elsewhere: {}",
         page.text()
     );
-    for asset in ["swagger-ui-bundle.js", "swagger-ui.css", "swagger-initializer.js"] {
+    for asset in [
+        "swagger-ui-bundle.js",
+        "swagger-ui.css",
+        "swagger-initializer.js",
+    ] {
         let answer = app
-            .send(Method::GET, &format!("/api/docs/{asset}"), &[], Body::empty())
+            .send(
+                Method::GET,
+                &format!("/api/docs/{asset}"),
+                &[],
+                Body::empty(),
+            )
             .await;
         assert_eq!(answer.status.as_u16(), 200, "{asset}");
         assert!(answer.body.len() > 100, "{asset}");
     }
     let init = app
-        .send(Method::GET, "/api/docs/swagger-initializer.js", &[], Body::empty())
+        .send(
+            Method::GET,
+            "/api/docs/swagger-initializer.js",
+            &[],
+            Body::empty(),
+        )
         .await;
     assert!(init.text().contains("/api/schema/"), "{}", init.text());
 }
@@ -400,7 +440,10 @@ mod server {
         let ws = Workspace::new();
         ws.create_user("createuser", "grace", "grace-pass-1");
         // Everything the server and its libraries log, at every level.
-        let server = Server::start(&ws, &[("RESTJWT_LOG_FORMAT", "json"), ("RUST_LOG", "trace")]);
+        let server = Server::start(
+            &ws,
+            &[("RESTJWT_LOG_FORMAT", "json"), ("RUST_LOG", "trace")],
+        );
         for _ in 0..3 {
             post(
                 &server,
@@ -424,8 +467,17 @@ mod server {
             .expect("GET /api/user/");
         assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(answer.headers()["x-request-id"], "probe-1");
-        assert_eq!(get_user(&server, Some(&access)).await.status, StatusCode::OK);
-        post(&server, "/api/token/refresh/", json!({ "refresh": refresh })).await.field("access");
+        assert_eq!(
+            get_user(&server, Some(&access)).await.status,
+            StatusCode::OK
+        );
+        post(
+            &server,
+            "/api/token/refresh/",
+            json!({ "refresh": refresh }),
+        )
+        .await
+        .field("access");
         let text = metrics(&server.url("/metrics")).await;
         let stopped = server.stop("TERM");
 
@@ -458,7 +510,9 @@ mod server {
                 "No active account found with the given credentials"
             );
             assert_eq!(line["span"]["method"], "POST");
-            assert!(uuid::Uuid::parse_str(line["span"]["request_id"].as_str().expect("id")).is_ok());
+            assert!(
+                uuid::Uuid::parse_str(line["span"]["request_id"].as_str().expect("id")).is_ok()
+            );
         }
         let probe = refused
             .iter()
@@ -476,11 +530,20 @@ mod server {
             refresh.as_str(),
             key.trim(),
         ] {
-            assert!(!stopped.output.contains(secret), "a secret in the log: {secret:.12}…");
+            assert!(
+                !stopped.output.contains(secret),
+                "a secret in the log: {secret:.12}…"
+            );
         }
         // The same requests, counted.
-        assert_eq!(sample(&text, "restjwt_logins_total{outcome=\"failed\"}"), 3.0);
-        assert_eq!(sample(&text, "restjwt_logins_total{outcome=\"succeeded\"}"), 1.0);
+        assert_eq!(
+            sample(&text, "restjwt_logins_total{outcome=\"failed\"}"),
+            3.0
+        );
+        assert_eq!(
+            sample(&text, "restjwt_logins_total{outcome=\"succeeded\"}"),
+            1.0
+        );
         assert_eq!(sample(&text, "restjwt_token_refreshes_total"), 1.0);
         assert_eq!(
             sample(
@@ -515,18 +578,41 @@ mod server {
             .expect("a URL")
             .to_owned();
         assert_eq!(
-            client().get(server.url("/metrics")).send().await.expect("GET").status(),
+            client()
+                .get(server.url("/metrics"))
+                .send()
+                .await
+                .expect("GET")
+                .status(),
             StatusCode::NOT_FOUND,
             "not on the API's listener"
         );
-        assert_eq!(client().get(server.url("/healthz")).send().await.expect("GET").status(), StatusCode::OK);
+        assert_eq!(
+            client()
+                .get(server.url("/healthz"))
+                .send()
+                .await
+                .expect("GET")
+                .status(),
+            StatusCode::OK
+        );
         let text = metrics(&url).await;
-        assert!(text.contains("restjwt_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 1"), "{text}");
+        assert!(
+            text.contains(
+                "restjwt_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 1"
+            ),
+            "{text}"
+        );
         drop(server);
 
         let server = Server::start(&ws, &[("RESTJWT_METRICS", "off")]);
         assert_eq!(
-            client().get(server.url("/metrics")).send().await.expect("GET").status(),
+            client()
+                .get(server.url("/metrics"))
+                .send()
+                .await
+                .expect("GET")
+                .status(),
             StatusCode::NOT_FOUND
         );
     }
@@ -562,7 +648,10 @@ mod server {
     #[tokio::test]
     async fn a_stopping_server_finishes_requests_in_flight_and_refuses_new_ones() {
         let ws = Workspace::new();
-        let server = Server::start(&ws, &[("RESTJWT_GRACEFUL_SHUTDOWN_TIMEOUT", "30s"), STARTED]);
+        let server = Server::start(
+            &ws,
+            &[("RESTJWT_GRACEFUL_SHUTDOWN_TIMEOUT", "30s"), STARTED],
+        );
         let address = server.url("").trim_start_matches("http://").to_owned();
         let mut stream = start_slow_login(&server);
         server.wait_for("request started");
@@ -570,18 +659,26 @@ mod server {
         server.wait_for("shutting down");
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(&address).is_ok() {
-            assert!(Instant::now() < deadline, "new connections are still accepted");
+            assert!(
+                Instant::now() < deadline,
+                "new connections are still accepted"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         // The request in flight completes.
-        stream.write_all(SLOW_BODY_END.as_bytes()).expect("send the rest");
+        stream
+            .write_all(SLOW_BODY_END.as_bytes())
+            .expect("send the rest");
         let mut answer = String::new();
         stream
             .set_read_timeout(Some(Duration::from_secs(20)))
             .expect("timeout");
         stream.read_to_string(&mut answer).expect("read the answer");
         assert!(answer.starts_with("HTTP/1.1 401 "), "{answer}");
-        assert!(answer.ends_with(r#"{"detail":"No active account found with the given credentials"}"#), "{answer}");
+        assert!(
+            answer.ends_with(r#"{"detail":"No active account found with the given credentials"}"#),
+            "{answer}"
+        );
         let stopped = server.stop("TERM");
         assert_eq!(stopped.status.code(), Some(0), "{}", stopped.output);
     }
@@ -599,7 +696,13 @@ mod server {
             "stopped after {:?}",
             stopped.took
         );
-        assert!(stopped.output.contains("requests still running at the shutdown deadline"), "{}", stopped.output);
+        assert!(
+            stopped
+                .output
+                .contains("requests still running at the shutdown deadline"),
+            "{}",
+            stopped.output
+        );
     }
 }
 
@@ -615,8 +718,16 @@ mod library {
         "done"
     }
 
-    async fn start(deadline: Duration) -> (String, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<(std::io::Result<()>, Instant)>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    async fn start(
+        deadline: Duration,
+    ) -> (
+        String,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<(std::io::Result<()>, Instant)>,
+    ) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = Router::new().route("/slow", get(slow));
@@ -651,15 +762,24 @@ mod library {
         assert_eq!(answer.text().await.expect("body"), "done");
         let (result, at) = served.await.expect("join");
         result.expect("served");
-        assert!(at.duration_since(asked) < Duration::from_secs(5), "returned once the request was done");
-        assert!(client.get(format!("{base}/slow")).send().await.is_err(), "new connections are refused");
+        assert!(
+            at.duration_since(asked) < Duration::from_secs(5),
+            "returned once the request was done"
+        );
+        assert!(
+            client.get(format!("{base}/slow")).send().await.is_err(),
+            "new connections are refused"
+        );
     }
 
     #[tokio::test]
     async fn the_deadline_cuts_what_is_still_running() {
         let (base, stop, served) = start(Duration::from_millis(200)).await;
         let request = tokio::spawn(async move {
-            crate::e2e::client().get(format!("{base}/slow")).send().await
+            crate::e2e::client()
+                .get(format!("{base}/slow"))
+                .send()
+                .await
         });
         tokio::time::sleep(Duration::from_millis(300)).await;
         let asked = Instant::now();
@@ -667,7 +787,10 @@ mod library {
         let (result, at) = served.await.expect("join");
         result.expect("served");
         let took = at.duration_since(asked);
-        assert!(took >= Duration::from_millis(200) && took < Duration::from_millis(1000), "{took:?}");
+        assert!(
+            took >= Duration::from_millis(200) && took < Duration::from_millis(1000),
+            "{took:?}"
+        );
         drop(request);
     }
 }

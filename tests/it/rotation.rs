@@ -62,7 +62,11 @@ async fn rotating_an_hmac_server_keeps_old_tokens_until_the_old_key_is_retired()
     let legacy_secret = std::fs::read_to_string(ws.key_path()).expect("the key file");
 
     // Rotate with the real command: the key file moves into the key directory.
-    let rotated = ws.run(&["keys", "rotate", "--activate-after", "0", "--force"], &[], "");
+    let rotated = ws.run(
+        &["keys", "rotate", "--activate-after", "0", "--force"],
+        &[],
+        "",
+    );
     rotated.assert_success();
     assert!(
         rotated.stdout.contains("New active key"),
@@ -199,7 +203,19 @@ async fn a_server_picks_up_a_rotation_by_itself_even_to_another_algorithm() {
     assert_eq!(header_of(&old_access)["kid"], first_kid.as_str());
     assert_eq!(jwks_kids(&server).await, [first_kid.as_str()]);
 
-    let rotated = ws.run(&["keys", "rotate", "--algorithm", "EdDSA", "--activate-after", "0", "--force"], &env, "");
+    let rotated = ws.run(
+        &[
+            "keys",
+            "rotate",
+            "--algorithm",
+            "EdDSA",
+            "--activate-after",
+            "0",
+            "--force",
+        ],
+        &env,
+        "",
+    );
     rotated.assert_success();
     let second_kid = active_kid(&ws);
     assert_ne!(first_kid, second_kid);

@@ -451,7 +451,11 @@ fn an_unknown_restjwt_variable_stops_the_start_with_the_closest_name() {
     }
     load_env(&[("RESTJWTX_ANYTHING", "1"), ("DATABASE_URL", "sqlite://x")]).expect("not ours");
     // Every variable the test suite and the CLI read is known.
-    for name in ["RESTJWT_TEST_POSTGRES_URL", "RESTJWT_SUPERUSER_PASSWORD", "RESTJWT_KEY_DIR"] {
+    for name in [
+        "RESTJWT_TEST_POSTGRES_URL",
+        "RESTJWT_SUPERUSER_PASSWORD",
+        "RESTJWT_KEY_DIR",
+    ] {
         assert!(restjwt::settings::OTHER_ENV_VARS.contains(&name), "{name}");
     }
 }
@@ -540,16 +544,29 @@ fn operations_settings_have_their_defaults_and_are_checked() {
         s.cors_allowed_origins,
         ["http://localhost:3000", "https://app.example.com"]
     );
-    assert_eq!(s.cors_allowed_origin_regexes, [r"^https://\w+\.example\.com$"]);
+    assert_eq!(
+        s.cors_allowed_origin_regexes,
+        [r"^https://\w+\.example\.com$"]
+    );
     assert!(s.cors_allow_credentials);
     assert_eq!(
-        load_env(&[("RESTJWT_METRICS", "off")]).expect("off").metrics,
+        load_env(&[("RESTJWT_METRICS", "off")])
+            .expect("off")
+            .metrics,
         MetricsEndpoint::Off
     );
 
     for (name, value, expected) in [
-        ("RESTJWT_LOG_FORMAT", "xml", "setting LOG_FORMAT: \"xml\" is not a log format"),
-        ("RESTJWT_METRICS", "9100", "setting METRICS: \"9100\" is not \"main\", \"off\" or a listen address"),
+        (
+            "RESTJWT_LOG_FORMAT",
+            "xml",
+            "setting LOG_FORMAT: \"xml\" is not a log format",
+        ),
+        (
+            "RESTJWT_METRICS",
+            "9100",
+            "setting METRICS: \"9100\" is not \"main\", \"off\" or a listen address",
+        ),
         (
             "RESTJWT_CORS_ALLOWED_ORIGINS",
             "localhost:3000",

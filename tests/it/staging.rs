@@ -65,11 +65,11 @@ impl JoseLikeClient {
 
     /// Verifies an ES256 token as a resource server would; the error says why not.
     async fn verify(&mut self, token: &str) -> Result<(), String> {
-        let kid = header_of(token)["kid"]
-            .as_str()
-            .ok_or("no kid")?
-            .to_owned();
-        if self.fetched_at.is_none_or(|at| at.elapsed() >= Self::MAX_AGE) {
+        let kid = header_of(token)["kid"].as_str().ok_or("no kid")?.to_owned();
+        if self
+            .fetched_at
+            .is_none_or(|at| at.elapsed() >= Self::MAX_AGE)
+        {
             self.fetch().await;
         }
         if !self.keys.contains_key(&kid) {
@@ -133,12 +133,28 @@ fn rotate_keeps_the_signing_algorithm_and_refuses_what_would_refuse_tokens() {
     assert_eq!(keys[0]["algorithm"], "ES256");
     let activates_at = keys[0]["activates_at"].as_i64().expect("a time");
     let created = keys[0]["created"].as_i64().expect("a time");
-    assert_eq!(activates_at - created, 360, "JWKS_MAX_AGE (5 min) plus a minute");
+    assert_eq!(
+        activates_at - created,
+        360,
+        "JWKS_MAX_AGE (5 min) plus a minute"
+    );
     assert_eq!(manifest(&ws)["version"], 2);
     let listed = ws.run(&["keys", "list"], &[], "");
     listed.assert_success();
-    assert!(listed.stdout.lines().next().is_some_and(|l| l.starts_with(&first) && l.ends_with("active")), "{}", listed.stdout);
-    assert!(listed.stdout.contains("staged (signs from "), "{}", listed.stdout);
+    assert!(
+        listed
+            .stdout
+            .lines()
+            .next()
+            .is_some_and(|l| l.starts_with(&first) && l.ends_with("active")),
+        "{}",
+        listed.stdout
+    );
+    assert!(
+        listed.stdout.contains("staged (signs from "),
+        "{}",
+        listed.stdout
+    );
 
     // A switch to HMAC would leave every JWKS client unable to check the new tokens.
     ws.run(&["keys", "rotate", "--algorithm", "HS256"], &[], "")
@@ -155,18 +171,41 @@ fn rotate_keeps_the_signing_algorithm_and_refuses_what_would_refuse_tokens() {
     let (active, now_staged) = kids_by_role(&ws);
     assert_eq!(&active, staged);
     assert!(now_staged.is_empty());
-    assert_eq!(manifest(&ws)["version"], 1, "nothing staged: the format every restjwt reads");
+    assert_eq!(
+        manifest(&ws)["version"],
+        1,
+        "nothing staged: the format every restjwt reads"
+    );
     // Forced, the switch happens, as asked.
     ws.run(
-        &["keys", "rotate", "--algorithm", "HS256", "--force", "--activate-after", "0"],
+        &[
+            "keys",
+            "rotate",
+            "--algorithm",
+            "HS256",
+            "--force",
+            "--activate-after",
+            "0",
+        ],
         &[],
         "",
     )
     .assert_success();
     assert_eq!(manifest(&ws)["keys"][0]["algorithm"], "HS256");
     // Within a family the algorithm may change freely; `never` waits for `keys activate`.
-    ws.run(&["keys", "rotate", "--algorithm", "HS512", "--activate-after", "never"], &[], "")
-        .assert_success();
+    ws.run(
+        &[
+            "keys",
+            "rotate",
+            "--algorithm",
+            "HS512",
+            "--activate-after",
+            "never",
+        ],
+        &[],
+        "",
+    )
+    .assert_success();
     let keys = manifest(&ws)["keys"].clone();
     assert_eq!(keys[0]["algorithm"], "HS512");
     assert_eq!(keys[0]["staged"], true);
@@ -192,7 +231,10 @@ async fn round(
     jwks.verify(&access).await?;
     let answer = get_user(other, Some(&access)).await;
     if answer.status != StatusCode::OK {
-        return Err(format!("the other instance answered {}: {}", answer.status, answer.body));
+        return Err(format!(
+            "the other instance answered {}: {}",
+            answer.status, answer.body
+        ));
     }
     Ok(header_of(&access)["kid"].as_str().expect("kid").to_owned())
 }
@@ -225,7 +267,8 @@ async fn two_instances_rotate_in_two_steps_and_no_jwks_client_ever_refuses_a_tok
     while started.elapsed() < Duration::from_secs(40) {
         if !activated && started.elapsed() >= Duration::from_secs(31) {
             // Step 2: activate, once the key has been published for JWKS_MAX_AGE.
-            ws.run(&["keys", "activate", &new_kid], &ENV, "").assert_success();
+            ws.run(&["keys", "activate", &new_kid], &ENV, "")
+                .assert_success();
             activated = true;
         }
         let kid = round([&a, &b], turn, &mut jwks)
@@ -258,7 +301,11 @@ async fn two_instances_rotate_in_two_steps_and_no_jwks_client_ever_refuses_a_tok
             .collect();
         assert_eq!(kids, [new_kid.as_str(), old_kid.as_str()]);
     }
-    assert!(jwks.fetches <= 3, "the client refetched {} times", jwks.fetches);
+    assert!(
+        jwks.fetches <= 3,
+        "the client refetched {} times",
+        jwks.fetches
+    );
 }
 
 #[tokio::test]
@@ -291,7 +338,10 @@ async fn two_instances_switch_at_a_staged_keys_time_by_themselves() {
         }
         // Each instance switches by its own clock, within a second of the other.
         if first_new.is_some_and(|at| started.elapsed() > at + Duration::from_secs(2)) {
-            assert_eq!(kid, new_kid, "once switched, both instances sign with the new key");
+            assert_eq!(
+                kid, new_kid,
+                "once switched, both instances sign with the new key"
+            );
         }
         turn += 1;
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -313,8 +363,12 @@ async fn without_staging_a_jose_like_client_refuses_the_new_keys_tokens() {
     let mut jwks = JoseLikeClient::new(vec![server.url("/.well-known/jwks.json")]);
     let (_, access) = login(&server, "ivy", "ivy-pass-1").await;
     jwks.verify(&access).await.expect("the first key's token");
-    ws.run(&["keys", "rotate", "--activate-after", "0", "--force"], &ENV, "")
-        .assert_success();
+    ws.run(
+        &["keys", "rotate", "--activate-after", "0", "--force"],
+        &ENV,
+        "",
+    )
+    .assert_success();
     let (new_kid, _) = kids_by_role(&ws);
     let deadline = Instant::now() + Duration::from_secs(20);
     let access = loop {
@@ -322,14 +376,21 @@ async fn without_staging_a_jose_like_client_refuses_the_new_keys_tokens() {
         if header_of(&access)["kid"] == new_kid.as_str() {
             break access;
         }
-        assert!(Instant::now() < deadline, "the server never signed with the new key");
+        assert!(
+            Instant::now() < deadline,
+            "the server never signed with the new key"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let refused = jwks.verify(&access).await.expect_err("refused");
     assert!(refused.starts_with("ERR_JWKS_NO_MATCHING_KEY"), "{refused}");
     // The refresh flow is unaffected on the server itself.
     let (refresh, _) = login(&server, "ivy", "ivy-pass-1").await;
-    post(&server, "/api/token/refresh/", json!({ "refresh": refresh }))
-        .await
-        .field("access");
+    post(
+        &server,
+        "/api/token/refresh/",
+        json!({ "refresh": refresh }),
+    )
+    .await
+    .field("access");
 }
