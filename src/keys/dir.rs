@@ -675,3 +675,127 @@ fn sync_dir(path: &Path) -> std::io::Result<()> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(kid: &str, staged: bool, activates_at: Option<i64>) -> ManifestKey {
+        ManifestKey {
+            kid: kid.to_owned(),
+            algorithm: "ES256".to_owned(),
+            created: 0,
+            accepts_tokens_without_kid: false,
+            staged,
+            activates_at,
+        }
+    }
+
+    fn manifest(keys: Vec<ManifestKey>) -> Manifest {
+        Manifest {
+            version: VERSION_STAGED,
+            active: "old".to_owned(),
+            keys,
+        }
+    }
+
+    #[test]
+    fn a_staged_key_signs_from_its_time_on_and_not_a_second_before() {
+        let m = manifest(vec![key("new", true, Some(100)), key("old", false, None)]);
+        let before = settled(m.clone(), 99);
+        assert_eq!(before.active, "old");
+        assert!(before.keys[0].staged);
+        let at = settled(m.clone(), 100);
+        assert_eq!(at.active, "new");
+        assert!(!at.keys[0].staged && at.keys[0].activates_at.is_none());
+        assert_eq!(settled(m, 5000).active, "new");
+    }
+
+    #[test]
+    fn a_key_waiting_for_activate_never_signs_by_itself() {
+        let m = manifest(vec![key("new", true, None), key("old", false, None)]);
+        let later = settled(m, i64::MAX);
+        assert_eq!(later.active, "old");
+        assert!(later.keys[0].staged);
+    }
+
+    #[test]
+    fn of_several_due_keys_the_latest_time_wins_then_the_newest() {
+        let m = manifest(vec![
+            key("c", true, Some(300)),
+            key("b", true, Some(200)),
+            key("a", true, Some(200)),
+            key("old", false, None),
+        ]);
+        assert_eq!(settled(m.clone(), 250).active, "b", "the newest of the latest time");
+        let at_250 = settled(m.clone(), 250);
+        assert!(at_250.keys[0].staged, "c is still to come");
+        assert!(!at_250.keys[2].staged, "a's time has passed too: no longer staged");
+        assert_eq!(settled(m, 300).active, "c");
+    }
+
+    #[test]
+    fn staging_publishes_first_and_activate_promotes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keys = KeyDir::new(dir.path().join("keys"));
+        let first = keys
+            .stage(Algorithm::ES256, None, 10, Some(20))
+            .expect("created");
+        assert!(first.is_active, "nothing signed before: active at once");
+        let second = keys
+            .stage(Algorithm::ES256, None, 11, Some(40))
+            .expect("staged");
+        assert!(second.is_staged && !second.is_active);
+        let (loaded, next) = keys.load_at(30).expect("load");
+        assert_eq!(loaded.active_kid(), Some(first.kid.as_str()));
+        assert_eq!(loaded.kids().len(), 2, "the staged key verifies");
+        assert_eq!(next, Some(40));
+        assert!(
+            std::str::from_utf8(loaded.jwks_json())
+                .expect("utf-8")
+                .contains(&second.kid),
+            "and is published"
+        );
+        let (loaded, next) = keys.load_at(40).expect("load");
+        assert_eq!(loaded.active_kid(), Some(second.kid.as_str()));
+        assert_eq!(next, None);
+        // Listing at a time settles the same way; retiring the signing key is refused.
+        let listed = keys.list(41).expect("list");
+        assert_eq!(listed[0].kid, second.kid);
+        assert!(listed[0].is_active);
+        let third = keys
+            .stage(Algorithm::ES256, None, 50, None)
+            .expect("staged");
+        assert_eq!(keys.load_at(i64::MAX).expect("load").1, None);
+        keys.activate(&third.kid, 51).expect("activate");
+        let (loaded, _) = keys.load_at(52).expect("load");
+        assert_eq!(loaded.active_kid(), Some(third.kid.as_str()));
+        assert!(keys.activate("no-such-key", 53).is_err());
+    }
+
+    #[test]
+    fn a_legacy_secret_keeps_signing_while_the_new_key_is_staged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keys = KeyDir::new(dir.path().join("keys"));
+        let secret = "a-legacy-secret-that-is-long-enough-for-hs256!";
+        let staged = keys
+            .stage(
+                Algorithm::HS256,
+                Some(LegacySecret {
+                    algorithm: Algorithm::HS256,
+                    secret,
+                }),
+                10,
+                Some(100),
+            )
+            .expect("staged");
+        assert!(staged.is_staged);
+        let listed = keys.list(50).expect("list");
+        let legacy = listed
+            .iter()
+            .find(|k| k.accepts_tokens_without_kid)
+            .expect("the imported key");
+        assert!(legacy.is_active, "the key file's secret signs until the new key's time");
+        assert_eq!(keys.list(100).expect("list")[0].kid, staged.kid);
+    }
+}
