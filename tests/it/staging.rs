@@ -347,6 +347,17 @@ async fn two_instances_switch_at_a_staged_keys_time_by_themselves() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let first_new = first_new.expect("the new key signs after its time");
+    // On PostgreSQL the pool's use is among the metrics.
+    let metrics = client()
+        .get(a.url("/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(metrics.contains("restjwt_db_pool_max_connections 10"), "{metrics}");
+    assert!(metrics.contains("restjwt_db_pool_connections{state=\"in_use\"}"), "{metrics}");
     assert!(
         first_new >= Duration::from_secs(30) && first_new < Duration::from_secs(36),
         "switched at +{first_new:?}"
