@@ -312,6 +312,8 @@ impl AuthState {
                     if asked {
                         tracing::info!(path = %dir.path().display(), "no key directory: keeping the keys in use");
                     }
+                    // Nothing to load: wait an interval, even when a staged key is due.
+                    failed = true;
                     continue;
                 }
                 let now = state.now();
