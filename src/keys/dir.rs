@@ -727,10 +727,17 @@ mod tests {
             key("a", true, Some(200)),
             key("old", false, None),
         ]);
-        assert_eq!(settled(m.clone(), 250).active, "b", "the newest of the latest time");
+        assert_eq!(
+            settled(m.clone(), 250).active,
+            "b",
+            "the newest of the latest time"
+        );
         let at_250 = settled(m.clone(), 250);
         assert!(at_250.keys[0].staged, "c is still to come");
-        assert!(!at_250.keys[2].staged, "a's time has passed too: no longer staged");
+        assert!(
+            !at_250.keys[2].staged,
+            "a's time has passed too: no longer staged"
+        );
         assert_eq!(settled(m, 300).active, "c");
     }
 
@@ -795,7 +802,10 @@ mod tests {
             .iter()
             .find(|k| k.accepts_tokens_without_kid)
             .expect("the imported key");
-        assert!(legacy.is_active, "the key file's secret signs until the new key's time");
+        assert!(
+            legacy.is_active,
+            "the key file's secret signs until the new key's time"
+        );
         assert_eq!(keys.list(100).expect("list")[0].kid, staged.kid);
     }
 }

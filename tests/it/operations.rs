@@ -177,6 +177,22 @@ async fn cors_is_off_by_default(backend: Backend) {
     }
 }
 
+async fn either_origins_or_patterns_alone_turn_cors_on(backend: Backend) {
+    for (name, value) in [
+        ("RESTJWT_CORS_ALLOWED_ORIGINS", "http://localhost:3000"),
+        ("RESTJWT_CORS_ALLOWED_ORIGIN_REGEXES", r#"["http://localhost:\\d+$"]"#),
+    ] {
+        let app = TestApp::with_settings(backend, TestApp::settings(&[(name, value)])).await;
+        let answer = preflight(&app, "/api/user/", "http://localhost:3000").await;
+        assert_eq!(answer.status.as_u16(), 200, "{name}");
+        assert_eq!(
+            answer.header("access-control-allow-origin"),
+            Some("http://localhost:3000"),
+            "{name}"
+        );
+    }
+}
+
 async fn every_answer_carries_a_request_id(backend: Backend) {
     let app = TestApp::new(backend).await;
     let first = app.send(Method::GET, "/healthz", &[], Body::empty()).await;
@@ -395,6 +411,7 @@ backend_tests!(
     a_preflight_from_an_allowed_origin_is_answered_before_any_view,
     actual_requests_from_an_allowed_origin_can_be_read,
     cors_is_off_by_default,
+    either_origins_or_patterns_alone_turn_cors_on,
     every_answer_carries_a_request_id,
     the_openapi_document_covers_every_endpoint,
     the_documentation_page_is_served_from_the_binary,
@@ -498,7 +515,7 @@ mod server {
             .collect();
         let logins: Vec<&&Value> = refused
             .iter()
-            .filter(|l| l["span"]["route"] == "/api/token/")
+            .filter(|l| l["fields"]["route"] == "/api/token/")
             .collect();
         assert_eq!(logins.len(), 3, "one line for each failed login");
         for line in &logins {
@@ -516,9 +533,14 @@ mod server {
         }
         let probe = refused
             .iter()
-            .find(|l| l["span"]["request_id"] == "probe-1")
+            .find(|l| l["fields"]["request_id"] == "probe-1")
             .expect("the refused GET, under the client's request id");
-        assert_eq!(probe["span"]["route"], "/api/user/");
+        assert_eq!(probe["fields"]["route"], "/api/user/");
+        // At trace level the request's span is there too, with the same fields.
+        assert!(
+            lines.iter().any(|l| l["span"]["request_id"] == "probe-1"),
+            "the span"
+        );
         assert_eq!(probe["fields"]["reason"], "access: Token is invalid");
         // Passwords, tokens and the signing key appear nowhere, at any level.
         let key = std::fs::read_to_string(ws.key_path()).expect("the key file");

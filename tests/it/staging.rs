@@ -356,8 +356,14 @@ async fn two_instances_switch_at_a_staged_keys_time_by_themselves() {
         .text()
         .await
         .expect("text");
-    assert!(metrics.contains("restjwt_db_pool_max_connections 10"), "{metrics}");
-    assert!(metrics.contains("restjwt_db_pool_connections{state=\"in_use\"}"), "{metrics}");
+    assert!(
+        metrics.contains("restjwt_db_pool_max_connections 10"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("restjwt_db_pool_connections{state=\"in_use\"}"),
+        "{metrics}"
+    );
     assert!(
         first_new >= Duration::from_secs(30) && first_new < Duration::from_secs(36),
         "switched at +{first_new:?}"
