@@ -180,7 +180,10 @@ async fn cors_is_off_by_default(backend: Backend) {
 async fn either_origins_or_patterns_alone_turn_cors_on(backend: Backend) {
     for (name, value) in [
         ("RESTJWT_CORS_ALLOWED_ORIGINS", "http://localhost:3000"),
-        ("RESTJWT_CORS_ALLOWED_ORIGIN_REGEXES", r#"["http://localhost:\\d+$"]"#),
+        (
+            "RESTJWT_CORS_ALLOWED_ORIGIN_REGEXES",
+            r#"["http://localhost:\\d+$"]"#,
+        ),
     ] {
         let app = TestApp::with_settings(backend, TestApp::settings(&[(name, value)])).await;
         let answer = preflight(&app, "/api/user/", "http://localhost:3000").await;
