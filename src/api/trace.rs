@@ -25,7 +25,7 @@ use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use tracing::Instrument;
 
-use crate::telemetry::{HTTP_REQUEST_DURATION, HTTP_REQUESTS, RefusalReason};
+use crate::telemetry::{HTTP_REQUEST_DURATION, RefusalReason};
 
 /// The request id header, read and answered.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -148,7 +148,6 @@ fn record(method: &'static str, route: String, status: StatusCode, seconds: f64)
         metrics::Label::new("route", route),
         metrics::Label::new("status", status.as_str().to_owned()),
     ];
-    metrics::counter!(HTTP_REQUESTS, labels.clone()).increment(1);
     metrics::histogram!(HTTP_REQUEST_DURATION, labels).record(seconds);
 }
 

@@ -573,7 +573,7 @@ mod server {
         assert_eq!(
             sample(
                 &text,
-                "restjwt_http_requests_total{method=\"POST\",route=\"/api/token/\",status=\"401\"}"
+                "restjwt_http_request_duration_seconds_count{method=\"POST\",route=\"/api/token/\",status=\"401\"}"
             ),
             3.0
         );
@@ -624,7 +624,7 @@ mod server {
         let text = metrics(&url).await;
         assert!(
             text.contains(
-                "restjwt_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 1"
+                "restjwt_http_request_duration_seconds_count{method=\"GET\",route=\"/healthz\",status=\"200\"} 1"
             ),
             "{text}"
         );
