@@ -1,6 +1,6 @@
 //! An app that signs with a key directory and picks up rotations without a restart: run
 //! `restjwt keys rotate --key-dir keys/` (or retire a key) and the app loads the new set
-//! within the interval, or at once on SIGHUP. Its `/.well-known/jwks.json` publishes the keys
+//! within the interval, or at once on SIGHUP; a staged key starts signing at its time. Its `/.well-known/jwks.json` publishes the keys
 //! in use, so token checkers elsewhere follow.
 //!
 //! ```text

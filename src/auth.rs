@@ -23,6 +23,7 @@ use crate::lifecycle::{AuthFailure, ClaimsHook, ClientInfo, Lifecycle, Lifecycle
 use crate::password::{PasswordError, PasswordHasher};
 use crate::settings::{AccessTokenRevocation, Settings, SettingsError};
 use crate::store::{Store, StoreError};
+use crate::telemetry::RefusalReason;
 use crate::token::{Claims, Clock, SystemClock, TokenKind, Tokens};
 
 pub use crate::lifecycle::Authenticated;
@@ -276,7 +277,9 @@ impl AuthState {
 
     /// Reloads the keys of a key directory ([`crate::keys::dir::KeyDir`]) into this state
     /// whenever its manifest changes (checked every `interval`, at least a second: one `stat`)
-    /// or `reload` is notified (the server notifies on SIGHUP). A directory that cannot be
+    /// or `reload` is notified (the server notifies on SIGHUP), and at the time a staged key
+    /// becomes active (by this state's clock), so that every server reading the directory
+    /// switches at the same moment without another change to it. A directory that cannot be
     /// read is logged and retried; the keys in use stay until a load succeeds.
     pub fn spawn_key_reload(
         &self,
@@ -284,13 +287,24 @@ impl AuthState {
         interval: Duration,
         reload: Arc<tokio::sync::Notify>,
     ) -> tokio::task::JoinHandle<()> {
-        let tokens = self.tokens().clone();
+        let state = self.clone();
         let interval = interval.max(Duration::from_secs(1));
         tokio::spawn(async move {
             let mut seen = dir.stamp();
+            // The caller loaded the keys in use; only when a staged key takes over is needed.
+            let mut pending = dir.load_at(state.now()).ok().and_then(|(_, next)| next);
+            let mut failed = false;
             loop {
+                let now = state.now();
+                let wait = match pending {
+                    Some(at) if !failed => {
+                        let until = u64::try_from(at.saturating_sub(now)).unwrap_or(0);
+                        interval.min(Duration::from_secs(until))
+                    }
+                    _ => interval,
+                };
                 let asked = tokio::select! {
-                    () = tokio::time::sleep(interval) => false,
+                    () = tokio::time::sleep(wait) => false,
                     () = reload.notified() => true,
                 };
                 let stamp = dir.stamp();
@@ -298,24 +312,31 @@ impl AuthState {
                     if asked {
                         tracing::info!(path = %dir.path().display(), "no key directory: keeping the keys in use");
                     }
+                    // Nothing to load: wait an interval, even when a staged key is due.
+                    failed = true;
                     continue;
                 }
-                if !asked && stamp == seen {
+                let now = state.now();
+                let is_due = pending.is_some_and(|at| at <= now);
+                if !asked && stamp == seen && !is_due {
                     continue;
                 }
-                match dir.load() {
-                    Ok(keys) => {
+                match dir.load_at(now) {
+                    Ok((keys, next)) => {
                         tracing::info!(
                             path = %dir.path().display(),
                             active = keys.active_kid().unwrap_or_default(),
                             keys = keys.kids().len(),
                             "reloaded the signing keys"
                         );
-                        tokens.replace_keys(keys);
+                        state.tokens().replace_keys(keys);
                         seen = stamp;
+                        pending = next;
+                        failed = false;
                     }
                     Err(error) => {
                         tracing::warn!(%error, "cannot reload the signing keys: keeping those in use");
+                        failed = true;
                     }
                 }
             }
@@ -505,8 +526,26 @@ impl IntoResponse for AuthRejection {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static(WWW_AUTHENTICATE),
             );
+            response
+                .extensions_mut()
+                .insert(RefusalReason(self.reason().into()));
         }
         response
+    }
+}
+
+impl AuthRejection {
+    /// Why the request was refused, for the log: the body's message, with each token class's
+    /// reason (no token text, no claim values).
+    pub fn reason(&self) -> String {
+        match self {
+            AuthRejection::Failed(AuthFailure::NotValidForAnyType(reasons)) => reasons
+                .iter()
+                .map(|(kind, error)| format!("{}: {error}", kind.as_str()))
+                .collect::<Vec<_>>()
+                .join("; "),
+            other => other.to_string(),
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use restjwt::api;
 use restjwt::auth::{AuthState, BuildError};
 use restjwt::keys::dir::{KeyDir, KeyInfo, LegacySecret};
@@ -23,11 +24,12 @@ use restjwt::keys::{
 };
 use restjwt::lifecycle::LifecycleError;
 use restjwt::password::{PasswordError, PasswordHasher};
-use restjwt::settings::{Settings, SettingsError, parse_duration};
+use restjwt::settings::{LogFormat, MetricsEndpoint, Settings, SettingsError, parse_duration};
 use restjwt::store::{
     self, DEFAULT_DATABASE_URL, DatabaseOptions, DatabaseUrl, NewUser, Store, StoreError,
     normalize_username,
 };
+use restjwt::telemetry;
 
 /// The environment variable holding the password for `createsuperuser --noinput`.
 pub const PASSWORD_ENV: &str = "RESTJWT_SUPERUSER_PASSWORD";
@@ -131,11 +133,34 @@ pub enum KeysCommand {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Make a new active key in the key directory; older keys keep verifying until retired.
+    /// Stage a new key in the key directory: published in the JWKS and verifying at once,
+    /// signing from --activate-after on (or `keys activate`); older keys keep verifying until
+    /// retired.
     Rotate {
-        /// The new key's algorithm. Defaults to the ALGORITHM setting.
+        /// The new key's algorithm. Defaults to the active key's (or, before there is a key
+        /// directory, the key file's HMAC or the ALGORITHM setting).
         #[arg(long)]
         algorithm: Option<Algorithm>,
+        /// When the new key starts signing: a duration from now (`6m`, `1h`), or `never` to
+        /// wait for `restjwt keys activate`. Defaults to JWKS_MAX_AGE plus one minute, so
+        /// every JWKS cache and every server holds the key before any token names it.
+        #[arg(long, value_name = "DURATION|never", value_parser = parse_activation)]
+        activate_after: Option<Activation>,
+        /// Allow what would refuse tokens somewhere: switching between an HMAC and a
+        /// public-key algorithm, or activating sooner than JWKS_MAX_AGE.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        location: KeyDirArgs,
+    },
+    /// Make a staged key the signing key now (see `keys rotate --activate-after never`).
+    Activate {
+        /// The key's id (see `restjwt keys list`).
+        kid: String,
+        /// Activate a key published for less than JWKS_MAX_AGE: JWKS clients whose cache is
+        /// older may refuse its tokens until they refetch.
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         location: KeyDirArgs,
     },
@@ -163,6 +188,22 @@ pub struct KeyDirArgs {
     /// rotation. Defaults to the database file's path with `.key` appended.
     #[arg(long, env = "RESTJWT_KEY_FILE")]
     pub key_file: Option<PathBuf>,
+}
+
+/// When a staged key starts signing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// This long after staging.
+    After(Duration),
+    /// When `restjwt keys activate` says so.
+    Never,
+}
+
+fn parse_activation(text: &str) -> Result<Activation, String> {
+    match text.trim() {
+        "never" => Ok(Activation::Never),
+        other => parse_duration(other).map(Activation::After),
+    }
 }
 
 /// Options of `serve`.
@@ -231,8 +272,16 @@ pub enum CliError {
 /// Runs a parsed command line with the given environment; prints errors and returns the exit
 /// code (0 on success, 1 on any error).
 pub async fn run(cli: Cli, env: HashMap<String, String>) -> ExitCode {
-    init_tracing(&env);
-    match run_command(cli, &env).await {
+    let settings = Settings::load(cli.config.as_deref(), env.clone());
+    init_tracing(
+        &env,
+        settings.as_ref().map_or(LogFormat::Plain, |s| s.log_format),
+    );
+    let outcome = match settings {
+        Ok(settings) => run_command(cli, settings, &env).await,
+        Err(e) => Err(e.into()),
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("CommandError: {e}");
@@ -241,18 +290,28 @@ pub async fn run(cli: Cli, env: HashMap<String, String>) -> ExitCode {
     }
 }
 
-fn init_tracing(env: &HashMap<String, String>) {
+fn init_tracing(env: &HashMap<String, String>, format: LogFormat) {
     let filter = env
         .get("RUST_LOG")
         .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
-    // Colours only for a person at a terminal: logs piped to a file or a journal stay plain.
-    let ansi = std::io::stderr().is_terminal() && env.get("NO_COLOR").is_none_or(String::is_empty);
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        // One object a line, the request's span (method, route, request id) in each.
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+        LogFormat::Plain => {
+            // Colours only for a person at a terminal: logs piped to a file stay plain.
+            let ansi =
+                std::io::stderr().is_terminal() && env.get("NO_COLOR").is_none_or(String::is_empty);
+            builder.with_ansi(ansi).try_init()
+        }
+    };
 }
 
 /// The database a command works on: its URL and the pool's limits.
@@ -261,8 +320,11 @@ struct Database {
     options: DatabaseOptions,
 }
 
-async fn run_command(cli: Cli, env: &HashMap<String, String>) -> Result<(), CliError> {
-    let settings = Settings::load(cli.config.as_deref(), env.clone())?;
+async fn run_command(
+    cli: Cli,
+    settings: Settings,
+    env: &HashMap<String, String>,
+) -> Result<(), CliError> {
     let db = &Database {
         options: database_options(
             cli.database_pool_size.as_deref(),
@@ -388,18 +450,102 @@ async fn serve(settings: Settings, db: &Database, args: ServeArgs) -> Result<(),
     state
         .start_session_revocation(Duration::from_secs(1))
         .await?;
-    let app = api::app(state);
+    let settings = state.settings().clone();
+    let store = state.lifecycle().store().cloned();
+    let mut app = api::app(state);
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut stopping = stopping.clone();
+        async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+        }
+    };
+    if let Some(metrics) = install_metrics(&settings, store)? {
+        match settings.metrics {
+            MetricsEndpoint::Listen(address) => {
+                let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
+                    CliError::Command(format!("cannot listen on {address} (METRICS): {e}"))
+                })?;
+                tracing::info!("metrics on http://{}/metrics", listener.local_addr()?);
+                let stopped = stopped();
+                tokio::spawn(async move {
+                    if let Err(error) = api::serve(listener, metrics, stopped).await {
+                        tracing::error!(%error, "the metrics listener failed");
+                    }
+                });
+            }
+            _ => app = app.merge(metrics),
+        }
+    }
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .map_err(|e| CliError::Command(format!("cannot listen on {}: {e}", args.bind)))?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
-    api::serve(listener, app, shutdown_signal()).await?;
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    api::serve_with_deadline(listener, app, stopped(), settings.graceful_shutdown_timeout).await?;
     if let Some(watcher) = watcher {
         watcher.abort();
     }
     tracing::info!("stopped");
     Ok(())
 }
+
+/// Installs the Prometheus recorder when `METRICS` is not `off`, and returns the router that
+/// answers `/metrics` with what it holds (the database pool's gauges read at each scrape).
+fn install_metrics(
+    settings: &Settings,
+    store: Option<Arc<dyn Store>>,
+) -> Result<Option<axum::Router>, CliError> {
+    if settings.metrics == MetricsEndpoint::Off {
+        return Ok(None);
+    }
+    let recorder = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(telemetry::HTTP_REQUEST_DURATION.to_owned()),
+            &LATENCY_BUCKETS,
+        )
+        .map_err(|e| CliError::Command(format!("cannot set up the metrics: {e}")))?
+        .build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder)
+        .map_err(|e| CliError::Command(format!("cannot set up the metrics: {e}")))?;
+    telemetry::describe();
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            upkeep.run_upkeep();
+        }
+    });
+    let render = move || {
+        let handle = handle.clone();
+        let store = store.clone();
+        async move {
+            if let Some(pool) = store.as_ref().and_then(|s| s.pool_use()) {
+                telemetry::record_pool_use(pool);
+            }
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                handle.render(),
+            )
+        }
+    };
+    Ok(Some(
+        axum::Router::new().route("/metrics", axum::routing::get(render)),
+    ))
+}
+
+/// Request latency buckets, in seconds: from a token check (well under a millisecond) to a
+/// login queued behind others (hundreds of milliseconds) and a database timeout.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// The keys a server keeps beside its database when no SIGNING_KEY is set: the key directory
 /// once it exists, else the single HMAC key file (or, for the asymmetric algorithms, a new key
@@ -536,11 +682,12 @@ fn keys_command(settings: &Settings, url: &str, command: KeysCommand) -> Result<
         }
         KeysCommand::Rotate {
             algorithm,
+            activate_after,
+            force,
             location,
         } => {
             refuse_configured_keys(settings)?;
             let kept = KeptKeys::new(url, &location)?;
-            let algorithm = algorithm.unwrap_or(settings.algorithm);
             let legacy_text = if kept.dir.exists() {
                 None
             } else {
@@ -556,16 +703,50 @@ fn keys_command(settings: &Settings, url: &str, command: KeysCommand) -> Result<
                     }
                 }
             };
+            // The key file only ever served HMAC; it keeps ALGORITHM when that is HMAC.
+            let legacy_algorithm = if settings.algorithm.is_hmac() {
+                settings.algorithm
+            } else {
+                Algorithm::HS256
+            };
+            let now = now();
+            // What signs today decides, not the environment of whoever runs this command.
+            let current = if kept.dir.exists() {
+                kept.dir
+                    .list(now)?
+                    .into_iter()
+                    .find(|k| k.is_active)
+                    .map(|k| k.algorithm)
+            } else {
+                legacy_text.as_ref().map(|_| legacy_algorithm)
+            };
+            let algorithm = check_algorithm(algorithm, current, settings.algorithm, force)?;
+            let delay = match activate_after {
+                Some(Activation::After(delay)) => Some(delay),
+                Some(Activation::Never) => None,
+                None => Some(default_activation_delay(settings)),
+            };
+            if let Some(delay) = delay
+                && delay < settings.jwks_max_age
+                && !force
+            {
+                return Err(CliError::Command(format!(
+                    "--activate-after {}s is shorter than JWKS_MAX_AGE ({}s): clients and caches holding the JWKS from before this rotation would refuse the new key's tokens; wait longer, or add --force",
+                    delay.as_secs(),
+                    settings.jwks_max_age.as_secs()
+                )));
+            }
+            let activates_at =
+                delay.map(|d| now.saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)));
             let legacy = legacy_text.as_deref().map(|secret| LegacySecret {
-                // The key file only ever served HMAC; it keeps ALGORITHM when that is HMAC.
-                algorithm: if settings.algorithm.is_hmac() {
-                    settings.algorithm
-                } else {
-                    Algorithm::HS256
-                },
+                algorithm: legacy_algorithm,
                 secret,
             });
-            let new = kept.dir.rotate(algorithm, legacy, now())?;
+            let new = match activates_at {
+                // Nothing to wait for: the key signs at once.
+                Some(at) if at <= now => kept.dir.rotate(algorithm, legacy, now)?,
+                _ => kept.dir.stage(algorithm, legacy, now, activates_at)?,
+            };
             if legacy_text.is_some() {
                 std::fs::remove_file(&kept.key_file).map_err(|source| KeyError::File {
                     path: kept.key_file.clone(),
@@ -577,14 +758,58 @@ fn keys_command(settings: &Settings, url: &str, command: KeysCommand) -> Result<
                     kept.dir.path().display()
                 );
             }
-            println!(
-                "New active key {} ({}) in {}.",
-                new.kid,
-                new.algorithm,
-                kept.dir.path().display()
-            );
+            if new.is_active {
+                println!(
+                    "New active key {} ({}) in {}.",
+                    new.kid,
+                    new.algorithm,
+                    kept.dir.path().display()
+                );
+            } else {
+                println!(
+                    "Staged key {} ({}) in {}: published and verifying from the next reload, {}.",
+                    new.kid,
+                    new.algorithm,
+                    kept.dir.path().display(),
+                    match new.activates_at {
+                        Some(at) => format!("signing from {}", timestamp(at)),
+                        None => format!("signing after `restjwt keys activate {}`", new.kid),
+                    }
+                );
+            }
             println!(
                 "Older keys verify until `restjwt keys retire KID`; running servers reload within their --key-reload-interval, or at once on SIGHUP."
+            );
+            Ok(())
+        }
+        KeysCommand::Activate {
+            kid,
+            force,
+            location,
+        } => {
+            refuse_configured_keys(settings)?;
+            let kept = KeptKeys::new(url, &location)?;
+            let now = now();
+            let key = kept
+                .dir
+                .list(now)?
+                .into_iter()
+                .find(|k| k.kid == kid)
+                .ok_or_else(|| {
+                    CliError::Command(format!("the key directory has no key {kid:?}"))
+                })?;
+            let published = Duration::from_secs(u64::try_from(now - key.created).unwrap_or(0));
+            if !key.is_active && published < settings.jwks_max_age && !force {
+                return Err(CliError::Command(format!(
+                    "{kid} was published {}s ago, less than JWKS_MAX_AGE ({}s): clients and caches holding an older JWKS would refuse its tokens; wait, or add --force",
+                    published.as_secs(),
+                    settings.jwks_max_age.as_secs()
+                )));
+            }
+            let activated = kept.dir.activate(&kid, now)?;
+            println!(
+                "Activated {} ({}): servers sign with it once they reload (within --key-reload-interval, or at once on SIGHUP).",
+                activated.kid, activated.algorithm
             );
             Ok(())
         }
@@ -600,12 +825,52 @@ fn keys_command(settings: &Settings, url: &str, command: KeysCommand) -> Result<
         }
         KeysCommand::List { location } => {
             let kept = KeptKeys::new(url, &location)?;
-            for key in kept.dir.list()? {
+            for key in kept.dir.list(now())? {
                 println!("{}", describe(&key));
             }
             Ok(())
         }
     }
+}
+
+/// How long `keys rotate` waits by default before the new key signs: the JWKS' `max-age`, so
+/// caches that honour it have refetched, plus a minute for restjwt's own `JWK_URL` client (which
+/// refetches at most once a minute), the servers' reload interval and clock skew.
+fn default_activation_delay(settings: &Settings) -> Duration {
+    settings.jwks_max_age + Duration::from_secs(60)
+}
+
+/// The algorithm of a rotation's new key: `asked` if given, else the one signing now
+/// (`current`), else `setting`. Switching between HMAC and a public-key algorithm refuses
+/// tokens somewhere (JWKS clients cannot check HMAC tokens; services sharing the HMAC secret
+/// cannot check signatures), so it needs `force`.
+fn check_algorithm(
+    asked: Option<Algorithm>,
+    current: Option<Algorithm>,
+    setting: Algorithm,
+    force: bool,
+) -> Result<Algorithm, CliError> {
+    let Some(current) = current else {
+        return Ok(asked.unwrap_or(setting));
+    };
+    let algorithm = asked.unwrap_or(current);
+    if algorithm.is_hmac() != current.is_hmac() && !force {
+        let why = if current.is_hmac() {
+            "services that check tokens with the shared HMAC secret (a Django service with the same SIGNING_KEY) would refuse the new key's tokens"
+        } else {
+            "JWKS clients cannot check HMAC tokens: every service that verifies through the JWKS would refuse the new key's tokens"
+        };
+        return Err(CliError::Command(format!(
+            "the active key is {current} and the new one would be {algorithm}: {why}; add --force if nothing depends on it"
+        )));
+    }
+    Ok(algorithm)
+}
+
+fn timestamp(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default()
 }
 
 /// Rotation manages the key directory, which `serve` does not use while SIGNING_KEY is set.
@@ -620,13 +885,15 @@ fn refuse_configured_keys(settings: &Settings) -> Result<(), CliError> {
 
 /// One line of `keys list`: kid, algorithm, creation time, role.
 fn describe(key: &KeyInfo) -> String {
-    let created = chrono::DateTime::from_timestamp(key.created, 0)
-        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .unwrap_or_default();
-    let role = match (key.is_active, key.accepts_tokens_without_kid) {
-        (true, _) => "active",
-        (false, true) => "verifies (and tokens without kid)",
-        (false, false) => "verifies",
+    let created = timestamp(key.created);
+    let role = match (key.is_active, key.is_staged, key.accepts_tokens_without_kid) {
+        (true, _, _) => "active".to_owned(),
+        (false, true, _) => match key.activates_at {
+            Some(at) => format!("staged (signs from {})", timestamp(at)),
+            None => "staged (signs after `keys activate`)".to_owned(),
+        },
+        (false, false, true) => "verifies (and tokens without kid)".to_owned(),
+        (false, false, false) => "verifies".to_owned(),
     };
     format!("{}  {}  {}  {}", key.kid, key.algorithm, created, role)
 }

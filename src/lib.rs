@@ -21,6 +21,7 @@
 //!   blacklist, log out, sessions, and what authenticates a token.
 //! - [`auth`]: [`AuthState`] and its builder, and the axum extractors ([`CurrentUser`],
 //!   [`Authenticated`], [`TokenUser`]).
+//! - [`telemetry`]: the metrics restjwt records (through the `metrics` facade) and their names.
 //! - [`api`]: the routers, [`api::app`] (the whole server), and [`ApiError`], the one place
 //!   where an error becomes HTTP.
 //!
@@ -60,6 +61,7 @@ pub mod lifecycle;
 pub mod password;
 pub mod settings;
 pub mod store;
+pub mod telemetry;
 pub mod token;
 
 pub use api::ApiError;

@@ -23,6 +23,7 @@ use crate::store::{
     BlacklistOutcome, NewOutstanding, ProfileUpdate, Rotation, RotationOutcome, Session,
     SessionEvent, Store, StoreError, User, token_hash,
 };
+use crate::telemetry::{self, LoginOutcome};
 use crate::token::{Claims, Clock, SESSION_CLAIM, TokenError, TokenKind, Tokens, new_jti};
 
 /// A session's `last_refreshed_at` is written at most this often when refreshes do not rotate,
@@ -311,8 +312,12 @@ impl Lifecycle {
             .await?;
         let user = match user {
             Some(user) if verification.is_valid && self.is_user_allowed(&user) => user,
-            _ => return Err(LifecycleError::InvalidCredentials),
+            _ => {
+                telemetry::record_login(LoginOutcome::Failed);
+                return Err(LifecycleError::InvalidCredentials);
+            }
         };
+        telemetry::record_login(LoginOutcome::Succeeded);
         if verification.needs_rehash {
             let hash = self.hasher.hash(password.to_owned()).await?;
             store.update_password(user.id, &hash).await?;
@@ -434,8 +439,10 @@ impl Lifecycle {
                 store.update_session_refreshed(&id, time(now)).await?;
             }
             let access = tokens.access_claims(&claims, now);
+            let access = tokens.encode(&access)?;
+            telemetry::record_refresh(false);
             return Ok(Refreshed {
-                access: tokens.encode(&access)?,
+                access,
                 refresh: None,
             });
         }
@@ -454,8 +461,10 @@ impl Lifecycle {
             }
             store.create_outstanding(new_outstanding).await?;
             let access = tokens.access_claims_with_jti(&claims, &access_jti, now);
+            let access = tokens.encode(&access)?;
+            telemetry::record_refresh(true);
             return Ok(Refreshed {
-                access: tokens.encode(&access)?,
+                access,
                 refresh: Some(new_refresh_token),
             });
         }
@@ -472,8 +481,10 @@ impl Lifecycle {
         match store.rotate_refresh(rotation).await? {
             RotationOutcome::Rotated => {
                 let access = tokens.access_claims_with_jti(&claims, &access_jti, now);
+                let access = tokens.encode(&access)?;
+                telemetry::record_refresh(true);
                 Ok(Refreshed {
-                    access: tokens.encode(&access)?,
+                    access,
                     refresh: Some(new_refresh_token),
                 })
             }
@@ -483,6 +494,7 @@ impl Lifecycle {
                 rotated_at,
             } => {
                 // Rebuilt from the same inputs, the pair is the one the first request got.
+                telemetry::record_refresh(false);
                 let refresh = tokens.rotated_claims(&claims, &successor_jti, rotated_at);
                 let access = tokens.access_claims_with_jti(&claims, &access_jti, rotated_at);
                 Ok(Refreshed {
@@ -493,6 +505,8 @@ impl Lifecycle {
             RotationOutcome::Refused { revoked_session } => {
                 if let Some(id) = revoked_session {
                     tracing::warn!(session = %id, "refresh token reuse: session ended");
+                    telemetry::record_reuse_detected();
+                    telemetry::record_sessions_ended(1);
                     self.note_sessions_ended([id]);
                 }
                 Err(TokenError::Blacklisted.into())
@@ -514,7 +528,9 @@ impl Lifecycle {
             return Err(TokenError::Blacklisted.into());
         }
         self.check_token_user(&claims).await?;
-        Ok(self.tokens.encode(&claims)?)
+        let token = self.tokens.encode(&claims)?;
+        telemetry::record_refresh(false);
+        Ok(token)
     }
 
     /// The user checks of a refresh: when the token names a user (a truthy claim, in Python's
@@ -599,10 +615,15 @@ impl Lifecycle {
             .await?
         {
             BlacklistOutcome::Blacklisted { session_id } => {
+                telemetry::record_sessions_ended(usize::from(session_id.is_some()));
                 self.note_sessions_ended(session_id);
                 Ok(())
             }
             BlacklistOutcome::AlreadyBlacklisted { ended_session } => {
+                if ended_session.is_some() {
+                    telemetry::record_reuse_detected();
+                    telemetry::record_sessions_ended(1);
+                }
                 self.note_sessions_ended(ended_session);
                 Err(TokenError::Blacklisted.into())
             }
@@ -664,6 +685,7 @@ impl Lifecycle {
         {
             return Err(LifecycleError::SessionNotFound);
         }
+        telemetry::record_sessions_ended(1);
         self.note_sessions_ended([session_id.to_owned()]);
         Ok(())
     }
@@ -686,6 +708,7 @@ impl Lifecycle {
             LogoutScope::Others => store.end_sessions_of_user(user_id, current, now).await?,
             LogoutScope::Global => store.end_sessions_of_user(user_id, None, now).await?,
         };
+        telemetry::record_sessions_ended(ended.len());
         self.note_sessions_ended(ended.iter().cloned());
         Ok(ended)
     }
@@ -825,6 +848,7 @@ impl Lifecycle {
         let ended = store
             .end_sessions_of_user(user_id, keep, time(self.now()))
             .await?;
+        telemetry::record_sessions_ended(ended.len());
         self.note_sessions_ended(ended.iter().cloned());
         Ok(ended)
     }

@@ -22,6 +22,8 @@ use base64::Engine;
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
+use crate::telemetry::{self, GaugeGuard};
+
 /// Django's tag for Argon2 hashes, put before the PHC string.
 const DJANGO_ARGON2_TAG: &str = "argon2";
 
@@ -216,10 +218,12 @@ impl PasswordHasher {
         // The permit goes with the job, not with this future: a caller that gives up (its
         // client disconnected) must not free a permit while its hash still holds a thread, or
         // abandoned logins would pile up in the queue ahead of live ones.
+        let waiting = GaugeGuard::raise(telemetry::PASSWORD_HASH_QUEUE);
         let permit = Arc::clone(&self.permits)
             .acquire_owned()
             .await
             .map_err(|_| PasswordError::Task)?;
+        drop(waiting);
         let (answer, answered) = tokio::sync::oneshot::channel();
         let this = Arc::clone(self);
         self.threads
@@ -227,6 +231,7 @@ impl PasswordHasher {
             .send(Box::new(move || {
                 // Nobody is waiting for the answer: no hash to pay for.
                 if !answer.is_closed() {
+                    let _running = GaugeGuard::raise(telemetry::PASSWORD_HASHES_RUNNING);
                     let _ = answer.send(job(&this));
                 }
                 drop(permit);

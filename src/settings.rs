@@ -32,6 +32,19 @@ pub const ENV_PREFIX: &str = "RESTJWT_";
 /// The environment variable naming the settings file, for [`Settings::from_env`].
 pub const CONFIG_ENV: &str = "RESTJWT_CONFIG";
 
+/// `RESTJWT_*` environment variables that are not settings, which [`Settings::load`] lets
+/// through: the server's own options (`RESTJWT_KEY_DIR`, …), the password of `createsuperuser
+/// --noinput`, and the test suite's.
+pub const OTHER_ENV_VARS: &[&str] = &[
+    CONFIG_ENV,
+    "RESTJWT_SUPERUSER_PASSWORD",
+    "RESTJWT_KEY_FILE",
+    "RESTJWT_KEY_DIR",
+    "RESTJWT_KEY_RELOAD_INTERVAL",
+    "RESTJWT_TEST_POSTGRES_URL",
+    "RESTJWT_REFERENCE",
+];
+
 /// A setting could not be read or is not valid; the message names the setting.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -52,9 +65,15 @@ pub enum SettingsError {
         /// The parser's message.
         message: String,
     },
-    /// The file names a setting that does not exist (most often a typo).
-    #[error("unknown setting {0}")]
-    Unknown(String),
+    /// The file or a `RESTJWT_*` environment variable names a setting that does not exist
+    /// (most often a typo); `closest` is the known name it most resembles.
+    #[error("unknown setting {name}{}", closest.as_ref().map(|c| format!(" (did you mean {c}?)")).unwrap_or_default())]
+    Unknown {
+        /// The name as written.
+        name: String,
+        /// The known name nearest to it, if any is near.
+        closest: Option<String>,
+    },
     /// A setting has a value of the wrong shape or out of range.
     #[error("setting {name}: {message}")]
     Invalid {
@@ -190,7 +209,39 @@ pub struct Settings {
     #[serde(deserialize_with = "field::optional_string")]
     pub jwk_url: Option<String>,
     // Issue 11 (operations: logs, metrics, CORS, shutdown) adds its settings below this line.
-
+    /// How the `restjwt` server writes its log: `plain` lines or one `json` object a line (for
+    /// a log shipper). An app installs its own subscriber and ignores this. Defaults to `plain`.
+    #[serde(deserialize_with = "field::log_format")]
+    pub log_format: LogFormat,
+    /// Where the `restjwt` server answers Prometheus scrapes on `/metrics`: `main` (the API's
+    /// own listener), a listen address of its own (`127.0.0.1:9100`), or `off`. Defaults to
+    /// `main`.
+    #[serde(deserialize_with = "field::metrics")]
+    pub metrics: MetricsEndpoint,
+    /// django-cors-headers' `CORS_ALLOWED_ORIGINS`: origins (`scheme://host[:port]`, no path)
+    /// whose browsers may call the API. CORS is off while this and
+    /// `CORS_ALLOWED_ORIGIN_REGEXES` are both empty. Defaults to none.
+    #[serde(deserialize_with = "field::origins")]
+    pub cors_allowed_origins: Vec<String>,
+    /// django-cors-headers' `CORS_ALLOWED_ORIGIN_REGEXES`: regular expressions matched from the
+    /// start of the origin, as Python's `re.match` does (end them with `$`). Defaults to none.
+    #[serde(deserialize_with = "field::regexes")]
+    pub cors_allowed_origin_regexes: Vec<String>,
+    /// django-cors-headers' `CORS_ALLOW_CREDENTIALS`: let allowed origins send cookies and read
+    /// answers to credentialed requests (`Access-Control-Allow-Credentials: true`). Defaults
+    /// to false.
+    #[serde(deserialize_with = "field::boolean")]
+    pub cors_allow_credentials: bool,
+    /// How long, once told to stop, a server lets requests in flight finish before it exits
+    /// anyway (new connections are refused from the first moment). Defaults to 25 seconds,
+    /// inside the 30 seconds Kubernetes and systemd give before they kill.
+    #[serde(deserialize_with = "field::duration")]
+    pub graceful_shutdown_timeout: Duration,
+    /// How long clients and caches may keep the JWKS document (`Cache-Control: max-age`). A
+    /// staged key must be published at least this long before it signs, so `restjwt keys
+    /// rotate` waits this plus a minute by default. Defaults to 5 minutes.
+    #[serde(deserialize_with = "field::duration")]
+    pub jwks_max_age: Duration,
     // Issue 12 (accounts: registration, mail, password validators) adds its settings below this line.
 
     // Issue 13 (browser clients: cookie mode, CSRF, account page) adds its settings below this line.
@@ -275,6 +326,26 @@ pub enum AccessTokenRevocation {
     Session,
 }
 
+/// The `restjwt` server's log format (`LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Plain,
+    /// One JSON object a line, with the request's span fields (request id, route) in it.
+    Json,
+}
+
+/// Where the `restjwt` server answers `/metrics` (`METRICS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsEndpoint {
+    /// On the API's own listener.
+    Main,
+    /// On a listener of its own, so the API's port need not expose it.
+    Listen(std::net::SocketAddr),
+    /// Nowhere; nothing is recorded.
+    Off,
+}
+
 impl Default for Settings {
     fn default() -> Self {
         let tokens = TokenConfig::default();
@@ -311,7 +382,13 @@ impl Default for Settings {
             verifying_key: None,
             jwk_url: None,
             // Issue 11 (operations: logs, metrics, CORS, shutdown) adds its settings below this line.
-
+            log_format: LogFormat::Plain,
+            metrics: MetricsEndpoint::Main,
+            cors_allowed_origins: Vec::new(),
+            cors_allowed_origin_regexes: Vec::new(),
+            cors_allow_credentials: false,
+            graceful_shutdown_timeout: Duration::from_secs(25),
+            jwks_max_age: Duration::from_secs(300),
             // Issue 12 (accounts: registration, mail, password validators) adds its settings below this line.
 
             // Issue 13 (browser clients: cookie mode, CSRF, account page) adds its settings below this line.
@@ -378,6 +455,16 @@ impl fmt::Debug for Settings {
             )
             .field("jwk_url", &self.jwk_url)
             // Issue 11 (operations: logs, metrics, CORS, shutdown) adds its settings below this line.
+            .field("log_format", &self.log_format)
+            .field("metrics", &self.metrics)
+            .field("cors_allowed_origins", &self.cors_allowed_origins)
+            .field(
+                "cors_allowed_origin_regexes",
+                &self.cors_allowed_origin_regexes,
+            )
+            .field("cors_allow_credentials", &self.cors_allow_credentials)
+            .field("graceful_shutdown_timeout", &self.graceful_shutdown_timeout)
+            .field("jwks_max_age", &self.jwks_max_age)
             // Issue 12 (accounts: registration, mail, password validators) adds its settings below this line.
             // Issue 13 (browser clients: cookie mode, CSRF, account page) adds its settings below this line.
             // Issue 14 (speed: caches, batching) adds its settings below this line.
@@ -391,9 +478,8 @@ impl Settings {
     /// Reads the optional TOML file, then every `RESTJWT_<NAME>` variable of `env` (which wins),
     /// and validates the result ([`Settings::validated`]).
     ///
-    /// Environment variables with the prefix that name no setting are ignored (the prefix is
-    /// shared with e.g. `RESTJWT_SUPERUSER_PASSWORD`); an unknown key in the file is
-    /// [`SettingsError::Unknown`].
+    /// An unknown key in the file, and a `RESTJWT_*` variable that names no setting and is not
+    /// one of [`OTHER_ENV_VARS`], is [`SettingsError::Unknown`] with the closest known name.
     pub fn load<I>(file: Option<&Path>, env: I) -> Result<Self, SettingsError>
     where
         I: IntoIterator<Item = (String, String)>,
@@ -414,7 +500,8 @@ impl Settings {
             for (key, value) in table {
                 let name = key.to_ascii_lowercase();
                 if !names.contains(&name.as_str()) {
-                    return Err(SettingsError::Unknown(key));
+                    let closest = closest(&name, names.iter().copied()).map(str::to_owned);
+                    return Err(SettingsError::Unknown { name: key, closest });
                 }
                 merged.insert(name, toml_to_json(value));
             }
@@ -426,6 +513,16 @@ impl Settings {
             let name = name.to_ascii_lowercase();
             if names.contains(&name.as_str()) {
                 merged.insert(name, serde_json::Value::String(value));
+            } else if !OTHER_ENV_VARS.contains(&key.as_str()) {
+                // A typo in a variable would otherwise leave the setting at its default,
+                // silently; the file's typos stop the start, and so do these.
+                let known = names
+                    .iter()
+                    .map(|n| format!("{ENV_PREFIX}{}", n.to_ascii_uppercase()))
+                    .chain(OTHER_ENV_VARS.iter().map(|v| (*v).to_owned()))
+                    .collect::<Vec<_>>();
+                let closest = closest(&key, known.iter().map(String::as_str)).map(str::to_owned);
+                return Err(SettingsError::Unknown { name: key, closest });
             }
         }
         let object = serde_json::Value::Object(merged.into_iter().collect());
@@ -659,32 +756,114 @@ fn invalid(name: &str, message: impl Into<String>) -> SettingsError {
     }
 }
 
-/// Parses `300`, `30s`, `5m`, `1h` or `1d` (a TOML integer counts as seconds).
+/// The known name nearest to `name` by edit distance (case ignored), when it is near enough
+/// to be a typo of it: at most a third of its length away, and at least 1 edit.
+fn closest<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let name = name.to_ascii_lowercase();
+    known
+        .map(|k| (strsim::levenshtein(&name, &k.to_ascii_lowercase()), k))
+        .filter(|(distance, _)| *distance <= (name.len() / 3).max(2))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, k)| k)
+}
+
+/// What a duration looks like, for the error messages.
+const DURATION_FORMS: &str =
+    "use seconds, or numbers with units: 30s, 5m, 5min, 1.5h, 1h 30m, 2 days";
+
+/// Parses a duration: whole seconds (`300`), today's single-letter forms (`30s`, `5m`, `1h`,
+/// `1d`), and humantime's (`5min`, `2 hours`, `1h 30m`, `1w`, `500ms`), numbers with a
+/// decimal fraction too (`1.5h`). The total must be whole seconds (a TOML integer counts as
+/// seconds) and at most 100 years.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => text.split_at(i),
-        None => (text, "s"),
+    let bad = || format!("{text:?} is not a duration ({DURATION_FORMS})");
+    if text.is_empty() {
+        return Err(bad());
+    }
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        return whole_seconds(text.parse::<u128>().ok().map(|s| s * NANOS_PER_SEC), text);
+    }
+    let mut nanos: u128 = 0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (number, after) = rest.split_at(number_len);
+        let after = after.trim_start();
+        let unit_len = after
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(after.len());
+        let (unit, after) = after.split_at(unit_len);
+        let scale = unit_nanos(unit).ok_or_else(bad)?;
+        nanos = nanos
+            .checked_add(scaled(number, scale).ok_or_else(bad)?)
+            .ok_or_else(bad)?;
+        rest = after.trim_start();
+    }
+    whole_seconds(Some(nanos), text)
+}
+
+const NANOS_PER_SEC: u128 = 1_000_000_000;
+
+/// Nanoseconds in one of humantime's units (and today's `s`, `m`, `h`, `d`).
+fn unit_nanos(unit: &str) -> Option<u128> {
+    let secs: u128 = match unit {
+        "ns" | "nsec" | "nanos" => return Some(1),
+        "us" | "usec" | "micros" => return Some(1_000),
+        "ms" | "msec" | "millis" => return Some(1_000_000),
+        "s" | "sec" | "secs" | "second" | "seconds" => 1,
+        "m" | "min" | "mins" | "minute" | "minutes" => 60,
+        "h" | "hr" | "hrs" | "hour" | "hours" => 3600,
+        "d" | "day" | "days" => 86_400,
+        "w" | "week" | "weeks" => 7 * 86_400,
+        // humantime's month and year: 30.44 and 365.25 days.
+        "M" | "month" | "months" => 2_630_016,
+        "y" | "year" | "years" => 31_557_600,
+        _ => return None,
     };
-    let scale = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => {
-            return Err(format!(
-                "{text:?} is not a duration (use seconds or a number with s, m, h or d, e.g. 5m)"
-            ));
-        }
+    Some(secs * NANOS_PER_SEC)
+}
+
+/// `number` (digits, at most one decimal point, at least one digit) times `scale`, exactly.
+fn scaled(number: &str, scale: u128) -> Option<u128> {
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() && fraction.is_empty()
+        || !whole
+            .bytes()
+            .chain(fraction.bytes())
+            .all(|b| b.is_ascii_digit())
+        || fraction.len() > 9
+    {
+        return None;
+    }
+    let whole: u128 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
     };
-    let n: u64 = digits.parse().map_err(|_| {
-        format!("{text:?} is not a duration (use seconds or a number with s, m, h or d, e.g. 5m)")
-    })?;
-    n.checked_mul(scale)
-        // Beyond a century, timestamps stop meaning anything and arithmetic can overflow.
-        .filter(|secs| *secs <= 100 * 365 * 86_400)
-        .map(Duration::from_secs)
-        .ok_or_else(|| format!("{text:?} is too long (at most 100 years)"))
+    let mut value = whole.checked_mul(scale)?;
+    if !fraction.is_empty() {
+        let digits: u128 = fraction.parse().ok()?;
+        let denominator = 10u128.pow(u32::try_from(fraction.len()).ok()?);
+        value = value.checked_add(digits.checked_mul(scale)? / denominator)?;
+    }
+    Some(value)
+}
+
+fn whole_seconds(nanos: Option<u128>, text: &str) -> Result<Duration, String> {
+    // Beyond a century, timestamps stop meaning anything and arithmetic can overflow.
+    const MAX_SECS: u128 = 100 * 365 * 86_400;
+    let nanos = nanos.ok_or_else(|| format!("{text:?} is too long (at most 100 years)"))?;
+    if nanos % NANOS_PER_SEC != 0 {
+        return Err(format!("{text:?} is not a whole number of seconds"));
+    }
+    let secs = nanos / NANOS_PER_SEC;
+    if secs > MAX_SECS {
+        return Err(format!("{text:?} is too long (at most 100 years)"));
+    }
+    Ok(Duration::from_secs(u64::try_from(secs).unwrap_or(u64::MAX)))
 }
 
 /// The parsers of each kind of setting, for `#[serde(deserialize_with)]`. Each takes the value
@@ -695,7 +874,10 @@ mod field {
 
     use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
-    use super::{AccessTokenRevocation, UserField, UserIdField, UsernameField, parse_duration};
+    use super::{
+        AccessTokenRevocation, LogFormat, MetricsEndpoint, UserField, UserIdField, UsernameField,
+        parse_duration,
+    };
     use crate::keys::Algorithm;
     use crate::token::TokenKind;
 
@@ -1056,6 +1238,61 @@ mod field {
                     Ok((claim, field.parse()?))
                 })
                 .collect()
+        })
+    }
+
+    pub(super) fn log_format<'de, D: Deserializer<'de>>(d: D) -> Result<LogFormat, D::Error> {
+        read(d, |v| match string(v)?.trim() {
+            "plain" => Ok(LogFormat::Plain),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!(
+                "{other:?} is not a log format (use \"plain\" or \"json\")"
+            )),
+        })
+    }
+
+    pub(super) fn metrics<'de, D: Deserializer<'de>>(d: D) -> Result<MetricsEndpoint, D::Error> {
+        read(d, |v| match string(v)?.trim() {
+            "main" => Ok(MetricsEndpoint::Main),
+            "off" => Ok(MetricsEndpoint::Off),
+            other => other.parse().map(MetricsEndpoint::Listen).map_err(|_| {
+                format!(
+                    "{other:?} is not \"main\", \"off\" or a listen address such as 127.0.0.1:9100"
+                )
+            }),
+        })
+    }
+
+    /// Origins as django-cors-headers checks them: a scheme and a host, no path.
+    pub(super) fn origins<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        read(d, |v| {
+            let origins = parse_list(v)?;
+            for origin in &origins {
+                let (scheme, rest) = origin.split_once("://").unwrap_or(("", ""));
+                let is_origin = !scheme.is_empty()
+                    && scheme
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+                    && !rest.is_empty()
+                    && !rest.contains(['/', '?', '#', ' ']);
+                if !is_origin && origin != "null" {
+                    return Err(format!(
+                        "{origin:?} is not an origin (scheme://host[:port], without a path)"
+                    ));
+                }
+            }
+            Ok(origins)
+        })
+    }
+
+    pub(super) fn regexes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        read(d, |v| {
+            let patterns = parse_list(v)?;
+            for pattern in &patterns {
+                regex::Regex::new(pattern)
+                    .map_err(|e| format!("{pattern:?} is not a regular expression: {e}"))?;
+            }
+            Ok(patterns)
         })
     }
 

@@ -10,6 +10,7 @@ use crate::keys::KeyError;
 use crate::lifecycle::LifecycleError;
 use crate::password::PasswordError;
 use crate::store::StoreError;
+use crate::telemetry::RefusalReason;
 use crate::token::TokenError;
 
 /// Field errors in field order: `{"username":["This field is required."]}`.
@@ -128,6 +129,9 @@ impl IntoResponse for ApiError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static(WWW_AUTHENTICATE),
             );
+            response
+                .extensions_mut()
+                .insert(RefusalReason(self.to_string().into()));
         }
         response
     }

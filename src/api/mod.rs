@@ -26,17 +26,25 @@ use tokens::{
 use user::{get_token_user, get_user, update_user};
 
 mod body;
+mod cors;
 mod drf;
 mod error;
 mod metadata;
+mod openapi;
+
+pub use openapi::{DOCS_PATH, SCHEMA_PATH, openapi};
 mod python_json;
 mod sessions;
+mod shutdown;
 mod tokens;
+mod trace;
 mod user;
 
 pub use body::MAX_BODY_BYTES;
 use drf::{DrfLayer, SECURITY_HEADERS, add_headers};
 pub use error::{ApiError, FieldErrors};
+pub use shutdown::serve_with_deadline;
+pub use trace::{REQUEST_ID, TraceLayer};
 
 /// A 200 JSON response rendered as DRF renders it: compact, UTF-8, `application/json`.
 #[derive(Debug, Clone)]
@@ -120,11 +128,19 @@ pub fn session_router(state: AuthState) -> Router {
 }
 
 /// The whole `restjwt serve` app: [`router`], [`health_router`], and Django's 404 for every
-/// other path. The HTTP tests drive exactly this.
+/// other path; CORS when the settings ask for it; and a span, metrics and a request id for
+/// every request ([`TraceLayer`]). The HTTP tests drive exactly this.
 pub fn app(state: AuthState) -> Router {
-    router(state.clone())
+    let cors = cors::layer(state.settings());
+    let app = router(state.clone())
         .merge(health_router(state))
-        .fallback(not_found)
+        .merge(openapi::router())
+        .fallback(not_found);
+    let app = match cors {
+        Some(cors) => app.layer(cors),
+        None => app,
+    };
+    app.layer(TraceLayer)
 }
 
 /// Everything restjwt answers on `/api/`: the token endpoints, the sessions, and the seed's
@@ -157,16 +173,44 @@ pub fn router(state: AuthState) -> Router {
 /// use it).
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 
-/// How long clients may cache the JWKS document. A rotation's new key is looked up by its `kid`
-/// (clients refetch on an unknown `kid`), so this only bounds how long a retired key stays in
-/// clients' caches.
+/// How long clients may cache the JWKS document by default (the `JWKS_MAX_AGE` setting). A
+/// new key is published (staged) at least this long before it signs, so every cache that
+/// honours it holds the key before any token names it.
 pub const JWKS_MAX_AGE: u64 = 300;
 
+/// The operations endpoints in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(get_jwks, healthz, readyz))]
+struct Doc;
+
+/// `{"status":"ok"}`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct Status {
+    status: String,
+}
+
+/// A JWKS document (RFC 7517).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct Jwks {
+    /// The public keys, active first (empty under HMAC).
+    keys: Vec<serde_json::Map<String, Value>>,
+}
+
 /// `GET /.well-known/jwks.json`: the public keys that verify this server's tokens, as a JWKS
-/// document (RFC 7517), active key first, with `Cache-Control: public, max-age=300`. HMAC
-/// secrets are never published: under HMAC the set is empty, `{"keys":[]}`.
+/// document (RFC 7517), active key first, staged keys included, with `Cache-Control: public,
+/// max-age=<JWKS_MAX_AGE>`. HMAC secrets are never published: under HMAC the set is empty,
+/// `{"keys":[]}`.
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    tag = "operations",
+    responses((status = 200, description = "The public keys.", body = Jwks))
+)]
 async fn get_jwks(State(auth): State<AuthState>) -> Response {
     let keys = auth.tokens().keys();
+    let max_age = auth.settings().jwks_max_age.as_secs();
     (
         [
             (
@@ -175,7 +219,7 @@ async fn get_jwks(State(auth): State<AuthState>) -> Response {
             ),
             (
                 header::CACHE_CONTROL,
-                HeaderValue::from_str(&format!("public, max-age={JWKS_MAX_AGE}"))
+                HeaderValue::from_str(&format!("public, max-age={max_age}"))
                     .unwrap_or(HeaderValue::from_static("no-cache")),
             ),
         ],
@@ -186,6 +230,12 @@ async fn get_jwks(State(auth): State<AuthState>) -> Response {
 
 /// `GET /healthz`: liveness. Answers without touching the database or any token, so a load
 /// balancer can tell a live process from a dead one (and benchmarks have a bare ceiling).
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "The process serves HTTP.", body = Status))
+)]
 async fn healthz() -> JsonResponse {
     JsonResponse(serde_json::json!({ "status": "ok" }))
 }
@@ -195,6 +245,15 @@ async fn healthz() -> JsonResponse {
 /// unavailable, try again later."}` (the cause goes to the log), so a load balancer sends
 /// traffic to other instances. Answers within the database timeouts (`DATABASE_ACQUIRE_TIMEOUT`
 /// plus `DATABASE_QUERY_TIMEOUT` at most).
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The database answers and is migrated.", body = Status),
+        (status = 503, description = "The database is unavailable or not migrated.", body = openapi::Detail)
+    )
+)]
 async fn readyz(State(auth): State<AuthState>) -> Result<JsonResponse, ApiError> {
     if let Some(store) = auth.lifecycle().store() {
         store.check_ready().await?;

@@ -9,8 +9,38 @@ use serde_json::Value;
 use super::ApiError;
 use super::body::{Fields, Payload};
 use super::error::json_body;
+use super::openapi::{AuthErrors, BadRequest};
 use crate::auth::{AuthState, CurrentUser, TokenUser};
 use crate::store::{ProfileUpdate, User};
+
+/// `/api/user/` in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(get_user, update_user))]
+pub(super) struct Doc;
+
+/// The user's fields, as `/api/user/` shows them.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct UserResponse {
+    id: i64,
+    username: String,
+    email: String,
+    first_name: String,
+    last_name: String,
+}
+
+/// The fields a user may change; absent ones stay as they are (`id` and `username` are
+/// ignored).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct UserUpdateRequest {
+    #[schema(required = false, max_length = 254, format = Email)]
+    email: String,
+    #[schema(required = false, max_length = 150, pattern = r"^[^\u0000]*$")]
+    first_name: String,
+    #[schema(required = false, max_length = 150, pattern = r"^[^\u0000]*$")]
+    last_name: String,
+}
 
 /// The seed's `UserSerializer` fields, in its order. Written straight from the user, without
 /// building a JSON value first: this is the body of every `GET /api/user/`.
@@ -36,6 +66,13 @@ fn user_json(user: &User) -> Response {
 
 /// `GET /api/user/`: `{"id","username","email","first_name","last_name"}` of the user whose
 /// access token authenticates the request.
+#[utoipa::path(
+    get,
+    path = "/api/user/",
+    tag = "user",
+    security(("jwt" = [])),
+    responses((status = 200, description = "The signed-in user.", body = UserResponse), AuthErrors)
+)]
 pub(super) async fn get_user(CurrentUser(user): CurrentUser) -> Response {
     user_json(&user)
 }
@@ -77,6 +114,24 @@ pub(super) async fn get_token_user(user: TokenUser) -> Response {
 /// `PUT` and `PATCH /api/user/`: change the user's email, first name and last name, with
 /// DRF's field errors. Both leave absent fields as they are (the model fields are optional),
 /// as DRF's `ModelSerializer` does; `id` and `username` in the body are ignored.
+#[utoipa::path(
+    method(put, patch),
+    path = "/api/user/",
+    tag = "user",
+    security(("jwt" = [])),
+    request_body(content(
+        (Option<UserUpdateRequest> = "application/json"),
+        (Option<UserUpdateRequest> = "application/x-www-form-urlencoded"),
+        (Option<UserUpdateRequest> = "multipart/form-data"),
+    )),
+    responses(
+        (status = 200, description = "The user as stored.", body = UserResponse),
+        (status = 400, description = "Fields failed validation, or the body could not be parsed.", body = BadRequest),
+        (status = 413, description = "The body is larger than 64 KiB.", body = super::openapi::Detail),
+        (status = 415, description = "A body in a media type no parser reads.", body = super::openapi::Detail),
+        AuthErrors
+    )
+)]
 pub(super) async fn update_user(
     State(auth): State<AuthState>,
     CurrentUser(user): CurrentUser,

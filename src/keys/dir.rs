@@ -12,7 +12,11 @@
 //! ```
 //!
 //! The manifest lists keys newest first and names the active (signing) key; every other key
-//! only verifies. Each change is atomic for readers: a new key file is complete before the
+//! only verifies. A key may be *staged*: published (in the JWKS, and verifying on every server
+//! that has read the manifest) before it signs. A staged key carries the time it becomes
+//! active (`activates_at`, Unix seconds), or none while it waits for `restjwt keys activate`;
+//! servers switch to it at that time by their own clocks, without another change to the
+//! directory. Of several staged keys whose time has come, the one with the latest time signs. Each change is atomic for readers: a new key file is complete before the
 //! manifest names it (written aside, then linked into place), the manifest is replaced by a
 //! rename, and a retired key's file is deleted only after the manifest stops naming it. A
 //! directory created from nothing is built aside and renamed into place, so two servers
@@ -43,8 +47,13 @@ pub const MANIFEST: &str = "manifest.json";
 /// The lock file's name inside the key directory.
 const LOCK: &str = "lock";
 
-/// The manifest format written and read.
+/// The manifest format written when no key is staged, which every restjwt reads.
 const VERSION: u32 = 1;
+
+/// The manifest format written while a key is staged (version 1 plus `staged` and
+/// `activates_at`), so that an older restjwt refuses it with a clear message instead of
+/// signing with a key it would not know is only staged.
+const VERSION_STAGED: u32 = 2;
 
 /// The longest key id accepted from a manifest (a thumbprint is 43 characters).
 const MAX_KID_LEN: usize = 64;
@@ -67,6 +76,12 @@ struct ManifestKey {
     /// The key of the old single key file: tokens without `kid` are checked with it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     accepts_tokens_without_kid: bool,
+    /// A staged key: published and verifying, not signing yet.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    staged: bool,
+    /// When a staged key starts signing, in Unix seconds; `None` waits for `keys activate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    activates_at: Option<i64>,
 }
 
 /// What a key of the directory is, without its secret.
@@ -83,6 +98,11 @@ pub struct KeyInfo {
     /// True for the key imported from the old single key file, which checks tokens that carry
     /// no `kid`.
     pub accepts_tokens_without_kid: bool,
+    /// True for a staged key: published and verifying, not yet signing.
+    pub is_staged: bool,
+    /// When a staged key starts signing (Unix seconds); `None` for a key that is not staged or
+    /// waits for `restjwt keys activate`.
+    pub activates_at: Option<i64>,
 }
 
 /// An HMAC secret to import into a new key directory: the old single key file's, whose tokens
@@ -156,9 +176,9 @@ impl KeyDir {
             std::fs::read(&path).map_err(|e| self.io_error("cannot read manifest.json", e))?;
         let manifest: Manifest = serde_json::from_slice(&text)
             .map_err(|e| self.error(format!("manifest.json is not valid: {e}")))?;
-        if manifest.version != VERSION {
+        if manifest.version != VERSION && manifest.version != VERSION_STAGED {
             return Err(self.error(format!(
-                "manifest.json has version {}; this restjwt reads version {VERSION}",
+                "manifest.json has version {}; this restjwt reads versions {VERSION} and {VERSION_STAGED}",
                 manifest.version
             )));
         }
@@ -170,7 +190,11 @@ impl KeyDir {
                 .parse::<Algorithm>()
                 .map_err(|e| self.error(format!("key {}: {e}", key.kid)))?;
         }
-        if !manifest.keys.iter().any(|k| k.kid == manifest.active) {
+        if !manifest
+            .keys
+            .iter()
+            .any(|k| k.kid == manifest.active && !k.staged)
+        {
             return Err(self.error(format!(
                 "the active key {:?} is not among the keys",
                 manifest.active
@@ -179,28 +203,42 @@ impl KeyDir {
         Ok(manifest)
     }
 
-    /// The keys of the directory, without secrets: the active key first, then newest first.
+    /// The keys of the directory at time `now` (Unix seconds), without secrets: the key that
+    /// signs first, then newest first. A staged key whose time has come is the active one.
     ///
     /// Fails with [`KeyError::KeyDir`] when the manifest is missing or malformed.
-    pub fn list(&self) -> Result<Vec<KeyInfo>, KeyError> {
-        let manifest = self.read_manifest()?;
+    pub fn list(&self, now: i64) -> Result<Vec<KeyInfo>, KeyError> {
+        let manifest = settled(self.read_manifest()?, now);
         Ok(ordered(&manifest)
             .into_iter()
             .map(|k| info(k, &manifest.active))
             .collect())
     }
 
-    /// Reads the key set: the active key signs, every key verifies.
+    /// Reads the key set as it stands now: the active key signs, every key verifies (staged
+    /// ones too). See [`KeyDir::load_at`].
+    pub fn load(&self) -> Result<Keys, KeyError> {
+        Ok(self.load_at(unix_now())?.0)
+    }
+
+    /// Reads the key set as it stands at `now` (Unix seconds), and the next time it changes by
+    /// itself (a staged key's `activates_at` after `now`), so that a reloader can swap keys
+    /// then.
     ///
     /// Fails with [`KeyError::KeyDir`] when the manifest is missing or malformed, and with
     /// [`KeyError::BadKey`] when a key file is missing, unreadable, or not the key its id says.
-    pub fn load(&self) -> Result<Keys, KeyError> {
-        let manifest = self.read_manifest()?;
+    pub fn load_at(&self, now: i64) -> Result<(Keys, Option<i64>), KeyError> {
+        let manifest = settled(self.read_manifest()?, now);
         let mut entries = Vec::with_capacity(manifest.keys.len());
         for key in ordered(&manifest) {
             entries.push(self.read_key(key)?);
         }
-        Ok(Keys::from_entries(entries, 0))
+        let next = manifest
+            .keys
+            .iter()
+            .filter_map(|k| k.activates_at.filter(|at| *at > now))
+            .min();
+        Ok((Keys::from_entries(entries, 0), next))
     }
 
     fn key_path(&self, kid: &str, algorithm: Algorithm) -> PathBuf {
@@ -267,8 +305,32 @@ impl KeyDir {
         legacy: Option<LegacySecret<'_>>,
         now: i64,
     ) -> Result<Option<KeyInfo>, KeyError> {
+        let mut active = None;
+        let created = self.build_aside(|aside| {
+            let new = aside.write_new_key(algorithm, now)?;
+            let mut keys = vec![new.clone()];
+            if let Some(legacy) = legacy {
+                keys.push(aside.import_legacy(legacy, now)?);
+            }
+            active = Some(new.clone());
+            Ok(Manifest {
+                version: VERSION,
+                active: new.kid,
+                keys,
+            })
+        })?;
+        Ok(active.filter(|_| created).map(|new| info(&new, &new.kid)))
+    }
+
+    /// Builds a new directory aside with `build` (which writes its keys and returns the
+    /// manifest), then renames it into place. Returns false, leaving everything as it was, when
+    /// the directory exists already or another process created it first.
+    fn build_aside(
+        &self,
+        build: impl FnOnce(&KeyDir) -> Result<Manifest, KeyError>,
+    ) -> Result<bool, KeyError> {
         if self.exists() {
-            return Ok(None);
+            return Ok(false);
         }
         let parent = self
             .path
@@ -284,37 +346,24 @@ impl KeyDir {
         let aside = KeyDir::new(parent.join(aside_name));
         let built = (|| {
             private_dir(aside.path()).map_err(|e| aside.io_error("cannot create", e))?;
-            let mut keys = Vec::new();
-            let new = aside.write_new_key(algorithm, now)?;
-            keys.push(new.clone());
-            if let Some(legacy) = legacy {
-                keys.push(aside.import_legacy(legacy, now)?);
-            }
-            aside.write_manifest(&Manifest {
-                version: VERSION,
-                active: new.kid.clone(),
-                keys,
-            })?;
-            sync_dir(aside.path()).map_err(|e| aside.io_error("cannot sync", e))?;
-            Ok::<_, KeyError>(new)
+            let manifest = build(&aside)?;
+            aside.write_manifest(&manifest)?;
+            sync_dir(aside.path()).map_err(|e| aside.io_error("cannot sync", e))
         })();
-        let new = match built {
-            Ok(new) => new,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(aside.path());
-                return Err(e);
-            }
-        };
+        if let Err(e) = built {
+            let _ = std::fs::remove_dir_all(aside.path());
+            return Err(e);
+        }
         // Renaming onto an existing, non-empty directory fails: the first creator wins.
         match std::fs::rename(aside.path(), &self.path) {
             Ok(()) => {
                 let _ = sync_dir(parent);
-                Ok(Some(info(&new, &new.kid)))
+                Ok(true)
             }
             Err(e) => {
                 let _ = std::fs::remove_dir_all(aside.path());
                 if self.exists() {
-                    Ok(None)
+                    Ok(false)
                 } else {
                     Err(self.io_error("cannot create", e))
                 }
@@ -339,7 +388,7 @@ impl KeyDir {
             return Ok(created);
         }
         let _lock = self.lock()?;
-        let mut manifest = self.read_manifest()?;
+        let mut manifest = settled(self.read_manifest()?, now);
         let new = self.write_new_key(algorithm, now)?;
         manifest.active = new.kid.clone();
         manifest.keys.insert(0, new.clone());
@@ -347,12 +396,83 @@ impl KeyDir {
         Ok(info(&new, &new.kid))
     }
 
+    /// Stages a new key of `algorithm`: published in the JWKS and verifying from the next
+    /// reload on, signing from `activates_at` (Unix seconds) or, when `None`, from
+    /// [`KeyDir::activate`]. The active key keeps signing until then.
+    ///
+    /// A directory that does not exist yet is created around `legacy` (the old single key
+    /// file's secret), which stays the signing key until the new one takes over; without a
+    /// legacy secret there is nothing signing yet, and the new key is made active at once.
+    ///
+    /// Fails with [`KeyError::KeyDir`] when the directory cannot be read or written.
+    pub fn stage(
+        &self,
+        algorithm: Algorithm,
+        legacy: Option<LegacySecret<'_>>,
+        now: i64,
+        activates_at: Option<i64>,
+    ) -> Result<KeyInfo, KeyError> {
+        if !self.exists() {
+            match legacy {
+                Some(legacy) => {
+                    self.create_around_legacy(legacy, now)?;
+                }
+                None => {
+                    if let Some(created) = self.create(algorithm, None, now)? {
+                        return Ok(created);
+                    }
+                }
+            }
+        }
+        let _lock = self.lock()?;
+        let mut manifest = settled(self.read_manifest()?, now);
+        let mut new = self.write_new_key(algorithm, now)?;
+        new.staged = true;
+        new.activates_at = activates_at;
+        manifest.keys.insert(0, new.clone());
+        self.write_manifest(&manifest)?;
+        Ok(info(&new, &manifest.active))
+    }
+
+    /// Makes a staged key (or any verifying key) the signing key now.
+    ///
+    /// Fails with [`KeyError::KeyDir`] for an unknown key id.
+    pub fn activate(&self, kid: &str, now: i64) -> Result<KeyInfo, KeyError> {
+        let _lock = self.lock()?;
+        let mut manifest = settled(self.read_manifest()?, now);
+        let key = manifest
+            .keys
+            .iter_mut()
+            .find(|k| k.kid == kid)
+            .ok_or_else(|| self.error(format!("has no key {kid:?}")))?;
+        key.staged = false;
+        key.activates_at = None;
+        let activated = key.clone();
+        manifest.active = activated.kid.clone();
+        self.write_manifest(&manifest)?;
+        Ok(info(&activated, &manifest.active))
+    }
+
+    /// Creates the directory with the old key file's secret as its active key (and no other),
+    /// unless it exists already.
+    fn create_around_legacy(&self, legacy: LegacySecret<'_>, now: i64) -> Result<(), KeyError> {
+        self.build_aside(|aside| {
+            let key = aside.import_legacy(legacy, now)?;
+            Ok(Manifest {
+                version: VERSION,
+                active: key.kid.clone(),
+                keys: vec![key],
+            })
+        })
+        .map(|_| ())
+    }
+
     /// Removes a key: tokens it signed are refused from then on, and its file is deleted.
     ///
     /// Fails with [`KeyError::KeyDir`] for an unknown key id or the active key (rotate first).
     pub fn retire(&self, kid: &str) -> Result<KeyInfo, KeyError> {
         let _lock = self.lock()?;
-        let mut manifest = self.read_manifest()?;
+        let mut manifest = settled(self.read_manifest()?, unix_now());
         if manifest.active == kid {
             return Err(self.error(format!(
                 "{kid} is the active key; run `restjwt keys rotate` first"
@@ -417,6 +537,8 @@ impl KeyDir {
             algorithm: algorithm.as_str().to_owned(),
             created: now,
             accepts_tokens_without_kid: false,
+            staged: false,
+            activates_at: None,
         })
     }
 
@@ -435,10 +557,19 @@ impl KeyDir {
             algorithm: legacy.algorithm.as_str().to_owned(),
             created: now,
             accepts_tokens_without_kid: true,
+            staged: false,
+            activates_at: None,
         })
     }
 
     fn write_manifest(&self, manifest: &Manifest) -> Result<(), KeyError> {
+        let mut manifest = manifest.clone();
+        manifest.version = if manifest.keys.iter().any(|k| k.staged) {
+            VERSION_STAGED
+        } else {
+            VERSION
+        };
+        let manifest = &manifest;
         let mut text = serde_json::to_vec_pretty(manifest)
             .map_err(|e| self.error(format!("cannot encode manifest.json: {e}")))?;
         text.push(b'\n');
@@ -474,7 +605,42 @@ fn info(key: &ManifestKey, active: &str) -> KeyInfo {
         created: key.created,
         is_active: key.kid == active,
         accepts_tokens_without_kid: key.accepts_tokens_without_kid,
+        is_staged: key.staged,
+        activates_at: key.activates_at,
     }
+}
+
+/// The manifest as it stands at `now`: a staged key whose `activates_at` has come is the
+/// active key (of several, the one with the latest time, then the newest), no longer staged.
+/// Every reader and every change goes through this, so they agree on which key signs.
+fn settled(mut manifest: Manifest, now: i64) -> Manifest {
+    let due = manifest
+        .keys
+        .iter()
+        .enumerate()
+        .filter_map(|(i, k)| match k.activates_at {
+            Some(at) if k.staged && at <= now => Some((at, std::cmp::Reverse(i))),
+            _ => None,
+        })
+        .max()
+        .map(|(_, std::cmp::Reverse(i))| i);
+    if let Some(index) = due {
+        manifest.active = manifest.keys[index].kid.clone();
+        for key in &mut manifest.keys {
+            if key.staged && key.activates_at.is_some_and(|at| at <= now) {
+                key.staged = false;
+                key.activates_at = None;
+            }
+        }
+    }
+    manifest
+}
+
+/// The current time in Unix seconds.
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// A key id restjwt made: 1 to 64 base64url characters, so it is also a safe file name.
@@ -507,5 +673,139 @@ fn sync_dir(path: &Path) -> std::io::Result<()> {
     {
         let _ = path;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(kid: &str, staged: bool, activates_at: Option<i64>) -> ManifestKey {
+        ManifestKey {
+            kid: kid.to_owned(),
+            algorithm: "ES256".to_owned(),
+            created: 0,
+            accepts_tokens_without_kid: false,
+            staged,
+            activates_at,
+        }
+    }
+
+    fn manifest(keys: Vec<ManifestKey>) -> Manifest {
+        Manifest {
+            version: VERSION_STAGED,
+            active: "old".to_owned(),
+            keys,
+        }
+    }
+
+    #[test]
+    fn a_staged_key_signs_from_its_time_on_and_not_a_second_before() {
+        let m = manifest(vec![key("new", true, Some(100)), key("old", false, None)]);
+        let before = settled(m.clone(), 99);
+        assert_eq!(before.active, "old");
+        assert!(before.keys[0].staged);
+        let at = settled(m.clone(), 100);
+        assert_eq!(at.active, "new");
+        assert!(!at.keys[0].staged && at.keys[0].activates_at.is_none());
+        assert_eq!(settled(m, 5000).active, "new");
+    }
+
+    #[test]
+    fn a_key_waiting_for_activate_never_signs_by_itself() {
+        let m = manifest(vec![key("new", true, None), key("old", false, None)]);
+        let later = settled(m, i64::MAX);
+        assert_eq!(later.active, "old");
+        assert!(later.keys[0].staged);
+    }
+
+    #[test]
+    fn of_several_due_keys_the_latest_time_wins_then_the_newest() {
+        let m = manifest(vec![
+            key("c", true, Some(300)),
+            key("b", true, Some(200)),
+            key("a", true, Some(200)),
+            key("old", false, None),
+        ]);
+        assert_eq!(
+            settled(m.clone(), 250).active,
+            "b",
+            "the newest of the latest time"
+        );
+        let at_250 = settled(m.clone(), 250);
+        assert!(at_250.keys[0].staged, "c is still to come");
+        assert!(
+            !at_250.keys[2].staged,
+            "a's time has passed too: no longer staged"
+        );
+        assert_eq!(settled(m, 300).active, "c");
+    }
+
+    #[test]
+    fn staging_publishes_first_and_activate_promotes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keys = KeyDir::new(dir.path().join("keys"));
+        let first = keys
+            .stage(Algorithm::ES256, None, 10, Some(20))
+            .expect("created");
+        assert!(first.is_active, "nothing signed before: active at once");
+        let second = keys
+            .stage(Algorithm::ES256, None, 11, Some(40))
+            .expect("staged");
+        assert!(second.is_staged && !second.is_active);
+        let (loaded, next) = keys.load_at(30).expect("load");
+        assert_eq!(loaded.active_kid(), Some(first.kid.as_str()));
+        assert_eq!(loaded.kids().len(), 2, "the staged key verifies");
+        assert_eq!(next, Some(40));
+        assert!(
+            std::str::from_utf8(loaded.jwks_json())
+                .expect("utf-8")
+                .contains(&second.kid),
+            "and is published"
+        );
+        let (loaded, next) = keys.load_at(40).expect("load");
+        assert_eq!(loaded.active_kid(), Some(second.kid.as_str()));
+        assert_eq!(next, None);
+        // Listing at a time settles the same way; retiring the signing key is refused.
+        let listed = keys.list(41).expect("list");
+        assert_eq!(listed[0].kid, second.kid);
+        assert!(listed[0].is_active);
+        let third = keys
+            .stage(Algorithm::ES256, None, 50, None)
+            .expect("staged");
+        assert_eq!(keys.load_at(i64::MAX).expect("load").1, None);
+        keys.activate(&third.kid, 51).expect("activate");
+        let (loaded, _) = keys.load_at(52).expect("load");
+        assert_eq!(loaded.active_kid(), Some(third.kid.as_str()));
+        assert!(keys.activate("no-such-key", 53).is_err());
+    }
+
+    #[test]
+    fn a_legacy_secret_keeps_signing_while_the_new_key_is_staged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keys = KeyDir::new(dir.path().join("keys"));
+        let secret = "a-legacy-secret-that-is-long-enough-for-hs256!";
+        let staged = keys
+            .stage(
+                Algorithm::HS256,
+                Some(LegacySecret {
+                    algorithm: Algorithm::HS256,
+                    secret,
+                }),
+                10,
+                Some(100),
+            )
+            .expect("staged");
+        assert!(staged.is_staged);
+        let listed = keys.list(50).expect("list");
+        let legacy = listed
+            .iter()
+            .find(|k| k.accepts_tokens_without_kid)
+            .expect("the imported key");
+        assert!(
+            legacy.is_active,
+            "the key file's secret signs until the new key's time"
+        );
+        assert_eq!(keys.list(100).expect("list")[0].kid, staged.kid);
     }
 }

@@ -355,6 +355,11 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the database answers and every migration of this build is applied (what
     /// `GET /readyz` reports); an error says why not.
     async fn check_ready(&self) -> Result<(), StoreError>;
+    /// How many of the pool's connections are idle and in use, for the metrics; `None` for a
+    /// store without a pool to report.
+    fn pool_use(&self) -> Option<crate::telemetry::PoolUse> {
+        None
+    }
     /// The user with this primary key.
     async fn find_user_by_id(&self, id: i64) -> Result<Option<User>, StoreError>;
     /// The user with exactly this username (case-sensitive, like Django).

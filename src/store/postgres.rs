@@ -658,6 +658,18 @@ impl Store for PgStore {
         result
     }
 
+    fn pool_use(&self) -> Option<crate::telemetry::PoolUse> {
+        let size = self.pool.size();
+        let idle = u32::try_from(self.pool.num_idle())
+            .unwrap_or(u32::MAX)
+            .min(size);
+        Some(crate::telemetry::PoolUse {
+            idle,
+            in_use: size - idle,
+            max: self.pool.options().get_max_connections(),
+        })
+    }
+
     async fn check_ready(&self) -> Result<(), StoreError> {
         let wanted: Vec<i64> = MIGRATIONS.iter().map(|(v, _, _)| *v).collect();
         let wanted = &wanted;

@@ -85,8 +85,9 @@ impl Server {
             match line {
                 Ok(line) => {
                     if let Some(at) = line.find(LISTENING) {
+                        // Up to a space, or the quote that ends a JSON log's message.
                         let address = line[at + LISTENING.len()..]
-                            .split_whitespace()
+                            .split(|c: char| c.is_whitespace() || c == '"')
                             .next()
                             .unwrap_or_default();
                         break format!("http://{address}");

@@ -62,7 +62,11 @@ async fn rotating_an_hmac_server_keeps_old_tokens_until_the_old_key_is_retired()
     let legacy_secret = std::fs::read_to_string(ws.key_path()).expect("the key file");
 
     // Rotate with the real command: the key file moves into the key directory.
-    let rotated = ws.run(&["keys", "rotate"], &[], "");
+    let rotated = ws.run(
+        &["keys", "rotate", "--activate-after", "0", "--force"],
+        &[],
+        "",
+    );
     rotated.assert_success();
     assert!(
         rotated.stdout.contains("New active key"),
@@ -199,7 +203,19 @@ async fn a_server_picks_up_a_rotation_by_itself_even_to_another_algorithm() {
     assert_eq!(header_of(&old_access)["kid"], first_kid.as_str());
     assert_eq!(jwks_kids(&server).await, [first_kid.as_str()]);
 
-    let rotated = ws.run(&["keys", "rotate", "--algorithm", "EdDSA"], &env, "");
+    let rotated = ws.run(
+        &[
+            "keys",
+            "rotate",
+            "--algorithm",
+            "EdDSA",
+            "--activate-after",
+            "0",
+            "--force",
+        ],
+        &env,
+        "",
+    );
     rotated.assert_success();
     let second_kid = active_kid(&ws);
     assert_ne!(first_kid, second_kid);
@@ -286,7 +302,7 @@ fn the_key_directory_is_created_once_and_updated_under_a_lock() {
             .collect()
     });
     assert_eq!(created.iter().filter(|c| **c).count(), 1, "{created:?}");
-    assert_eq!(dir.list().expect("list").len(), 1);
+    assert_eq!(dir.list(T0).expect("list").len(), 1);
     let leftovers: Vec<_> = std::fs::read_dir(root.path())
         .expect("read")
         .map(|e| e.expect("entry").file_name())
@@ -309,7 +325,7 @@ fn the_key_directory_is_created_once_and_updated_under_a_lock() {
             });
         }
     });
-    let keys = dir.list().expect("list");
+    let keys = dir.list(T0).expect("list");
     assert_eq!(keys.len(), 9);
     let kids: HashSet<&str> = keys.iter().map(|k| k.kid.as_str()).collect();
     assert_eq!(kids.len(), 9, "every kid is unique");
@@ -379,7 +395,7 @@ fn the_imported_key_checks_tokens_without_kid_until_retired() {
     assert_eq!(header_of(&fresh)["kid"], new.kid.as_str());
     // The imported secret never signs; a token naming it with a kid is not one it made.
     let legacy_kid = dir
-        .list()
+        .list(T0)
         .expect("list")
         .into_iter()
         .find(|k| k.accepts_tokens_without_kid)

@@ -147,8 +147,8 @@ fn bad_values_name_the_setting_and_the_problem() {
         ),
         (
             "RESTJWT_REFRESH_TOKEN_LIFETIME",
-            "5w",
-            "setting REFRESH_TOKEN_LIFETIME: \"5w\" is not a duration",
+            "5 fortnights",
+            "setting REFRESH_TOKEN_LIFETIME: \"5 fortnights\" is not a duration",
         ),
         (
             "RESTJWT_REFRESH_TOKEN_LIFETIME",
@@ -235,7 +235,10 @@ fn bad_files_are_refused_with_the_reason() {
     let error = Settings::load(Some(&path), env(&[]))
         .expect_err("typo")
         .to_string();
-    assert_eq!(error, "unknown setting acess_token_lifetime");
+    assert_eq!(
+        error,
+        "unknown setting acess_token_lifetime (did you mean access_token_lifetime?)"
+    );
 
     std::fs::write(&path, "access_token_lifetime = [1]\n").expect("write");
     let error = Settings::load(Some(&path), env(&[]))
@@ -419,4 +422,173 @@ fn setting_names_come_from_the_declaration() {
     assert_eq!(debug_fields, names);
     assert!(names.len() >= 31, "{names:?}");
     assert_eq!(names.first(), Some(&"access_token_lifetime"));
+}
+
+#[test]
+fn an_unknown_restjwt_variable_stops_the_start_with_the_closest_name() {
+    let error = load_env(&[("RESTJWT_ACCESS_TOKEN_LIFETIM", "1s")])
+        .expect_err("a typo")
+        .to_string();
+    assert_eq!(
+        error,
+        "unknown setting RESTJWT_ACCESS_TOKEN_LIFETIM (did you mean RESTJWT_ACCESS_TOKEN_LIFETIME?)"
+    );
+    let error = load_env(&[("RESTJWT_CORS_ALLOWED_ORIGIN", "http://a.test")])
+        .expect_err("a typo")
+        .to_string();
+    assert!(
+        error.ends_with("(did you mean RESTJWT_CORS_ALLOWED_ORIGINS?)"),
+        "{error}"
+    );
+    // Nothing near: no guess.
+    let error = load_env(&[("RESTJWT_FAVOURITE_COLOUR", "blue")])
+        .expect_err("unknown")
+        .to_string();
+    assert_eq!(error, "unknown setting RESTJWT_FAVOURITE_COLOUR");
+    // The variables that are not settings, and other prefixes, pass.
+    for name in restjwt::settings::OTHER_ENV_VARS {
+        load_env(&[(name, "x")]).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    load_env(&[("RESTJWTX_ANYTHING", "1"), ("DATABASE_URL", "sqlite://x")]).expect("not ours");
+    // Every variable the test suite and the CLI read is known.
+    for name in [
+        "RESTJWT_TEST_POSTGRES_URL",
+        "RESTJWT_SUPERUSER_PASSWORD",
+        "RESTJWT_KEY_DIR",
+    ] {
+        assert!(restjwt::settings::OTHER_ENV_VARS.contains(&name), "{name}");
+    }
+}
+
+#[test]
+fn durations_take_humantimes_forms_beside_todays() {
+    let secs = |text: &str| {
+        restjwt::settings::parse_duration(text)
+            .unwrap_or_else(|e| panic!("{text}: {e}"))
+            .as_secs()
+    };
+    for (text, expected) in [
+        ("300", 300),
+        ("30s", 30),
+        ("5m", 300),
+        ("1h", 3600),
+        ("1d", 86_400),
+        ("5min", 300),
+        ("5 mins", 300),
+        ("1.5h", 5400),
+        ("1h 30m", 5400),
+        ("1h30m", 5400),
+        ("2 hours", 7200),
+        ("1w", 604_800),
+        ("2days", 172_800),
+    ] {
+        assert_eq!(secs(text), expected, "{text}");
+    }
+    assert_eq!(secs("500ms 0.5s"), 1);
+    for (text, message) in [
+        ("1500ms", "is not a whole number of seconds"),
+        ("0.1s", "is not a whole number of seconds"),
+        ("5 fortnights", "is not a duration"),
+        ("h", "is not a duration"),
+        ("1..5h", "is not a duration"),
+        ("", "is not a duration"),
+        ("200y", "is too long"),
+    ] {
+        let error = restjwt::settings::parse_duration(text).expect_err(text);
+        assert!(error.contains(message), "{text}: {error}");
+    }
+    // Through the settings, from the environment and from TOML alike.
+    let s = load_env(&[
+        ("RESTJWT_ACCESS_TOKEN_LIFETIME", "5min"),
+        ("RESTJWT_REFRESH_TOKEN_LIFETIME", "1.5h"),
+        ("RESTJWT_GRACEFUL_SHUTDOWN_TIMEOUT", "1m 30s"),
+    ])
+    .expect("valid");
+    assert_eq!(s.access_token_lifetime, Duration::from_secs(300));
+    assert_eq!(s.refresh_token_lifetime, Duration::from_secs(5400));
+    assert_eq!(s.graceful_shutdown_timeout, Duration::from_secs(90));
+}
+
+#[test]
+fn operations_settings_have_their_defaults_and_are_checked() {
+    use restjwt::settings::{LogFormat, MetricsEndpoint};
+    let s = load_env(&[]).expect("defaults");
+    assert_eq!(s.log_format, LogFormat::Plain);
+    assert_eq!(s.metrics, MetricsEndpoint::Main);
+    assert!(s.cors_allowed_origins.is_empty());
+    assert!(s.cors_allowed_origin_regexes.is_empty());
+    assert!(!s.cors_allow_credentials);
+    assert_eq!(s.graceful_shutdown_timeout, Duration::from_secs(25));
+    assert_eq!(s.jwks_max_age, Duration::from_secs(300));
+
+    let s = load_env(&[
+        ("RESTJWT_LOG_FORMAT", "json"),
+        ("RESTJWT_METRICS", "127.0.0.1:9100"),
+        (
+            "RESTJWT_CORS_ALLOWED_ORIGINS",
+            "http://localhost:3000,https://app.example.com",
+        ),
+        (
+            "RESTJWT_CORS_ALLOWED_ORIGIN_REGEXES",
+            r#"["^https://\\w+\\.example\\.com$"]"#,
+        ),
+        ("RESTJWT_CORS_ALLOW_CREDENTIALS", "true"),
+    ])
+    .expect("valid");
+    assert_eq!(s.log_format, LogFormat::Json);
+    assert_eq!(
+        s.metrics,
+        MetricsEndpoint::Listen("127.0.0.1:9100".parse().expect("addr"))
+    );
+    assert_eq!(
+        s.cors_allowed_origins,
+        ["http://localhost:3000", "https://app.example.com"]
+    );
+    assert_eq!(
+        s.cors_allowed_origin_regexes,
+        [r"^https://\w+\.example\.com$"]
+    );
+    assert!(s.cors_allow_credentials);
+    assert_eq!(
+        load_env(&[("RESTJWT_METRICS", "off")])
+            .expect("off")
+            .metrics,
+        MetricsEndpoint::Off
+    );
+
+    for (name, value, expected) in [
+        (
+            "RESTJWT_LOG_FORMAT",
+            "xml",
+            "setting LOG_FORMAT: \"xml\" is not a log format",
+        ),
+        (
+            "RESTJWT_METRICS",
+            "9100",
+            "setting METRICS: \"9100\" is not \"main\", \"off\" or a listen address",
+        ),
+        (
+            "RESTJWT_CORS_ALLOWED_ORIGINS",
+            "localhost:3000",
+            "setting CORS_ALLOWED_ORIGINS: \"localhost:3000\" is not an origin",
+        ),
+        (
+            "RESTJWT_CORS_ALLOWED_ORIGINS",
+            "https://app.example.com/",
+            "setting CORS_ALLOWED_ORIGINS: \"https://app.example.com/\" is not an origin",
+        ),
+        (
+            "RESTJWT_CORS_ALLOWED_ORIGIN_REGEXES",
+            "[\"(\"]",
+            "setting CORS_ALLOWED_ORIGIN_REGEXES: \"(\" is not a regular expression",
+        ),
+        (
+            "RESTJWT_GRACEFUL_SHUTDOWN_TIMEOUT",
+            "soon",
+            "setting GRACEFUL_SHUTDOWN_TIMEOUT: \"soon\" is not a duration",
+        ),
+    ] {
+        let error = load_env(&[(name, value)]).expect_err(name).to_string();
+        assert!(error.starts_with(expected), "{name}={value}: {error}");
+    }
 }
