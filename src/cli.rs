@@ -340,9 +340,9 @@ async fn run_command(
             println!("Migrations applied.");
             Ok(())
         }
-        Command::Createsuperuser(args) => create_user(db, args, true, env).await,
-        Command::Createuser(args) => create_user(db, args, false, env).await,
-        Command::Changepassword { username } => change_password(db, &username).await,
+        Command::Createsuperuser(args) => create_user(db, &settings, args, true, env).await,
+        Command::Createuser(args) => create_user(db, &settings, args, false, env).await,
+        Command::Changepassword { username } => change_password(db, &settings, &username).await,
         Command::Flushexpiredtokens => {
             let store = open_store(db).await?;
             let report = store.delete_expired_tokens(chrono::Utc::now()).await?;
@@ -433,10 +433,11 @@ async fn serve(settings: Settings, db: &Database, args: ServeArgs) -> Result<(),
     if let Some(kid) = keys.active_kid() {
         tracing::info!(algorithm = %keys.algorithm(), kid, "signing with");
     }
+    let hasher = PasswordHasher::production_with(settings.password_config())?;
     let state = AuthState::builder(settings)
         .store(store)
         .keys(keys)
-        .hasher(PasswordHasher::production()?)
+        .hasher(hasher)
         .build()?;
     // Installed before the server listens, so a SIGHUP from then on reloads instead of killing.
     let watcher = kept.map(|kept| {
@@ -1052,6 +1053,7 @@ fn check_email(email: &str) -> Result<(), String> {
 
 async fn create_user(
     db: &Database,
+    settings: &Settings,
     args: CreateUserArgs,
     is_superuser: bool,
     env: &HashMap<String, String>,
@@ -1117,7 +1119,7 @@ async fn create_user(
         (username, email, password)
     };
 
-    let hasher = PasswordHasher::production()?;
+    let hasher = PasswordHasher::production_with(settings.password_config())?;
     let password_hash = hasher.hash(password).await?;
     let created = store
         .create_user(NewUser {
@@ -1164,7 +1166,11 @@ fn ask_new_password(console: &mut Console) -> Result<String, CliError> {
     }
 }
 
-async fn change_password(db: &Database, username: &str) -> Result<(), CliError> {
+async fn change_password(
+    db: &Database,
+    settings: &Settings,
+    username: &str,
+) -> Result<(), CliError> {
     let store = open_store(db).await?;
     let user = store
         .find_user_by_username(username)
@@ -1191,7 +1197,7 @@ async fn change_password(db: &Database, username: &str) -> Result<(), CliError> 
             "Aborting password change for user '{username}' after 3 attempts"
         ))
     })?;
-    let hasher = PasswordHasher::production()?;
+    let hasher = PasswordHasher::production_with(settings.password_config())?;
     let hash = hasher.hash(password).await?;
     store.update_password(user.id, &hash).await?;
     println!("Password changed successfully for user '{username}'");
