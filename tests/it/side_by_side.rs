@@ -296,3 +296,38 @@ backend_tests!(
     racing_refreshes_of_one_token_get_one_successor_pair,
     bodies_and_tokens_are_written_as_drf_and_pyjwt_write_them,
 );
+
+/// Whole tokens equal to PyJWT's, byte for byte, for the payloads of
+/// `tests/fixtures/django/pyjwt_tokens.json` that a JSON value can hold exactly (floats, NaN and
+/// integers beyond 64 bits are written differently by Python and are not claims simplejwt
+/// makes).
+#[test]
+fn tokens_are_pyjwts_bytes() {
+    let fixture: serde_json::Value =
+        serde_json::from_str(include_str!("../fixtures/django/pyjwt_tokens.json"))
+            .expect("fixture");
+    let mut compared = 0;
+    for token in fixture["tokens"].as_array().expect("tokens") {
+        let id = token["id"].as_str().unwrap_or_default();
+        let Some(payload) = token["payload_input"].as_object() else {
+            continue;
+        };
+        if ["floats", "nan-inf", "ints", "float-exp"].contains(&id) {
+            continue;
+        }
+        let key_name = token["key"].as_str().expect("key name");
+        let key = fixture["keys"][key_name]["key"].as_str().expect("key");
+        // restjwt refuses HMAC keys under 32 bytes (PyJWT only warns).
+        let Ok(keys) = restjwt::Keys::hmac(restjwt::keys::Algorithm::HS256, key.as_bytes()) else {
+            assert!(key.len() < 32, "{id}");
+            continue;
+        };
+        let tokens = restjwt::token::Tokens::new(restjwt::token::TokenConfig::default(), keys);
+        let ours = tokens
+            .encode(&restjwt::Claims::from(payload.clone()))
+            .expect("encode");
+        assert_eq!(ours, token["token"].as_str().expect("token"), "{id}");
+        compared += 1;
+    }
+    assert!(compared >= 20, "{compared} tokens compared");
+}
