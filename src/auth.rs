@@ -170,7 +170,7 @@ impl AuthStateBuilder {
         }
         let hasher = match self.hasher {
             Some(hasher) => hasher,
-            None => PasswordHasher::production()?,
+            None => PasswordHasher::production_with(settings.password_config())?,
         };
         let header_name =
             HeaderName::from_bytes(settings.auth_header_name.as_bytes()).map_err(|_| {

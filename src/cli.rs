@@ -341,9 +341,9 @@ async fn run_command(
             println!("Migrations applied.");
             Ok(())
         }
-        Command::Createsuperuser(args) => create_user(db, args, true, env, &settings).await,
-        Command::Createuser(args) => create_user(db, args, false, env, &settings).await,
-        Command::Changepassword { username } => change_password(db, &username, &settings).await,
+        Command::Createsuperuser(args) => create_user(db, &settings, args, true, env).await,
+        Command::Createuser(args) => create_user(db, &settings, args, false, env).await,
+        Command::Changepassword { username } => change_password(db, &settings, &username).await,
         Command::Flushexpiredtokens => {
             let store = open_store(db).await?;
             let report = store.delete_expired_tokens(chrono::Utc::now()).await?;
@@ -434,10 +434,11 @@ async fn serve(settings: Settings, db: &Database, args: ServeArgs) -> Result<(),
     if let Some(kid) = keys.active_kid() {
         tracing::info!(algorithm = %keys.algorithm(), kid, "signing with");
     }
+    let hasher = PasswordHasher::production_with(settings.password_config())?;
     let state = AuthState::builder(settings)
         .store(store)
         .keys(keys)
-        .hasher(PasswordHasher::production()?)
+        .hasher(hasher)
         .build()?;
     // Installed before the server listens, so a SIGHUP from then on reloads instead of killing.
     let watcher = kept.map(|kept| {
@@ -1053,10 +1054,10 @@ fn check_email(email: &str) -> Result<(), String> {
 
 async fn create_user(
     db: &Database,
+    settings: &Settings,
     args: CreateUserArgs,
     is_superuser: bool,
     env: &HashMap<String, String>,
-    settings: &Settings,
 ) -> Result<(), CliError> {
     let store = open_store(db).await?;
     let validators = PasswordValidators::new(settings.auth_password_validators.clone());
@@ -1135,7 +1136,7 @@ async fn create_user(
         (username, email, password)
     };
 
-    let hasher = PasswordHasher::production()?;
+    let hasher = PasswordHasher::production_with(settings.password_config())?;
     let password_hash = hasher.hash(password).await?;
     let created = store
         .create_user(NewUser {
@@ -1198,8 +1199,8 @@ fn ask_new_password(
 
 async fn change_password(
     db: &Database,
-    username: &str,
     settings: &Settings,
+    username: &str,
 ) -> Result<(), CliError> {
     let validators = PasswordValidators::new(settings.auth_password_validators.clone());
     let store = open_store(db).await?;
@@ -1233,7 +1234,7 @@ async fn change_password(
             "Aborting password change for user '{username}' after 3 attempts"
         ))
     })?;
-    let hasher = PasswordHasher::production()?;
+    let hasher = PasswordHasher::production_with(settings.password_config())?;
     let hash = hasher.hash(password).await?;
     store.update_password(user.id, &hash).await?;
     println!("Password changed successfully for user '{username}'");

@@ -24,6 +24,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::keys::{Algorithm, KeyError, Keys};
+use crate::password::{Algorithm as PasswordAlgorithm, DjangoVersion, HashParams, PasswordConfig};
 use crate::token::{SESSION_CLAIM, TokenConfig, TokenKind};
 
 /// The prefix of every environment variable that holds a setting.
@@ -156,7 +157,9 @@ pub struct Settings {
     #[serde(deserialize_with = "field::boolean")]
     pub blacklist_after_rotation: bool,
     /// How long a rotated-out refresh token may be presented again and get the same successor
-    /// pair back (for clients that lost a response). Whole seconds. Defaults to 0: no retry.
+    /// pair back: two tabs, or a client that sends requests in parallel, refreshing one token
+    /// at once all get one successor, and a client that lost a response can retry. Whole
+    /// seconds; 0 turns retries off. Defaults to 10 seconds (GoTrue's interval).
     #[serde(deserialize_with = "field::duration")]
     pub refresh_token_reuse_grace: Duration,
     /// Whether presenting a rotated-out refresh token outside the grace ends the whole session
@@ -336,7 +339,18 @@ pub struct Settings {
     // Issue 14 (speed: caches, batching) adds its settings below this line.
 
     // Issue 15 (side by side with Django: hashers, shared blacklist) adds its settings below this line.
-
+    /// Django's `PASSWORD_HASHERS`: the hash formats read, by algorithm name (`argon2`,
+    /// `pbkdf2_sha256`, `pbkdf2_sha1`, `bcrypt_sha256`, `bcrypt`, `scrypt`, `md5`) or Django's
+    /// dotted class name. The first makes every new hash and is what a login upgrades an older
+    /// hash to. Defaults to `argon2, pbkdf2_sha256, pbkdf2_sha1, bcrypt_sha256, scrypt`, or with
+    /// `DJANGO_VERSION` set to that release's own default (`pbkdf2_sha256` first).
+    #[serde(deserialize_with = "field::password_hashers")]
+    pub password_hashers: Option<Vec<PasswordAlgorithm>>,
+    /// The Django release (`6.1`) that shares the database, for running side by side: new
+    /// PBKDF2 hashes use its iteration count, and `PASSWORD_HASHERS` defaults to its default
+    /// list, so Django reads every hash restjwt writes and upgrades none. Defaults to none.
+    #[serde(deserialize_with = "field::django_version")]
+    pub django_version: Option<DjangoVersion>,
     // Issue 16 (hostile traffic: connections, throttling) adds its settings below this line.
 }
 
@@ -454,7 +468,7 @@ impl Default for Settings {
             check_user_is_active: true,
             rotate_refresh_tokens: false,
             blacklist_after_rotation: false,
-            refresh_token_reuse_grace: Duration::ZERO,
+            refresh_token_reuse_grace: Duration::from_secs(10),
             refresh_token_reuse_detection: None,
             access_token_revocation: AccessTokenRevocation::None,
             sliding_token_lifetime: tokens.sliding_lifetime,
@@ -506,7 +520,8 @@ impl Default for Settings {
             // Issue 14 (speed: caches, batching) adds its settings below this line.
 
             // Issue 15 (side by side with Django: hashers, shared blacklist) adds its settings below this line.
-
+            password_hashers: None,
+            django_version: None,
             // Issue 16 (hostile traffic: connections, throttling) adds its settings below this line.
         }
     }
@@ -624,6 +639,8 @@ impl fmt::Debug for Settings {
             // Issue 13 (browser clients: cookie mode, CSRF, account page) adds its settings below this line.
             // Issue 14 (speed: caches, batching) adds its settings below this line.
             // Issue 15 (side by side with Django: hashers, shared blacklist) adds its settings below this line.
+            .field("password_hashers", &self.password_hashers)
+            .field("django_version", &self.django_version)
             // Issue 16 (hostile traffic: connections, throttling) adds its settings below this line.
             .finish()
     }
@@ -798,6 +815,19 @@ impl Settings {
     pub fn is_reuse_detection_on(&self) -> bool {
         self.refresh_token_reuse_detection
             .unwrap_or(self.rotate_refresh_tokens && self.blacklist_after_rotation)
+    }
+
+    /// How passwords are hashed and read under these settings (`PASSWORD_HASHERS`,
+    /// `DJANGO_VERSION`), with Argon2id at OWASP's parameters when it writes.
+    pub fn password_config(&self) -> PasswordConfig {
+        let mut config = match self.django_version {
+            Some(version) => PasswordConfig::django(version),
+            None => PasswordConfig::restjwt_default(HashParams::OWASP),
+        };
+        if let Some(hashers) = &self.password_hashers {
+            config.hashers = hashers.clone();
+        }
+        config
     }
 
     /// How tokens are made and checked under these settings.
@@ -1341,6 +1371,33 @@ mod field {
                 "{other:?} is not a revocation mode (use \"none\" or \"session\")"
             )),
         })
+    }
+
+    /// `PASSWORD_HASHERS`: a non-empty list of Django's hashers, each once.
+    pub(super) fn password_hashers<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Vec<crate::password::Algorithm>>, D::Error> {
+        read(d, |v| {
+            let mut hashers = Vec::new();
+            for name in parse_list(v)? {
+                let hasher: crate::password::Algorithm = name.parse()?;
+                if hashers.contains(&hasher) {
+                    return Err(format!("{hasher} is listed twice"));
+                }
+                hashers.push(hasher);
+            }
+            if hashers.is_empty() {
+                return Err("must name at least one hasher".into());
+            }
+            Ok(Some(hashers))
+        })
+    }
+
+    /// `DJANGO_VERSION`: `6.1`; empty means not set.
+    pub(super) fn django_version<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<crate::password::DjangoVersion>, D::Error> {
+        read(d, |v| optional(v)?.map(|s| s.parse()).transpose())
     }
 
     pub(super) fn token_classes<'de, D: Deserializer<'de>>(

@@ -491,6 +491,8 @@ impl Tokens {
             serde_json::to_vec(claims.as_map())
         }
         .map_err(|e| KeyError::Rejected(e.to_string()))?;
+        // PyJWT's bytes: a claim with non-ASCII text signs the same payload as simplejwt.
+        let payload = crate::json::escape_non_ascii(payload);
         let keys = self.keys();
         let header = keys.header_segment();
         let mut token = String::with_capacity(header.len() + payload.len() * 4 / 3 + 90);

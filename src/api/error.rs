@@ -147,13 +147,14 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// A JSON response body with DRF's content type (no charset) and compact rendering.
+/// A JSON response body with DRF's content type (no charset) and rendering: compact, UTF-8,
+/// U+2028 and U+2029 escaped.
 pub(crate) fn json_body<T: serde::Serialize + ?Sized>(
     value: &T,
 ) -> ([(header::HeaderName, HeaderValue); 1], Vec<u8>) {
     // Serializing cannot fail: every body is a Value or a struct of strings and numbers, so
     // every key is a string.
-    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    let bytes = crate::json::escape_line_separators(serde_json::to_vec(value).unwrap_or_default());
     (
         [(
             header::CONTENT_TYPE,

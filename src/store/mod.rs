@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 mod options;
 #[cfg(feature = "postgres")]
 mod postgres;
+pub(crate) mod simplejwt;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
@@ -373,6 +374,13 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the database answers and every migration of this build is applied (what
     /// `GET /readyz` reports); an error says why not.
     async fn check_ready(&self) -> Result<(), StoreError>;
+    /// Whether this database holds simplejwt's blacklist tables (Django's
+    /// `rest_framework_simplejwt.token_blacklist` app), so that one blacklist serves both
+    /// systems: a token in either is refused, and every token blacklisted here is written to
+    /// both. Looked for when the store opens and after [`Store::migrate`]. Defaults to false.
+    fn shares_simplejwt_blacklist(&self) -> bool {
+        false
+    }
     /// How many of the pool's connections are idle and in use, for the metrics; `None` for a
     /// store without a pool to report.
     fn pool_use(&self) -> Option<crate::telemetry::PoolUse> {

@@ -23,6 +23,7 @@
 use std::fmt;
 use std::future::Future;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -165,6 +166,9 @@ pub struct PgStore {
     host: String,
     database: String,
     pool_size: u32,
+    /// Whether simplejwt's blacklist tables are in the database (see `super::simplejwt`):
+    /// looked for after migrating.
+    shares_simplejwt: AtomicBool,
 }
 
 impl fmt::Debug for PgStore {
@@ -218,6 +222,7 @@ impl PgStore {
             host,
             database,
             pool_size: options.pool_size,
+            shares_simplejwt: AtomicBool::new(false),
         })
     }
 
@@ -266,6 +271,10 @@ impl PgStore {
     /// legitimately wait (for another instance's migration) or run long.
     async fn run_unbounded<'a, T>(&'a self, op: impl Fn() -> Op<'a, T>) -> Result<T, StoreError> {
         self.retrying(op).await.map_err(|e| self.db_err(e))
+    }
+
+    fn shares(&self) -> bool {
+        self.shares_simplejwt.load(Ordering::Relaxed)
     }
 
     async fn retrying<'a, T>(&'a self, op: impl Fn() -> Op<'a, T>) -> Result<T, sqlx::Error> {
@@ -334,11 +343,77 @@ fn session_from_row(row: &PgRow) -> Result<Session, sqlx::Error> {
     })
 }
 
+/// Whether Django's `token_blacklist` app has made its tables here (on the search path).
+async fn has_simplejwt_tables(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT to_regclass('token_blacklist_outstandingtoken') IS NOT NULL \
+            AND to_regclass('token_blacklist_blacklistedtoken') IS NOT NULL",
+    )
+    .fetch_one(&mut *conn)
+    .await
+}
+
+/// Whether simplejwt's blacklist holds a `jti`.
+const SIMPLEJWT_BLACKLISTED_SQL: &str = "SELECT EXISTS(SELECT 1 \
+    FROM token_blacklist_blacklistedtoken b \
+    JOIN token_blacklist_outstandingtoken o ON o.id = b.token_id WHERE o.jti = $1)";
+
+/// Copies our tokens (one `jti`, or every unexpired one of a session) into simplejwt's
+/// blacklist, recording them as outstanding there first (by hash: the token itself is kept
+/// nowhere). Rows already there, or written meanwhile by Django, are left as they are.
+async fn share_blacklist(
+    conn: &mut PgConnection,
+    which: super::simplejwt::Tokens<'_>,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    let (outstanding, blacklisted, key) = match which {
+        super::simplejwt::Tokens::One(jti) => (
+            // `$2` is unused here but bound, so it must appear.
+            "INSERT INTO token_blacklist_outstandingtoken \
+                 (token, created_at, expires_at, user_id, jti) \
+             SELECT $3 || t.token_hash, t.created_at, t.expires_at, t.user_id, t.jti \
+             FROM restjwt_outstanding_token t WHERE t.jti = $1 AND $2::timestamptz IS NOT NULL \
+             ON CONFLICT (jti) DO NOTHING",
+            "INSERT INTO token_blacklist_blacklistedtoken (blacklisted_at, token_id) \
+             SELECT $2, o.id FROM token_blacklist_outstandingtoken o WHERE o.jti = $1 \
+             ON CONFLICT (token_id) DO NOTHING",
+            jti,
+        ),
+        super::simplejwt::Tokens::OfSession(id) => (
+            "INSERT INTO token_blacklist_outstandingtoken \
+                 (token, created_at, expires_at, user_id, jti) \
+             SELECT $3 || t.token_hash, t.created_at, t.expires_at, t.user_id, t.jti \
+             FROM restjwt_outstanding_token t WHERE t.session_id = $1 AND t.expires_at > $2 \
+             ON CONFLICT (jti) DO NOTHING",
+            "INSERT INTO token_blacklist_blacklistedtoken (blacklisted_at, token_id) \
+             SELECT $2, o.id FROM token_blacklist_outstandingtoken o \
+             JOIN restjwt_outstanding_token t ON t.jti = o.jti \
+             WHERE t.session_id = $1 AND t.expires_at > $2 \
+             ON CONFLICT (token_id) DO NOTHING",
+            id,
+        ),
+    };
+    sqlx::query(outstanding)
+        .bind(key)
+        .bind(now)
+        .bind(super::simplejwt::TOKEN_PREFIX)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(blacklisted)
+        .bind(key)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// Records a token unless its row exists, locks its row, then reads it (simplejwt's
-/// `get_or_create`, made safe for concurrent callers: see the module doc).
+/// `get_or_create`, made safe for concurrent callers: see the module doc). With `shared`, a
+/// token in simplejwt's blacklist counts as blacklisted.
 async fn find_or_create_token(
     conn: &mut PgConnection,
     token: &NewOutstanding,
+    shared: bool,
 ) -> Result<super::TokenRow, sqlx::Error> {
     insert_outstanding(conn, token, true).await?;
     sqlx::query("SELECT 1 FROM restjwt_outstanding_token WHERE jti = $1 FOR UPDATE")
@@ -356,14 +431,21 @@ async fn find_or_create_token(
     .bind(&token.jti)
     .fetch_one(&mut *conn)
     .await?;
-    Ok(super::TokenRow {
+    let mut row = super::TokenRow {
         session_id: row.try_get(0)?,
         successor_jti: row.try_get(1)?,
         successor_access_jti: row.try_get(2)?,
         rotated_at: row.try_get(3)?,
         is_blacklisted: row.try_get(4)?,
         is_session_ended: row.try_get(5)?,
-    })
+    };
+    if shared && !row.is_blacklisted {
+        row.is_blacklisted = sqlx::query_scalar(SIMPLEJWT_BLACKLISTED_SQL)
+            .bind(&token.jti)
+            .fetch_one(&mut *conn)
+            .await?;
+    }
+    Ok(row)
 }
 
 /// Inserts a token row; a session or user that does not exist is recorded as none, so a
@@ -398,10 +480,12 @@ async fn insert_outstanding(
     Ok(())
 }
 
+/// Ends a session; with `shared`, its unexpired tokens go into simplejwt's blacklist too.
 async fn end_session(
     conn: &mut PgConnection,
     session_id: &str,
     now: DateTime<Utc>,
+    shared: bool,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE restjwt_session SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
@@ -410,13 +494,19 @@ async fn end_session(
     .bind(session_id)
     .execute(&mut *conn)
     .await?;
-    Ok(done.rows_affected() > 0)
+    let ended = done.rows_affected() > 0;
+    if ended && shared {
+        share_blacklist(conn, super::simplejwt::Tokens::OfSession(session_id), now).await?;
+    }
+    Ok(ended)
 }
 
+/// Blacklists a recorded token; with `shared`, in simplejwt's blacklist too.
 async fn blacklist(
     conn: &mut PgConnection,
     jti: &str,
     now: DateTime<Utc>,
+    shared: bool,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO restjwt_blacklisted_token (jti, blacklisted_at) VALUES ($1, $2) \
@@ -426,6 +516,9 @@ async fn blacklist(
     .bind(now)
     .execute(&mut *conn)
     .await?;
+    if shared {
+        share_blacklist(conn, super::simplejwt::Tokens::One(jti), now).await?;
+    }
     Ok(())
 }
 
@@ -451,9 +544,13 @@ fn unix(t: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(t, 0).unwrap_or_default()
 }
 
-async fn rotate(conn: &mut PgConnection, r: &Rotation) -> Result<RotationOutcome, sqlx::Error> {
+async fn rotate(
+    conn: &mut PgConnection,
+    r: &Rotation,
+    shared: bool,
+) -> Result<RotationOutcome, sqlx::Error> {
     let mut tx = conn.begin().await?;
-    let row = find_or_create_token(&mut tx, &r.old).await?;
+    let row = find_or_create_token(&mut tx, &r.old, shared).await?;
     let now = unix(r.now);
     let step = super::rotation_step(&row, r);
     let outcome = match step {
@@ -462,7 +559,7 @@ async fn rotate(conn: &mut PgConnection, r: &Rotation) -> Result<RotationOutcome
         },
         RotationStep::Replay(outcome) => outcome,
         RotationStep::EndSession(id) => {
-            let ended = end_session(&mut tx, &id, now).await?;
+            let ended = end_session(&mut tx, &id, now, shared).await?;
             RotationOutcome::Refused {
                 revoked_session: ended.then_some(id),
             }
@@ -478,7 +575,7 @@ async fn rotate(conn: &mut PgConnection, r: &Rotation) -> Result<RotationOutcome
             .bind(&r.old.jti)
             .execute(&mut *tx)
             .await?;
-            blacklist(&mut tx, &r.old.jti, now).await?;
+            blacklist(&mut tx, &r.old.jti, now, shared).await?;
             let new = NewOutstanding {
                 session_id: row.session_id.clone(),
                 ..r.new.clone()
@@ -498,24 +595,25 @@ async fn blacklist_token(
     conn: &mut PgConnection,
     token: &NewOutstanding,
     detect_reuse: bool,
+    shared: bool,
 ) -> Result<BlacklistOutcome, sqlx::Error> {
     let now = token.created_at;
     let mut tx = conn.begin().await?;
-    let row = find_or_create_token(&mut tx, token).await?;
+    let row = find_or_create_token(&mut tx, token, shared).await?;
     let outcome = match super::blacklist_step(&row, detect_reuse) {
         BlacklistStep::Refuse => BlacklistOutcome::AlreadyBlacklisted {
             ended_session: None,
         },
         BlacklistStep::EndSession(id) => {
-            let ended = end_session(&mut tx, &id, now).await?;
+            let ended = end_session(&mut tx, &id, now, shared).await?;
             BlacklistOutcome::AlreadyBlacklisted {
                 ended_session: ended.then_some(id),
             }
         }
         BlacklistStep::Blacklist => {
-            blacklist(&mut tx, &token.jti, now).await?;
+            blacklist(&mut tx, &token.jti, now, shared).await?;
             let session_id = match &row.session_id {
-                Some(id) if end_session(&mut tx, id, now).await? => Some(id.clone()),
+                Some(id) if end_session(&mut tx, id, now, shared).await? => Some(id.clone()),
                 _ => None,
             };
             BlacklistOutcome::Blacklisted { session_id }
@@ -675,9 +773,19 @@ async fn listen_for_ended_sessions(
 impl Store for PgStore {
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut conn = self.connect_alone().await?;
-        let result = migrate(&mut conn).await.map_err(|e| self.db_err(e));
+        let result = async {
+            migrate(&mut conn).await?;
+            has_simplejwt_tables(&mut conn).await
+        }
+        .await
+        .map_err(|e| self.db_err(e));
         let _ = conn.close().await;
-        result
+        self.shares_simplejwt.store(result?, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn shares_simplejwt_blacklist(&self) -> bool {
+        self.shares()
     }
 
     fn pool_use(&self) -> Option<crate::telemetry::PoolUse> {
@@ -1154,6 +1262,7 @@ impl Store for PgStore {
         if jti.contains('\0') {
             return Ok(TokenState::default());
         }
+        let shared = self.shares();
         self.run(move || {
             Box::pin(async move {
                 let row = sqlx::query(
@@ -1167,15 +1276,25 @@ impl Store for PgStore {
                 .bind(jti)
                 .fetch_optional(&self.pool)
                 .await?;
-                let Some(row) = row else {
-                    return Ok(TokenState::default());
+                let mut state = match row {
+                    Some(row) => {
+                        let session: Option<String> = row.try_get(1)?;
+                        let refreshed: Option<DateTime<Utc>> = row.try_get(2)?;
+                        TokenState {
+                            is_blacklisted: row.try_get(0)?,
+                            session: session.zip(refreshed),
+                        }
+                    }
+                    None => TokenState::default(),
                 };
-                let session: Option<String> = row.try_get(1)?;
-                let refreshed: Option<DateTime<Utc>> = row.try_get(2)?;
-                Ok(TokenState {
-                    is_blacklisted: row.try_get(0)?,
-                    session: session.zip(refreshed),
-                })
+                if shared && !state.is_blacklisted {
+                    // A token Django blacklisted may never have been seen here.
+                    state.is_blacklisted = sqlx::query_scalar(SIMPLEJWT_BLACKLISTED_SQL)
+                        .bind(jti)
+                        .fetch_one(&self.pool)
+                        .await?;
+                }
+                Ok(state)
             })
         })
         .await
@@ -1197,10 +1316,11 @@ impl Store for PgStore {
 
     async fn rotate_refresh(&self, rotation: Rotation) -> Result<RotationOutcome, StoreError> {
         let rotation = &rotation;
+        let shared = self.shares();
         self.run(move || {
             Box::pin(async move {
                 let mut conn = self.pool.acquire().await?;
-                rotate(&mut conn, rotation).await
+                rotate(&mut conn, rotation, shared).await
             })
         })
         .await
@@ -1212,10 +1332,11 @@ impl Store for PgStore {
         detect_reuse: bool,
     ) -> Result<BlacklistOutcome, StoreError> {
         let token = &token;
+        let shared = self.shares();
         self.run(move || {
             Box::pin(async move {
                 let mut conn = self.pool.acquire().await?;
-                blacklist_token(&mut conn, token, detect_reuse).await
+                blacklist_token(&mut conn, token, detect_reuse, shared).await
             })
         })
         .await
@@ -1257,22 +1378,29 @@ impl Store for PgStore {
         if session_id.contains('\0') {
             return Ok(false);
         }
-        let done = self
-            .run(move || {
-                Box::pin(async move {
-                    sqlx::query(
-                        "UPDATE restjwt_session SET revoked_at = $1 \
+        let shared = self.shares();
+        self.run(move || {
+            Box::pin(async move {
+                let mut tx = self.pool.begin().await?;
+                let done = sqlx::query(
+                    "UPDATE restjwt_session SET revoked_at = $1 \
                      WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL AND expires_at > $1",
-                    )
-                    .bind(now)
-                    .bind(session_id)
-                    .bind(user_id)
-                    .execute(&self.pool)
-                    .await
-                })
+                )
+                .bind(now)
+                .bind(session_id)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+                let ended = done.rows_affected() > 0;
+                if ended && shared {
+                    let which = super::simplejwt::Tokens::OfSession(session_id);
+                    share_blacklist(&mut tx, which, now).await?;
+                }
+                tx.commit().await?;
+                Ok(ended)
             })
-            .await?;
-        Ok(done.rows_affected() > 0)
+        })
+        .await
     }
 
     async fn end_sessions_of_user(
@@ -1281,9 +1409,11 @@ impl Store for PgStore {
         except: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Vec<String>, StoreError> {
+        let shared = self.shares();
         self.run(move || {
             Box::pin(async move {
-                sqlx::query_scalar(
+                let mut tx = self.pool.begin().await?;
+                let ended: Vec<String> = sqlx::query_scalar(
                     "UPDATE restjwt_session SET revoked_at = $1 \
                  WHERE user_id = $2 AND revoked_at IS NULL AND expires_at > $1 \
                    AND id IS DISTINCT FROM $3 \
@@ -1292,8 +1422,16 @@ impl Store for PgStore {
                 .bind(now)
                 .bind(user_id)
                 .bind(except)
-                .fetch_all(&self.pool)
-                .await
+                .fetch_all(&mut *tx)
+                .await?;
+                if shared {
+                    for id in &ended {
+                        let which = super::simplejwt::Tokens::OfSession(id);
+                        share_blacklist(&mut tx, which, now).await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(ended)
             })
         })
         .await

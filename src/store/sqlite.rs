@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -55,6 +56,9 @@ pub struct SqliteStore {
     writer: Arc<Mutex<Connection>>,
     /// `None` for an in-memory database, or a file SQLite could not put in WAL mode.
     users: Option<UserCache>,
+    /// Whether simplejwt's blacklist tables are in the database (see `super::simplejwt`):
+    /// looked for when the store opens and after it migrates.
+    shares_simplejwt: AtomicBool,
 }
 
 /// The users read since the last commit to the database, by id: what every authenticated
@@ -128,13 +132,14 @@ impl SqliteStore {
             path => Some(PathBuf::from(path)),
         };
         let opened = path.clone();
-        let (writer, users) = tokio::task::spawn_blocking(move || {
+        let (writer, users, shares) = tokio::task::spawn_blocking(move || {
             let writer = open(opened.as_ref())?;
             let users = match &opened {
                 Some(path) => user_cache(&writer, path)?,
                 None => None,
             };
-            Ok::<_, StoreError>((writer, users))
+            let shares = has_simplejwt_tables(&writer)?;
+            Ok::<_, StoreError>((writer, users, shares))
         })
         .await
         .map_err(db_err)??;
@@ -143,7 +148,12 @@ impl SqliteStore {
             readers: Mutex::new(Vec::new()),
             writer: Arc::new(Mutex::new(writer)),
             users,
+            shares_simplejwt: AtomicBool::new(shares),
         })
+    }
+
+    fn shares(&self) -> bool {
+        self.shares_simplejwt.load(Ordering::Relaxed)
     }
 
     /// Runs `f` on a read connection, in place.
@@ -374,9 +384,80 @@ const TOKEN_STATE_SQL: &str = "SELECT \
         (SELECT s.last_refreshed_at FROM restjwt_session s WHERE s.id = t.session_id) \
     FROM restjwt_outstanding_token t WHERE t.jti = ?";
 
+/// Whether Django's `token_blacklist` app has made its tables here.
+fn has_simplejwt_tables(conn: &Connection) -> Result<bool, StoreError> {
+    conn.query_row(
+        "SELECT COUNT(*) = 2 FROM sqlite_master WHERE type = 'table' \
+         AND name IN ('token_blacklist_outstandingtoken', 'token_blacklist_blacklistedtoken')",
+        [],
+        |row| row.get(0),
+    )
+    .map_err(db_err)
+}
+
+/// Whether simplejwt's blacklist holds a `jti`.
+const SIMPLEJWT_BLACKLISTED_SQL: &str = "SELECT EXISTS(SELECT 1 \
+    FROM token_blacklist_blacklistedtoken b \
+    JOIN token_blacklist_outstandingtoken o ON o.id = b.token_id WHERE o.jti = ?)";
+
+/// Whether simplejwt's blacklist holds this `jti`.
+fn is_in_simplejwt_blacklist(conn: &Connection, jti: &str) -> Result<bool, StoreError> {
+    conn.prepare_cached(SIMPLEJWT_BLACKLISTED_SQL)
+        .and_then(|mut stmt| stmt.query_row([jti], |row| row.get(0)))
+        .map_err(db_err)
+}
+
+/// Copies our tokens (one `jti`, or every unexpired one of a session) into simplejwt's
+/// blacklist, recording them as outstanding there first (by hash: the token itself is kept
+/// nowhere). Rows already there are left as they are.
+fn share_blacklist(
+    conn: &Connection,
+    which: super::simplejwt::Tokens<'_>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    // Both statements take both parameters; `?2 = ?2` binds the time where the filter does
+    // not use it.
+    let (filter, key) = match which {
+        super::simplejwt::Tokens::One(jti) => ("t.jti = ?1 AND ?2 = ?2", jti),
+        super::simplejwt::Tokens::OfSession(id) => ("t.session_id = ?1 AND t.expires_at > ?2", id),
+    };
+    let now = django_time(now);
+    conn.prepare_cached(&format!(
+        "INSERT INTO token_blacklist_outstandingtoken (token, created_at, expires_at, user_id, jti) \
+         SELECT '{prefix}' || t.token_hash, t.created_at, t.expires_at, t.user_id, t.jti \
+         FROM restjwt_outstanding_token t WHERE {filter} \
+           AND NOT EXISTS (SELECT 1 FROM token_blacklist_outstandingtoken o WHERE o.jti = t.jti)",
+        prefix = super::simplejwt::TOKEN_PREFIX,
+    ))
+    .and_then(|mut stmt| stmt.execute(params![key, now]))
+    .map_err(db_err)?;
+    conn.prepare_cached(&format!(
+        "INSERT INTO token_blacklist_blacklistedtoken (blacklisted_at, token_id) \
+         SELECT ?2, o.id FROM token_blacklist_outstandingtoken o \
+         JOIN restjwt_outstanding_token t ON t.jti = o.jti WHERE {filter} \
+           AND NOT EXISTS (SELECT 1 FROM token_blacklist_blacklistedtoken b WHERE b.token_id = o.id)"
+    ))
+    .and_then(|mut stmt| stmt.execute(params![key, now]))
+    .map_err(db_err)?;
+    Ok(())
+}
+
 /// Reads a token's row, recording the token first when it was never seen (simplejwt's
 /// `get_or_create`): a token issued elsewhere with the same key can still be blacklisted.
+/// With `shared`, a token in simplejwt's blacklist counts as blacklisted.
 fn find_or_create_token(
+    tx: &rusqlite::Transaction<'_>,
+    token: &NewOutstanding,
+    shared: bool,
+) -> Result<super::TokenRow, StoreError> {
+    let mut row = find_or_create_own_token(tx, token)?;
+    if shared && !row.is_blacklisted {
+        row.is_blacklisted = is_in_simplejwt_blacklist(tx, &token.jti)?;
+    }
+    Ok(row)
+}
+
+fn find_or_create_own_token(
     tx: &rusqlite::Transaction<'_>,
     token: &NewOutstanding,
 ) -> Result<super::TokenRow, StoreError> {
@@ -426,10 +507,12 @@ fn insert_outstanding(conn: &Connection, token: &NewOutstanding) -> Result<(), S
     Ok(())
 }
 
+/// Ends a session; with `shared`, its unexpired tokens go into simplejwt's blacklist too.
 fn end_session(
     conn: &Connection,
     session_id: &str,
     now: DateTime<Utc>,
+    shared: bool,
 ) -> Result<bool, StoreError> {
     let changed = conn
         .prepare_cached(
@@ -437,15 +520,27 @@ fn end_session(
         )
         .and_then(|mut stmt| stmt.execute(params![django_time(now), session_id]))
         .map_err(db_err)?;
+    if changed > 0 && shared {
+        share_blacklist(conn, super::simplejwt::Tokens::OfSession(session_id), now)?;
+    }
     Ok(changed > 0)
 }
 
-fn blacklist(conn: &Connection, jti: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+/// Blacklists a recorded token; with `shared`, in simplejwt's blacklist too.
+fn blacklist(
+    conn: &Connection,
+    jti: &str,
+    now: DateTime<Utc>,
+    shared: bool,
+) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT OR IGNORE INTO restjwt_blacklisted_token (jti, blacklisted_at) VALUES (?, ?)",
     )
     .and_then(|mut stmt| stmt.execute(params![jti, django_time(now)]))
     .map_err(db_err)?;
+    if shared {
+        share_blacklist(conn, super::simplejwt::Tokens::One(jti), now)?;
+    }
     Ok(())
 }
 
@@ -453,13 +548,13 @@ fn unix(t: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(t, 0).unwrap_or_default()
 }
 
-fn rotate(conn: &mut Connection, r: Rotation) -> Result<RotationOutcome, StoreError> {
+fn rotate(conn: &mut Connection, r: Rotation, shared: bool) -> Result<RotationOutcome, StoreError> {
     // IMMEDIATE: the write lock is taken before the read, so two rotations of one token, from
     // this process or another, run one after the other and the second sees the first.
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(db_err)?;
-    let row = find_or_create_token(&tx, &r.old)?;
+    let row = find_or_create_token(&tx, &r.old, shared)?;
     let now = unix(r.now);
     let step = super::rotation_step(&row, &r);
     let outcome = match step {
@@ -468,7 +563,7 @@ fn rotate(conn: &mut Connection, r: Rotation) -> Result<RotationOutcome, StoreEr
         },
         RotationStep::Replay(outcome) => outcome,
         RotationStep::EndSession(id) => RotationOutcome::Refused {
-            revoked_session: end_session(&tx, &id, now)?.then_some(id),
+            revoked_session: end_session(&tx, &id, now, shared)?.then_some(id),
         },
         RotationStep::Rotate => {
             tx.prepare_cached(
@@ -477,7 +572,7 @@ fn rotate(conn: &mut Connection, r: Rotation) -> Result<RotationOutcome, StoreEr
             )
             .and_then(|mut stmt| stmt.execute(params![r.new.jti, r.access_jti, r.now, r.old.jti]))
             .map_err(db_err)?;
-            blacklist(&tx, &r.old.jti, now)?;
+            blacklist(&tx, &r.old.jti, now, shared)?;
             let new = NewOutstanding {
                 session_id: row.session_id.clone(),
                 ..r.new
@@ -546,7 +641,18 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<(), StoreError> {
-        self.write(migrate).await
+        let shares = self
+            .write(|conn| {
+                migrate(conn)?;
+                has_simplejwt_tables(conn)
+            })
+            .await?;
+        self.shares_simplejwt.store(shares, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn shares_simplejwt_blacklist(&self) -> bool {
+        self.shares()
     }
 
     async fn check_ready(&self) -> Result<(), StoreError> {
@@ -912,7 +1018,7 @@ impl Store for SqliteStore {
     }
 
     async fn find_token_state(&self, jti: &str) -> Result<TokenState, StoreError> {
-        self.read(|conn| {
+        let mut state = self.read(|conn| {
             conn.prepare_cached(TOKEN_STATE_SQL)?
                 .query_row([jti], |row| {
                     let session: Option<String> = row.get(1)?;
@@ -924,7 +1030,15 @@ impl Store for SqliteStore {
                 })
                 .optional()
                 .map(Option::unwrap_or_default)
-        })
+        })?;
+        if self.shares() && !state.is_blacklisted {
+            // A token Django blacklisted may never have been seen here.
+            state.is_blacklisted = self.read(|conn| {
+                conn.prepare_cached(SIMPLEJWT_BLACKLISTED_SQL)?
+                    .query_row([jti], |row| row.get(0))
+            })?;
+        }
+        Ok(state)
     }
 
     async fn update_session_refreshed(
@@ -938,7 +1052,8 @@ impl Store for SqliteStore {
     }
 
     async fn rotate_refresh(&self, rotation: Rotation) -> Result<RotationOutcome, StoreError> {
-        self.write(move |conn| rotate(conn, rotation)).await
+        let shared = self.shares();
+        self.write(move |conn| rotate(conn, rotation, shared)).await
     }
 
     async fn blacklist_token(
@@ -946,23 +1061,24 @@ impl Store for SqliteStore {
         token: NewOutstanding,
         detect_reuse: bool,
     ) -> Result<BlacklistOutcome, StoreError> {
+        let shared = self.shares();
         self.write(move |conn| {
             let now = token.created_at;
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(db_err)?;
-            let row = find_or_create_token(&tx, &token)?;
+            let row = find_or_create_token(&tx, &token, shared)?;
             let outcome = match super::blacklist_step(&row, detect_reuse) {
                 BlacklistStep::Refuse => BlacklistOutcome::AlreadyBlacklisted {
                     ended_session: None,
                 },
                 BlacklistStep::EndSession(id) => BlacklistOutcome::AlreadyBlacklisted {
-                    ended_session: end_session(&tx, &id, now)?.then_some(id),
+                    ended_session: end_session(&tx, &id, now, shared)?.then_some(id),
                 },
                 BlacklistStep::Blacklist => {
-                    blacklist(&tx, &token.jti, now)?;
+                    blacklist(&tx, &token.jti, now, shared)?;
                     let session_id = match &row.session_id {
-                        Some(id) if end_session(&tx, id, now)? => Some(id.clone()),
+                        Some(id) if end_session(&tx, id, now, shared)? => Some(id.clone()),
                         _ => None,
                     };
                     BlacklistOutcome::Blacklisted { session_id }
@@ -997,14 +1113,22 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let session_id = session_id.to_owned();
+        let shared = self.shares();
         self.write(move |conn| {
-            let changed = conn
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err)?;
+            let changed = tx
                 .execute(
                     "UPDATE restjwt_session SET revoked_at = ?1 \
                      WHERE id = ?2 AND user_id = ?3 AND revoked_at IS NULL AND expires_at > ?1",
                     params![django_time(now), session_id, user_id],
                 )
                 .map_err(db_err)?;
+            if changed > 0 && shared {
+                share_blacklist(&tx, super::simplejwt::Tokens::OfSession(&session_id), now)?;
+            }
+            tx.commit().map_err(db_err)?;
             Ok(changed > 0)
         })
         .await
@@ -1017,18 +1141,30 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<String>, StoreError> {
         let except = except.map(str::to_owned);
+        let shared = self.shares();
         self.write(move |conn| {
-            conn.prepare(
-                "UPDATE restjwt_session SET revoked_at = ?1 \
-                 WHERE user_id = ?2 AND revoked_at IS NULL AND expires_at > ?1 \
-                   AND id IS NOT ?3 \
-                 RETURNING id",
-            )
-            .and_then(|mut stmt| {
-                stmt.query_map(params![django_time(now), user_id, except], |row| row.get(0))?
-                    .collect()
-            })
-            .map_err(db_err)
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err)?;
+            let ended: Vec<String> = tx
+                .prepare(
+                    "UPDATE restjwt_session SET revoked_at = ?1 \
+                     WHERE user_id = ?2 AND revoked_at IS NULL AND expires_at > ?1 \
+                       AND id IS NOT ?3 \
+                     RETURNING id",
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_map(params![django_time(now), user_id, except], |row| row.get(0))?
+                        .collect()
+                })
+                .map_err(db_err)?;
+            if shared {
+                for id in &ended {
+                    share_blacklist(&tx, super::simplejwt::Tokens::OfSession(id), now)?;
+                }
+            }
+            tx.commit().map_err(db_err)?;
+            Ok(ended)
         })
         .await
     }

@@ -1,10 +1,17 @@
-//! Password hashing: Argon2id for new hashes, Django's hashes read as they are.
+//! Password hashing: Django's `PASSWORD_HASHERS`, every hash format Django 6.1 ships read as
+//! Django writes it, Argon2id for new hashes unless told otherwise.
 //!
-//! New hashes are Argon2id with OWASP's parameters (m=19456 KiB, t=2, p=1), written as the PHC
-//! string behind Django's hasher tag (`argon2$argon2id$v=19$m=19456,t=2,p=1$…`): Django's own
-//! `Argon2PasswordHasher` reads that form, so a table written by restjwt can go back to Django.
-//! Django's `pbkdf2_sha256$…` hashes and bare PHC strings are verified too, and reported as
-//! needing a rehash so a successful login upgrades them, as Django does.
+//! [`hashers`] says which formats are read and which one writes ([`PasswordConfig`]); one file
+//! per format family reads and writes it ([`pbkdf2`], `bcrypt`, `scrypt`, `md5`; Argon2 here,
+//! beside the buffers it reuses). As in Django, a hash of the first listed format at the
+//! configured cost is current; any other valid hash is reported as needing a rehash, so a
+//! successful login upgrades it. A hash of a format not listed, and Django's unusable marker
+//! (`!…`), never match, after the same work as a real check.
+//!
+//! By default new hashes are Argon2id with OWASP's parameters (m=19456 KiB, t=2, p=1), written
+//! as the PHC string behind Django's hasher tag (`argon2$argon2id$v=19$m=19456,t=2,p=1$…`),
+//! which Django's `Argon2PasswordHasher` reads, when argon2-cffi is installed. Beside a Django
+//! without it, put `pbkdf2_sha256` first (`DJANGO_VERSION`).
 //!
 //! Each Argon2 hash holds 19 MiB for about 16 ms of one core, so hashing never runs on the async
 //! workers and at most one hash per core runs at a time: a burst of logins waits in a queue
@@ -18,18 +25,48 @@ use std::sync::{Arc, Mutex, mpsc};
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{self, Output, ParamsString, PasswordHash, Salt, SaltString};
 use argon2::{Argon2, Block, Params, Version};
-use base64::Engine;
-use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
 use crate::telemetry::{self, GaugeGuard};
 
+mod bcrypt;
+pub mod hashers;
+mod md5;
+mod pbkdf2;
+mod scrypt;
+
+pub use hashers::{Algorithm, DjangoVersion, PasswordConfig, ScryptCost};
+
 /// Django's tag for Argon2 hashes, put before the PHC string.
 const DJANGO_ARGON2_TAG: &str = "argon2";
 
-/// PBKDF2 iteration counts above this are refused rather than computed: a hash with a huge
-/// count would let one login request burn minutes of CPU.
-const MAX_PBKDF2_ITERATIONS: u32 = 20_000_000;
+/// Argon2 memory (KiB) above this is refused rather than allocated when verifying: a hash with
+/// huge parameters must not let one login request take the server's memory. Django's default
+/// is 100 MiB.
+const MAX_ARGON2_MEMORY_KIB: u32 = 1 << 20;
+
+/// Argon2 passes above this are refused rather than computed.
+const MAX_ARGON2_PASSES: u32 = 64;
+
+/// The length of Django's salts: `get_random_string(22)`, 22 of 62 letters and digits, just
+/// over 128 bits.
+const DJANGO_SALT_LEN: usize = 22;
+
+/// A fresh salt as Django makes them: 22 random letters and digits.
+fn django_salt() -> String {
+    use rand::Rng;
+    OsRng
+        .sample_iter(&rand::distributions::Alphanumeric)
+        .take(DJANGO_SALT_LEN)
+        .map(char::from)
+        .collect()
+}
+
+/// Django's `must_update_salt`: a salt of `chars` characters of its alphabet holds fewer than
+/// 128 bits.
+fn is_salt_weak(chars: usize) -> bool {
+    (chars as f64) * 62f64.log2() < 128.0
+}
 
 /// Argon2id cost parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +130,7 @@ pub struct Verification {
 /// including one for an unknown user, pays for exactly one verification.
 pub struct PasswordHasher {
     params: HashParams,
+    config: PasswordConfig,
     argon2: Argon2<'static>,
     permits: Arc<Semaphore>,
     /// A real hash of a random password, verified when there is no user, so that an unknown
@@ -162,16 +200,34 @@ impl std::fmt::Debug for PasswordHasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PasswordHasher")
             .field("params", &self.params)
+            .field("hashers", &self.config.hashers)
             .field("permits", &self.permits.available_permits())
             .finish_non_exhaustive()
     }
 }
 
 impl PasswordHasher {
-    /// A hasher with `params` that runs at most `max_parallel` hashes at once (at least 1).
+    /// A hasher with restjwt's default hashers, Argon2id first with `params`, that runs at most
+    /// `max_parallel` hashes at once (at least 1).
     ///
     /// Computes one hash now, for the dummy verification. Fails if Argon2 refuses `params`.
     pub fn new(params: HashParams, max_parallel: usize) -> Result<Arc<Self>, PasswordError> {
+        Self::with_config(PasswordConfig::restjwt_default(params), max_parallel)
+    }
+
+    /// A hasher that reads and writes as `config` says (`PASSWORD_HASHERS`), running at most
+    /// `max_parallel` hashes at once (at least 1).
+    ///
+    /// Computes one hash of the preferred format now, for the dummy verification. Fails if the
+    /// list is empty or the preferred format refuses its cost.
+    pub fn with_config(
+        config: PasswordConfig,
+        max_parallel: usize,
+    ) -> Result<Arc<Self>, PasswordError> {
+        if config.hashers.is_empty() {
+            return Err(PasswordError::Params("PASSWORD_HASHERS is empty".into()));
+        }
+        let params = config.argon2;
         let argon2_params = Params::new(
             params.memory_kib,
             params.iterations,
@@ -182,6 +238,7 @@ impl PasswordHasher {
         let argon2 = Argon2::new(argon2::Algorithm::Argon2id, Version::V0x13, argon2_params);
         let mut hasher = Self {
             params,
+            config,
             argon2,
             permits: Arc::new(Semaphore::new(max_parallel.max(1))),
             dummy_hash: String::new(),
@@ -196,13 +253,23 @@ impl PasswordHasher {
 
     /// A hasher with OWASP's parameters and one permit per core.
     pub fn production() -> Result<Arc<Self>, PasswordError> {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Self::new(HashParams::OWASP, cores)
+        Self::production_with(PasswordConfig::default())
     }
 
-    /// The parameters new hashes use.
+    /// A hasher as `config` says, with one permit per core: what a server runs.
+    pub fn production_with(config: PasswordConfig) -> Result<Arc<Self>, PasswordError> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self::with_config(config, cores)
+    }
+
+    /// The Argon2id parameters new Argon2 hashes use.
     pub fn params(&self) -> HashParams {
         self.params
+    }
+
+    /// The hashers read and the one that writes.
+    pub fn config(&self) -> &PasswordConfig {
+        &self.config
     }
 
     /// How many verifications ran so far, dummy ones included.
@@ -269,10 +336,38 @@ impl PasswordHasher {
         .await
     }
 
-    /// Hashes on the calling thread. Use [`PasswordHasher::hash`] from async code.
+    /// Hashes on the calling thread, in the preferred format (the first of
+    /// `PASSWORD_HASHERS`). Use [`PasswordHasher::hash`] from async code.
     pub fn hash_blocking(&self, password: &str) -> Result<String, PasswordError> {
-        let salt = SaltString::generate(&mut OsRng);
+        let c = &self.config;
+        match c.preferred() {
+            Algorithm::Argon2 => self.hash_argon2(password),
+            Algorithm::Pbkdf2Sha256 => Ok(pbkdf2::encode(
+                pbkdf2::Digest::Sha256,
+                password,
+                c.pbkdf2_iterations,
+            )),
+            Algorithm::Pbkdf2Sha1 => Ok(pbkdf2::encode(
+                pbkdf2::Digest::Sha1,
+                password,
+                c.pbkdf2_iterations,
+            )),
+            Algorithm::BcryptSha256 => {
+                bcrypt::encode(true, password, c.bcrypt_rounds).map_err(PasswordError::Hash)
+            }
+            Algorithm::Bcrypt => {
+                bcrypt::encode(false, password, c.bcrypt_rounds).map_err(PasswordError::Hash)
+            }
+            Algorithm::Scrypt => scrypt::encode(password, c.scrypt).map_err(PasswordError::Hash),
+            Algorithm::Md5 => Ok(md5::encode(password)),
+        }
+    }
+
+    /// Argon2id with our parameters and a salt as Django makes them (22 letters and digits,
+    /// used as bytes), so that a Django with Argon2 first finds nothing to upgrade in it.
+    fn hash_argon2(&self, password: &str) -> Result<String, PasswordError> {
         let hash_err = |e: password_hash::Error| PasswordError::Hash(e.to_string());
+        let salt = SaltString::encode_b64(django_salt().as_bytes()).map_err(hash_err)?;
         let output = self
             .argon2_output(&self.argon2, password.as_bytes(), salt.as_salt(), None)
             .map_err(hash_err)?;
@@ -321,37 +416,72 @@ impl PasswordHasher {
         })
     }
 
-    /// Verifies on the calling thread. An unknown or unusable hash format never matches.
+    /// Verifies on the calling thread, as Django's `verify_password` does: a hash of a listed
+    /// format is checked; it needs a rehash when it is valid and either of another format than
+    /// the first listed or of that format at another cost (or with a weak salt). An unusable
+    /// hash (`!…`), one of a format not listed, or a malformed one never matches, after a check
+    /// of the dummy hash, so it costs what a real check costs.
     pub fn verify_blocking(&self, password: &str, encoded: &str) -> Verification {
-        let invalid = Verification {
-            is_valid: false,
-            needs_rehash: false,
-        };
-        if let Some(rest) = encoded.strip_prefix("pbkdf2_sha256$") {
+        let listed = Algorithm::of_encoded(encoded).filter(|a| self.config.hashers.contains(a));
+        let Some(algorithm) = listed else {
+            // Django runs its default hasher once here (`fake_runtime`), for the same reason.
+            if !self.dummy_hash.is_empty() {
+                let _ = self.check(self.config.preferred(), password, &self.dummy_hash);
+            }
             return Verification {
-                is_valid: verify_django_pbkdf2_sha256(password, rest),
-                needs_rehash: true,
+                is_valid: false,
+                needs_rehash: false,
             };
-        }
-        let phc = encoded.strip_prefix(DJANGO_ARGON2_TAG).unwrap_or(encoded);
-        let Ok(parsed) = PasswordHash::new(phc) else {
-            // Django's unusable passwords ("!…") and hashers we do not implement land here.
-            return invalid;
         };
-        let is_argon2 = matches!(
-            parsed.algorithm.as_str(),
-            "argon2id" | "argon2i" | "argon2d"
-        );
-        if !is_argon2 {
-            return invalid;
-        }
-        // The parameters come from the hash itself, so older hashes verify as written.
-        let is_valid = self
-            .verify_argon2(password.as_bytes(), &parsed)
-            .unwrap_or(false);
+        let is_valid = self.check(algorithm, password, encoded);
         Verification {
             is_valid,
-            needs_rehash: is_valid && !self.is_current(&parsed, encoded),
+            needs_rehash: is_valid
+                && (algorithm != self.config.preferred() || self.must_update(algorithm, encoded)),
+        }
+    }
+
+    /// Whether `password` matches `encoded`, a hash of `algorithm`'s format.
+    fn check(&self, algorithm: Algorithm, password: &str, encoded: &str) -> bool {
+        match algorithm {
+            Algorithm::Argon2 => {
+                let phc = encoded.strip_prefix(DJANGO_ARGON2_TAG).unwrap_or(encoded);
+                let Ok(parsed) = PasswordHash::new(phc) else {
+                    return false;
+                };
+                // libargon2 takes the parameters in one order only, as it writes them.
+                let names: Vec<&str> = parsed.params.iter().map(|(n, _)| n.as_str()).collect();
+                if names != ["m", "t", "p"] {
+                    return false;
+                }
+                // The parameters come from the hash itself, so older hashes verify as written.
+                self.verify_argon2(password.as_bytes(), &parsed)
+                    .unwrap_or(false)
+            }
+            Algorithm::Pbkdf2Sha256 => pbkdf2::verify(pbkdf2::Digest::Sha256, password, encoded),
+            Algorithm::Pbkdf2Sha1 => pbkdf2::verify(pbkdf2::Digest::Sha1, password, encoded),
+            Algorithm::BcryptSha256 => bcrypt::verify(true, password, encoded),
+            Algorithm::Bcrypt => bcrypt::verify(false, password, encoded),
+            Algorithm::Scrypt => scrypt::verify(password, encoded),
+            Algorithm::Md5 => md5::verify(password, encoded),
+        }
+    }
+
+    /// Django's `must_update` of the preferred hasher, for a hash of its format.
+    fn must_update(&self, algorithm: Algorithm, encoded: &str) -> bool {
+        let c = &self.config;
+        match algorithm {
+            Algorithm::Argon2 => !self.is_current(encoded),
+            Algorithm::Pbkdf2Sha256 => {
+                pbkdf2::must_update(pbkdf2::Digest::Sha256, encoded, c.pbkdf2_iterations)
+            }
+            Algorithm::Pbkdf2Sha1 => {
+                pbkdf2::must_update(pbkdf2::Digest::Sha1, encoded, c.pbkdf2_iterations)
+            }
+            Algorithm::BcryptSha256 => bcrypt::must_update(true, encoded, c.bcrypt_rounds),
+            Algorithm::Bcrypt => bcrypt::must_update(false, encoded, c.bcrypt_rounds),
+            Algorithm::Scrypt => scrypt::must_update(encoded, c.scrypt),
+            Algorithm::Md5 => md5::must_update(encoded),
         }
     }
 
@@ -364,56 +494,45 @@ impl PasswordHasher {
             return Ok(false);
         };
         let algorithm = argon2::Algorithm::try_from(parsed.algorithm)?;
+        let params = Params::try_from(parsed)?;
+        if params.m_cost() > MAX_ARGON2_MEMORY_KIB || params.t_cost() > MAX_ARGON2_PASSES {
+            return Ok(false);
+        }
         let version = parsed
             .version
             .map(Version::try_from)
             .transpose()?
-            .unwrap_or_default();
-        let argon2 = Argon2::new(algorithm, version, Params::try_from(parsed)?);
+            // Without `v=`, libargon2 (Django's argon2-cffi) reads a hash as version 0x10.
+            .unwrap_or(Version::V0x10);
+        let argon2 = Argon2::new(algorithm, version, params);
         let computed = self.argon2_output(&argon2, password, salt, Some(expected.len()))?;
         // `Output` compares in constant time.
         Ok(computed == expected)
     }
 
-    fn is_current(&self, parsed: &PasswordHash<'_>, encoded: &str) -> bool {
-        let Ok(params) = Params::try_from(parsed) else {
+    /// Whether an Argon2 hash is one we would write now: Django's tag, argon2id, our
+    /// parameters, and a salt of at least Django's entropy.
+    fn is_current(&self, encoded: &str) -> bool {
+        let Some(parsed) = encoded
+            .strip_prefix(DJANGO_ARGON2_TAG)
+            .and_then(|phc| PasswordHash::new(phc).ok())
+        else {
             return false;
         };
-        encoded.starts_with(DJANGO_ARGON2_TAG)
-            && parsed.algorithm.as_str() == "argon2id"
+        let Ok(params) = Params::try_from(&parsed) else {
+            return false;
+        };
+        let mut salt = [0u8; 64];
+        let salt_len = parsed
+            .salt
+            .and_then(|s| s.decode_b64(&mut salt).ok().map(<[u8]>::len))
+            .unwrap_or(0);
+        parsed.algorithm.as_str() == "argon2id"
             && params.m_cost() == self.params.memory_kib
             && params.t_cost() == self.params.iterations
             && params.p_cost() == self.params.parallelism
+            && !is_salt_weak(salt_len)
     }
-}
-
-/// Django's `pbkdf2_sha256$<iterations>$<salt>$<base64 hash>`.
-fn verify_django_pbkdf2_sha256(password: &str, rest: &str) -> bool {
-    let mut parts = rest.splitn(3, '$');
-    let (Some(iterations), Some(salt), Some(expected)) = (parts.next(), parts.next(), parts.next())
-    else {
-        return false;
-    };
-    let Ok(iterations) = iterations.parse::<u32>() else {
-        return false;
-    };
-    if iterations == 0 || iterations > MAX_PBKDF2_ITERATIONS {
-        return false;
-    }
-    let Ok(expected) = base64::engine::general_purpose::STANDARD.decode(expected) else {
-        return false;
-    };
-    if expected.len() != 32 {
-        return false;
-    }
-    let mut derived = [0u8; 32];
-    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(
-        password.as_bytes(),
-        salt.as_bytes(),
-        iterations,
-        &mut derived,
-    );
-    derived.ct_eq(&expected).into()
 }
 
 #[cfg(test)]
@@ -513,20 +632,6 @@ mod tests {
     }
 
     #[test]
-    fn django_pbkdf2_hash_verifies() {
-        // Made by Django 6.1's PBKDF2PasswordHasher.encode("django-pass-1234", "fixedsalt",
-        // iterations=1000).
-        let rest = "1000$fixedsalt$vRRQ99g6x6XKu+n/UUo9jk4BsW4UIfmZI5/cCJMzDFE=";
-        assert!(verify_django_pbkdf2_sha256("django-pass-1234", rest));
-        assert!(!verify_django_pbkdf2_sha256("django-pass-1235", rest));
-        assert!(!verify_django_pbkdf2_sha256(
-            "django-pass-1234",
-            "0$fixedsalt$x"
-        ));
-        assert!(!verify_django_pbkdf2_sha256("django-pass-1234", "garbage"));
-    }
-
-    #[test]
     fn django_argon2_hash_verifies_and_new_hashes_are_current() {
         let hasher = PasswordHasher::new(HashParams::INSECURE_FAST, 1).expect("hasher");
         // Django's Argon2PasswordHasher format (argon2-cffi's hash_secret, Type.ID), with small
@@ -566,5 +671,189 @@ mod tests {
         }
         let pooled = hasher.buffers.lock().expect("pool").len();
         assert_eq!(pooled, 1, "one hash at a time keeps one buffer");
+    }
+
+    /// The known answers recorded from Django 6.1.3 itself
+    /// (`tests/fixtures/django/password_hashes.json`, see the README beside it).
+    fn django_answers() -> serde_json::Value {
+        serde_json::from_str(include_str!(
+            "../../tests/fixtures/django/password_hashes.json"
+        ))
+        .expect("the recorded answers")
+    }
+
+    /// Whether checking `encoded` is cheap enough to try every recorded candidate in a debug
+    /// build; at Django's own costs only the right password and one wrong one are tried.
+    fn is_cheap(encoded: &str) -> bool {
+        let number = |i: usize| {
+            encoded
+                .split('$')
+                .nth(i)
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(u64::MAX)
+        };
+        match Algorithm::of_encoded(encoded) {
+            Some(Algorithm::Pbkdf2Sha256 | Algorithm::Pbkdf2Sha1) => number(1) <= 1000,
+            Some(Algorithm::Argon2) => encoded.contains("m=512,") || encoded.contains("m=1024,"),
+            Some(Algorithm::BcryptSha256 | Algorithm::Bcrypt) => number(3) <= 4,
+            Some(Algorithm::Scrypt) => number(1) <= 1024,
+            Some(Algorithm::Md5) | None => true,
+        }
+    }
+
+    /// Django's `PASSWORD_HASHERS` when the answers were recorded as "all hashers": its
+    /// default list (PBKDF2 first, 1,500,000 iterations) with bcrypt and md5 appended.
+    fn all_hashers() -> PasswordConfig {
+        let mut config = PasswordConfig::django("6.1".parse().expect("6.1"));
+        config.hashers.extend([Algorithm::Bcrypt, Algorithm::Md5]);
+        config
+    }
+
+    #[test]
+    fn every_django_hash_checks_and_rehashes_as_django_says() {
+        let answers = django_answers();
+        let hasher = PasswordHasher::with_config(all_hashers(), 1).expect("hasher");
+        let vectors = answers["vectors"].as_array().expect("vectors");
+        for algorithm in Algorithm::ALL {
+            assert!(
+                vectors.iter().any(|v| v["algorithm"] == algorithm.name()),
+                "a vector of {algorithm}"
+            );
+        }
+        let mut checked = 0;
+        let mut costly_seen = std::collections::HashSet::new();
+        for vector in vectors {
+            // Two inputs Django itself cannot hash (bcrypt 5 over 72 bytes, scrypt over
+            // OpenSSL's memory limit) have no hash.
+            let (Some(encoded), Some(checks)) =
+                (vector["encoded"].as_str(), vector["checks"].as_array())
+            else {
+                continue;
+            };
+            // At Django's own costs a check takes seconds in a debug build on a loaded machine:
+            // one vector of each format at its cost, the cheap ones in full.
+            let algorithm = vector["algorithm"].as_str().unwrap_or_default();
+            if !is_cheap(encoded) && !costly_seen.insert(algorithm) {
+                continue;
+            }
+            let first_true = checks
+                .iter()
+                .position(|c| c["all_hashers"]["check_password"] == true);
+            for (i, check) in checks.iter().enumerate() {
+                if !is_cheap(encoded) && Some(i) != first_true {
+                    continue;
+                }
+                let password = check["password"].as_str().expect("password");
+                let django = &check["all_hashers"];
+                let ours = hasher.verify_blocking(password, encoded);
+                let id = vector["id"].as_str().unwrap_or_default();
+                match django["check_password"].as_bool() {
+                    Some(valid) => {
+                        assert_eq!(ours.is_valid, valid, "{id}: {password:?}");
+                        if valid {
+                            assert_eq!(
+                                Some(ours.needs_rehash),
+                                django["verify_password_must_update"].as_bool(),
+                                "{id}: {password:?}"
+                            );
+                        }
+                    }
+                    // Django raises (a 500) where bcrypt 5 refuses a password over 72 bytes;
+                    // restjwt answers that it does not match.
+                    None => assert!(!ours.is_valid, "{id}: {password:?} raises in Django"),
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 80, "{checked} checks");
+        // Odd and malformed strings: as Django answers, and no match where Django raises (a
+        // 500 there; restjwt never fails).
+        for case in answers["malformed"].as_array().expect("malformed") {
+            if let Some(encoded) = case["encoded"].as_str() {
+                let django =
+                    case["all_hashers"]["check_password('bob-pass-1234')"]["check_password"]
+                        .as_bool()
+                        .unwrap_or(false);
+                let ours = hasher.verify_blocking("bob-pass-1234", encoded).is_valid;
+                assert_eq!(ours, django, "{encoded:?}");
+            }
+        }
+        let unusable = &answers["unusable"]["is_password_usable_and_check_password"];
+        for case in unusable.as_array().expect("unusable") {
+            if let Some(encoded) = case["encoded"].as_str() {
+                for password in ["bob-pass-1234", ""] {
+                    let django = case[format!("check_password('{password}')")]
+                        .as_bool()
+                        .unwrap_or(false);
+                    let ours = hasher.verify_blocking(password, encoded).is_valid;
+                    assert_eq!(ours, django, "{encoded:?} {password:?}");
+                }
+            }
+        }
+        // What restjwt writes under these settings is what Django 6.1 writes: current.
+        let ours = hasher.hash_blocking("new-pass").expect("hash");
+        assert!(ours.starts_with("pbkdf2_sha256$1500000$"), "{ours}");
+        assert_eq!(ours.split('$').nth(2).map(str::len), Some(22), "{ours}");
+        let v = hasher.verify_blocking("new-pass", &ours);
+        assert_eq!((v.is_valid, v.needs_rehash), (true, false));
+    }
+
+    #[test]
+    fn formats_not_listed_never_match_as_under_djangos_defaults() {
+        let answers = django_answers();
+        let hasher = PasswordHasher::new(HashParams::INSECURE_FAST, 1).expect("hasher");
+        for vector in answers["vectors"].as_array().expect("vectors") {
+            let (Some(encoded), Some(checks)) =
+                (vector["encoded"].as_str(), vector["checks"].as_array())
+            else {
+                continue;
+            };
+            if !is_cheap(encoded) {
+                continue;
+            }
+            for check in checks {
+                let password = check["password"].as_str().expect("password");
+                // restjwt's default list reads what Django's does (bcrypt and md5 are not in
+                // it); every valid hash is upgraded to Argon2id.
+                let Some(valid) = check["default_settings"]["check_password"].as_bool() else {
+                    continue;
+                };
+                let v = hasher.verify_blocking(password, encoded);
+                assert_eq!((v.is_valid, v.needs_rehash), (valid, valid), "{encoded}");
+            }
+        }
+    }
+
+    #[test]
+    fn each_preferred_format_writes_hashes_that_read_back_as_current() {
+        for preferred in Algorithm::ALL {
+            let config = PasswordConfig {
+                hashers: vec![preferred, Algorithm::Argon2],
+                argon2: HashParams::INSECURE_FAST,
+                pbkdf2_iterations: 10,
+                bcrypt_rounds: 4,
+                scrypt: ScryptCost {
+                    work_factor: 16,
+                    block_size: 2,
+                    parallelism: 1,
+                },
+            };
+            let hasher = PasswordHasher::with_config(config, 1).expect("hasher");
+            let hash = hasher.hash_blocking("pässword").expect("hash");
+            assert_eq!(Algorithm::of_encoded(&hash), Some(preferred), "{hash}");
+            let v = hasher.verify_blocking("pässword", &hash);
+            assert_eq!((v.is_valid, v.needs_rehash), (true, false), "{hash}");
+            assert!(!hasher.verify_blocking("password", &hash).is_valid);
+        }
+        assert!(
+            PasswordHasher::with_config(
+                PasswordConfig {
+                    hashers: Vec::new(),
+                    ..PasswordConfig::default()
+                },
+                1
+            )
+            .is_err()
+        );
     }
 }
