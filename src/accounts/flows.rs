@@ -198,8 +198,14 @@ impl Accounts {
                 ("username", user.username.as_str()),
                 ("password_reset_url", url.as_str()),
             ];
+            // allauth writes to the user's own spelling of the address.
+            let to = if user.email.eq_ignore_ascii_case(email) {
+                user.email.clone()
+            } else {
+                email.to_owned()
+            };
             self.mailer.send(Mail {
-                to: email.to_owned(),
+                to,
                 subject: Templates::render_subject(&self.templates.password_reset_subject, &values),
                 body: Templates::render(&self.templates.password_reset_message, &values),
             });
