@@ -70,7 +70,7 @@ pub struct Registration {
 #[derive(Debug)]
 pub enum Registered {
     /// Logged in at once (verification `none` or `optional`).
-    LoggedIn(LoggedIn),
+    LoggedIn(Box<LoggedIn>),
     /// Verification is mandatory: a confirmation mail went out, nobody is logged in.
     VerificationSent,
 }
@@ -343,9 +343,9 @@ impl Accounts {
         if verification == EmailVerification::Mandatory {
             return Ok(Registered::VerificationSent);
         }
-        Ok(Registered::LoggedIn(
+        Ok(Registered::LoggedIn(Box::new(
             self.lifecycle.start_session(user, client).await?,
-        ))
+        )))
     }
 
     /// Mails a fresh confirmation key for the address `address_id` of `user`, and records the
