@@ -235,3 +235,53 @@ async fn mail_goes_through_a_real_smtp_server() {
     let auth = auth.lock().expect("lock").clone();
     assert!(!auth.is_empty(), "logged in");
 }
+
+/// The user commands run Django's validators: createuser shows their messages and asks
+/// whether to bypass them (Django's createsuperuser), changepassword counts them as a failed
+/// try.
+async fn the_user_commands_run_djangos_validators(backend: Backend) {
+    let ws = Workspace::with_backend(backend);
+    let refused_then_sturdy = ws.run(
+        &["createuser"],
+        &[],
+        "weak\nweak@example.com\n1\n1\nn\nSturdy-pass-4821\nSturdy-pass-4821\n",
+    );
+    refused_then_sturdy.assert_success();
+    for message in [
+        "This password is too short. It must contain at least 8 characters.",
+        "This password is too common.",
+        "This password is entirely numeric.",
+    ] {
+        assert!(
+            refused_then_sturdy.stderr.contains(message),
+            "{}",
+            refused_then_sturdy.stderr
+        );
+    }
+    assert!(
+        refused_then_sturdy
+            .stdout
+            .contains("Bypass password validation and create user anyway? [y/N]: ")
+    );
+    let user = ws.find_user("weak").await.expect("created");
+    assert!(crate::cli::password_matches(&user, "Sturdy-pass-4821"));
+
+    let bypassed = ws.run(
+        &["createuser"],
+        &[],
+        "operator\nop@example.com\noperator1\noperator1\ny\n",
+    );
+    bypassed.assert_success();
+    assert!(
+        bypassed
+            .stderr
+            .contains("The password is too similar to the username.")
+    );
+    let user = ws.find_user("operator").await.expect("created");
+    assert!(crate::cli::password_matches(&user, "operator1"));
+
+    ws.run(&["changepassword", "weak"], &[], "1\n1\n1\n1\n1\n1\n")
+        .assert_error("Aborting password change for user 'weak' after 3 attempts");
+}
+
+backend_tests!(the_user_commands_run_djangos_validators);

@@ -223,7 +223,7 @@ impl Outcome {
 
 /// Checks a password against a stored hash; the hash carries its own Argon2 parameters, so the
 /// cheap hasher verifies production hashes too.
-fn password_matches(user: &User, password: &str) -> bool {
+pub(crate) fn password_matches(user: &User, password: &str) -> bool {
     let hasher = PasswordHasher::new(HashParams::INSECURE_FAST, 1).expect("build a test hasher");
     hasher.verify_blocking(password, &user.password).is_valid
 }
