@@ -631,7 +631,15 @@ impl fmt::Debug for Settings {
             .field("email_timeout", &self.email_timeout)
             .field("default_from_email", &self.default_from_email)
             .field("email_template_dir", &self.email_template_dir)
-            .field("auth_password_validators", &self.auth_password_validators)
+            .field(
+                "auth_password_validators",
+                &self
+                    .auth_password_validators
+                    .iter()
+                    .map(PasswordValidatorConfig::name)
+                    .collect::<Vec<_>>()
+                    .join("+"),
+            )
             .field(
                 "secret_key",
                 &self.secret_key.as_ref().map(|_| "<redacted>"),
@@ -1720,6 +1728,18 @@ pub enum PasswordValidatorConfig {
 }
 
 impl PasswordValidatorConfig {
+    /// Django's class name of the validator.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PasswordValidatorConfig::UserAttributeSimilarity { .. } => {
+                "UserAttributeSimilarityValidator"
+            }
+            PasswordValidatorConfig::MinimumLength { .. } => "MinimumLengthValidator",
+            PasswordValidatorConfig::CommonPassword => "CommonPasswordValidator",
+            PasswordValidatorConfig::NumericPassword => "NumericPasswordValidator",
+        }
+    }
+
     /// Django's four validators with their default options, as `startproject` writes them.
     pub fn django_defaults() -> Vec<Self> {
         vec![

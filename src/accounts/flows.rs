@@ -71,7 +71,7 @@ pub struct Registration {
 #[allow(clippy::large_enum_variant)] // made once per registration, moved once: boxing buys nothing
 pub enum Registered {
     /// Logged in at once (verification `none` or `optional`).
-    LoggedIn(LoggedIn),
+    LoggedIn(Box<LoggedIn>),
     /// Verification is mandatory: a confirmation mail went out, nobody is logged in.
     VerificationSent,
 }
@@ -199,8 +199,14 @@ impl Accounts {
                 ("username", user.username.as_str()),
                 ("password_reset_url", url.as_str()),
             ];
+            // allauth writes to the user's own spelling of the address.
+            let to = if user.email.eq_ignore_ascii_case(email) {
+                user.email.clone()
+            } else {
+                email.to_owned()
+            };
             self.mailer.send(Mail {
-                to: email.to_owned(),
+                to,
                 subject: Templates::render_subject(&self.templates.password_reset_subject, &values),
                 body: Templates::render(&self.templates.password_reset_message, &values),
             });
@@ -338,9 +344,9 @@ impl Accounts {
         if verification == EmailVerification::Mandatory {
             return Ok(Registered::VerificationSent);
         }
-        Ok(Registered::LoggedIn(
+        Ok(Registered::LoggedIn(Box::new(
             self.lifecycle.start_session(user, client).await?,
-        ))
+        )))
     }
 
     /// Mails a fresh confirmation key for the address `address_id` of `user`, and records the

@@ -283,3 +283,203 @@ backend_tests!(
     the_prefix_is_a_setting,
     a_bad_bearer_is_refused_on_login,
 );
+
+/// Django's known answers (`tests/fixtures/django/account_tokens.json`, made by the reference's
+/// Django 6.1 and allauth 65): restjwt makes the same reset tokens and confirmation keys from
+/// the same inputs, and accepts Django's, so a link mailed by either works on either.
+#[test]
+fn reset_tokens_and_confirmation_keys_are_djangos() {
+    use restjwt::accounts::signing::{Signer, int_to_base36};
+    const EPOCH_2001: i64 = 978_307_200;
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/django/account_tokens.json"
+    );
+    let vectors: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("vectors")).expect("json");
+    let timeout = vectors["password_reset_timeout"].as_u64().expect("timeout");
+    let resets = vectors["reset_tokens"].as_array().expect("resets");
+    assert!(resets.len() >= 20);
+    for v in resets {
+        let user = restjwt::User {
+            id: v["pk"].as_i64().expect("pk"),
+            username: String::new(),
+            password: v["password"].as_str().expect("password").into(),
+            email: v["email"].as_str().expect("email").into(),
+            first_name: String::new(),
+            last_name: String::new(),
+            is_active: true,
+            is_staff: false,
+            is_superuser: false,
+            last_login: v["last_login"].as_str().map(|t| {
+                chrono::DateTime::parse_from_rfc3339(t)
+                    .expect("time")
+                    .with_timezone(&chrono::Utc)
+            }),
+            date_joined: chrono::Utc::now(),
+        };
+        let addresses: Vec<String> = v["addresses"]
+            .as_array()
+            .expect("addresses")
+            .iter()
+            .map(|a| a.as_str().expect("address").to_owned())
+            .collect();
+        let signer = Signer::new(v["secret"].as_str().expect("secret"));
+        let now = EPOCH_2001 + v["timestamp"].as_i64().expect("timestamp");
+        let token = v["token"].as_str().expect("token");
+        assert_eq!(signer.reset_token(&user, &addresses, now), token, "{v}");
+        assert_eq!(
+            int_to_base36(user.id as u64),
+            v["uid"].as_str().expect("uid")
+        );
+        assert!(signer.check_reset_token(&user, &addresses, token, now + timeout as i64, timeout));
+        assert!(!signer.check_reset_token(
+            &user,
+            &addresses,
+            token,
+            now + timeout as i64 + 1,
+            timeout
+        ));
+        let mut changed = user.clone();
+        changed.password.push('x');
+        assert!(!signer.check_reset_token(&changed, &addresses, token, now, timeout));
+        assert!(!Signer::new("another").check_reset_token(&user, &addresses, token, now, timeout));
+    }
+    let keys = vectors["confirmation_keys"].as_array().expect("keys");
+    assert!(keys.len() >= 10);
+    for v in keys {
+        let signer = Signer::new(v["secret"].as_str().expect("secret"));
+        let now = v["now"].as_i64().expect("now");
+        let pk = v["pk"].as_i64().expect("pk");
+        let key = v["key"].as_str().expect("key");
+        assert_eq!(signer.confirmation_key(pk, now), key, "{v}");
+        assert_eq!(
+            signer.check_confirmation_key(key, now + 10, 3 * 86_400),
+            Some(pk)
+        );
+    }
+}
+
+/// A password change ends the user's other sessions (their refresh tokens stop) and keeps the
+/// asking one; a reset ends them all. Mail goes to the file backend.
+async fn a_change_ends_other_sessions_and_a_reset_ends_all(backend: Backend) {
+    let mail = tempfile::tempdir().expect("mail dir");
+    let mut settings = reference_like();
+    settings.email_backend = restjwt::settings::EmailBackend::File;
+    settings.email_file_path = Some(mail.path().display().to_string());
+    let app = TestApp::with_settings(backend, settings).await;
+    app.create_user("bob", "bob-pass-1234").await;
+    let phone = log_in(&app, "bob", "bob-pass-1234").await;
+    let laptop = log_in(&app, "bob", "bob-pass-1234").await;
+    let access = laptop["access"].as_str().expect("access");
+    app.post_with_token(
+        "/api/auth/password/change/",
+        access,
+        json!({"new_password1": "Brand-new-pass-77", "new_password2": "Brand-new-pass-77"}),
+    )
+    .await
+    .assert(200, r#"{"detail":"New password has been saved."}"#);
+    let refused = app
+        .post(
+            "/api/auth/token/refresh/",
+            json!({"refresh": phone["refresh"]}),
+        )
+        .await;
+    assert_eq!(refused.status, 401, "the other session ended");
+    let kept = app
+        .post(
+            "/api/auth/token/refresh/",
+            json!({"refresh": laptop["refresh"]}),
+        )
+        .await;
+    assert_eq!(kept.status, 200, "the asking session stays");
+    let kept_refresh = kept.json()["refresh"].as_str().expect("r").to_owned();
+
+    app.send(
+        Method::POST,
+        "/api/auth/password/reset/",
+        &[("content-type", b"application/json"), ("host", b"app.test")],
+        Body::from(r#"{"email":"BOB@example.com"}"#),
+    )
+    .await
+    .assert(200, r#"{"detail":"Password reset e-mail has been sent."}"#);
+    let sent = wait_for_mail(mail.path(), 1).await;
+    assert_eq!(sent.len(), 1);
+    let (headers, body) = parse_mail(&sent[0]);
+    assert_eq!(mail_header(&headers, "To"), Some("bob@example.com"));
+    let link = body
+        .lines()
+        .find(|l| l.starts_with("http://app.test/password-reset/confirm/"))
+        .expect("a link");
+    let parts: Vec<&str> = link.trim_end_matches('/').rsplit('/').take(2).collect();
+    let (token, uid) = (parts[0], parts[1]);
+    assert_eq!(uid, "1");
+    app.post(
+        "/api/auth/password/reset/confirm/",
+        json!({"uid": uid, "token": token, "new_password1": "Reset-pass-4821", "new_password2": "Reset-pass-4821"}),
+    )
+    .await
+    .assert(200, r#"{"detail":"Password has been reset with the new password."}"#);
+    let refused = app
+        .post("/api/auth/token/refresh/", json!({"refresh": kept_refresh}))
+        .await;
+    assert_eq!(refused.status, 401, "a reset ends every session");
+    log_in(&app, "bob", "Reset-pass-4821").await;
+    // The used link is dead.
+    let again = app
+        .post(
+            "/api/auth/password/reset/confirm/",
+            json!({"uid": uid, "token": token, "new_password1": "Reset-pass-9999", "new_password2": "Reset-pass-9999"}),
+        )
+        .await;
+    again.assert(400, r#"{"token":["Invalid value"]}"#);
+}
+
+/// Resends are limited to one per cooldown and address; registration is off unless opened.
+async fn resends_wait_for_the_cooldown_and_registration_is_closed_by_default(backend: Backend) {
+    let closed = TestApp::with_settings(backend, reference_like()).await;
+    let answer = closed
+        .post(
+            "/api/auth/registration/",
+            json!({"username":"x","email":"x@example.com","password1":"Sturdy-pass-4821","password2":"Sturdy-pass-4821"}),
+        )
+        .await;
+    assert_eq!(answer.status, 404);
+
+    let mail = tempfile::tempdir().expect("mail dir");
+    let mut settings = reference_like();
+    settings.registration_open = true;
+    settings.email_backend = restjwt::settings::EmailBackend::File;
+    settings.email_file_path = Some(mail.path().display().to_string());
+    let app = TestApp::with_settings(backend, settings).await;
+    let answer = app
+        .post(
+            "/api/auth/registration/",
+            json!({"username":"newbie","email":"newbie@example.com","password1":"Sturdy-pass-4821","password2":"Sturdy-pass-4821"}),
+        )
+        .await;
+    assert_eq!(answer.status, 201, "{}", answer.text());
+    assert_eq!(wait_for_mail(mail.path(), 1).await.len(), 1);
+    let resend = || {
+        app.post(
+            "/api/auth/registration/resend-email/",
+            json!({"email":"newbie@example.com"}),
+        )
+    };
+    resend().await.assert(200, r#"{"detail":"ok"}"#);
+    app.clock.advance(179);
+    resend().await.assert(200, r#"{"detail":"ok"}"#);
+    assert_eq!(
+        wait_for_mail(mail.path(), 2).await.len(),
+        1,
+        "within the cooldown: no mail"
+    );
+    app.clock.advance(1);
+    resend().await.assert(200, r#"{"detail":"ok"}"#);
+    assert_eq!(wait_for_mail(mail.path(), 2).await.len(), 2);
+}
+
+backend_tests!(
+    a_change_ends_other_sessions_and_a_reset_ends_all,
+    resends_wait_for_the_cooldown_and_registration_is_closed_by_default,
+);

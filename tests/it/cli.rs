@@ -223,7 +223,7 @@ impl Outcome {
 
 /// Checks a password against a stored hash; the hash carries its own Argon2 parameters, so the
 /// cheap hasher verifies production hashes too.
-fn password_matches(user: &User, password: &str) -> bool {
+pub(crate) fn password_matches(user: &User, password: &str) -> bool {
     let hasher = PasswordHasher::new(HashParams::INSECURE_FAST, 1).expect("build a test hasher");
     hasher.verify_blocking(password, &user.password).is_valid
 }
@@ -243,7 +243,7 @@ async fn migrate_creates_the_database_and_is_idempotent(backend: Backend) {
         Backend::Sqlite => assert!(ws.db_path().exists(), "migrate must create the SQLite file"),
         Backend::Postgres => assert!(!ws.db_path().exists(), "no file on PostgreSQL"),
     }
-    assert_eq!(ws.db().count_rows("restjwt_migrations").await, 2);
+    assert_eq!(ws.db().count_rows("restjwt_migrations").await, 3);
     assert!(ws.find_user("nobody").await.is_none());
 
     ws.run(&["migrate"], &[], "").assert_success();

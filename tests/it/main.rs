@@ -3,6 +3,7 @@
 mod common;
 
 mod accounts;
+mod accounts_e2e;
 mod accounts_replay;
 mod attacks;
 mod caches;
