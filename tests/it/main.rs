@@ -3,8 +3,10 @@
 mod common;
 
 mod attacks;
+mod browser;
 mod caches;
 mod cli;
+mod cookies;
 mod e2e;
 mod example;
 mod examples;
