@@ -720,6 +720,45 @@ where
     }
 }
 
+/// Authentication as DRF runs it on a view anyone may call (`AllowAny`: login, logout,
+/// registration, password reset): a valid auth header gives the user, a bad one is refused
+/// with simplejwt's 401, no header is anonymous.
+///
+/// The access cookie is **not** read: a stale or invalid one (which a page cannot delete, it
+/// is httpOnly) must never lock anyone out of the views that replace or clear it, as it does
+/// in dj-rest-auth. Without an auth header the CSRF check still runs where dj-rest-auth runs
+/// it: when the access cookie is sent and `JWT_AUTH_COOKIE_USE_CSRF` is on, or always with
+/// `JWT_AUTH_COOKIE_ENFORCE_CSRF_ON_UNAUTHENTICATED`.
+#[derive(Debug, Clone)]
+pub struct AllowAny(pub Option<crate::User>);
+
+impl<S> FromRequestParts<S> for AllowAny
+where
+    AuthState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let auth = AuthState::from_ref(state);
+        if auth.has_auth_header(parts) {
+            let Some(raw) = auth.raw_token(parts)? else {
+                return Ok(AllowAny(None));
+            };
+            return Ok(AllowAny(Some(auth.lifecycle().authenticate(raw).await?.user)));
+        }
+        let settings = auth.settings();
+        if let Some(name) = &settings.jwt_auth_cookie
+            && (settings.jwt_auth_cookie_enforce_csrf_on_unauthenticated
+                || (settings.jwt_auth_cookie_use_csrf
+                    && cookie::get(&parts.headers, name).is_some()))
+        {
+            csrf::check(parts, &settings.csrf_trusted_origins).map_err(AuthRejection::Csrf)?;
+        }
+        Ok(AllowAny(None))
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
     type Rejection = std::convert::Infallible;
 

@@ -8,13 +8,11 @@
 //! so the refresh chain never ends for want of a place to keep the token, and an unusable
 //! access cookie never blocks login, logout, registration or refresh.
 
-use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::ApiError;
-use crate::auth::{AuthRejection, AuthState, cookie, csrf};
+use crate::auth::{cookie, csrf};
 use crate::settings::{CSRF_COOKIE_NAME, SameSite, Settings};
 
 /// Django's `CSRF_COOKIE_AGE`: a year (52 weeks).
@@ -193,32 +191,6 @@ pub(super) fn refresh_cookie(headers: &HeaderMap, settings: &Settings) -> Option
         .jwt_auth_refresh_cookie
         .as_deref()
         .and_then(|name| cookie::get(headers, name))
-}
-
-/// The CSRF check of a view anyone may call (login, registration, logout), where dj-rest-auth
-/// runs it while authenticating: without an auth header, when the access cookie is sent and
-/// `JWT_AUTH_COOKIE_USE_CSRF` is on, or always with
-/// `JWT_AUTH_COOKIE_ENFORCE_CSRF_ON_UNAUTHENTICATED`. The access cookie itself is not checked:
-/// a stale one must not lock the user out of the views that replace or clear it.
-pub(super) fn check_csrf_for_anonymous_view(
-    auth: &AuthState,
-    parts: &Parts,
-) -> Result<(), ApiError> {
-    let settings = auth.settings();
-    let Some(name) = &settings.jwt_auth_cookie else {
-        return Ok(());
-    };
-    if auth.has_auth_header(parts) {
-        return Ok(());
-    }
-    let has_cookie = cookie::get(&parts.headers, name).is_some();
-    if settings.jwt_auth_cookie_enforce_csrf_on_unauthenticated
-        || (has_cookie && settings.jwt_auth_cookie_use_csrf)
-    {
-        csrf::check(parts, &settings.csrf_trusted_origins)
-            .map_err(|reason| ApiError::Auth(AuthRejection::Csrf(reason)))?;
-    }
-    Ok(())
 }
 
 /// Adds dj-rest-auth's `access_expiration` and `refresh_expiration` to a login body
