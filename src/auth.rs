@@ -745,7 +745,9 @@ where
             let Some(raw) = auth.raw_token(parts)? else {
                 return Ok(AllowAny(None));
             };
-            return Ok(AllowAny(Some(auth.lifecycle().authenticate(raw).await?.user)));
+            return Ok(AllowAny(Some(
+                auth.lifecycle().authenticate(raw).await?.user,
+            )));
         }
         let settings = auth.settings();
         if let Some(name) = &settings.jwt_auth_cookie

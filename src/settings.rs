@@ -298,7 +298,6 @@ pub struct Settings {
     /// false.
     #[serde(deserialize_with = "field::boolean")]
     pub account_page: bool,
-
     // Issue 14 (speed: caches, batching) adds its settings below this line.
 
     // Issue 15 (side by side with Django: hashers, shared blacklist) adds its settings below this line.
@@ -456,7 +455,6 @@ impl Default for Settings {
             jwt_auth_return_expiration: false,
             csrf_trusted_origins: Vec::new(),
             account_page: false,
-
             // Issue 14 (speed: caches, batching) adds its settings below this line.
 
             // Issue 15 (side by side with Django: hashers, shared blacklist) adds its settings below this line.

@@ -235,7 +235,13 @@ mod tests {
     #[test]
     fn login_cookies_are_the_references() {
         let mut headers = HeaderMap::new();
-        set_token_cookies(&mut headers, &cookie_settings(), NOW, "a.b.c", Some("d.e.f"));
+        set_token_cookies(
+            &mut headers,
+            &cookie_settings(),
+            NOW,
+            "a.b.c",
+            Some("d.e.f"),
+        );
         assert_eq!(
             set_cookies(&headers),
             [
@@ -285,7 +291,11 @@ mod tests {
         };
         let mut headers = HeaderMap::new();
         delete_token_cookies(&mut headers, &settings);
-        assert!(set_cookies(&headers).iter().all(|c| c.ends_with("; SameSite=None; Secure")));
+        assert!(
+            set_cookies(&headers)
+                .iter()
+                .all(|c| c.ends_with("; SameSite=None; Secure"))
+        );
     }
 
     #[test]

@@ -37,9 +37,9 @@ fn unquote(value: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'\\' && i + 1 < bytes.len() {
-            let octal = bytes.get(i + 1..i + 4).filter(|d| {
-                d.iter().all(|b| (b'0'..=b'7').contains(b)) && d[0] <= b'3'
-            });
+            let octal = bytes
+                .get(i + 1..i + 4)
+                .filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)) && d[0] <= b'3');
             if let Some(digits) = octal {
                 out.push(digits.iter().fold(0u8, |n, d| n * 8 + (d - b'0')));
                 i += 4;
@@ -75,12 +75,21 @@ mod tests {
         assert_eq!(get(&h, "b").as_deref(), Some("2"));
         assert_eq!(get(&h, "c"), None);
         // An empty value is there.
-        assert_eq!(get(&headers(&["my-app-auth="]), "my-app-auth").as_deref(), Some(""));
+        assert_eq!(
+            get(&headers(&["my-app-auth="]), "my-app-auth").as_deref(),
+            Some("")
+        );
         // The last one wins, across headers too.
-        assert_eq!(get(&headers(&["a=1; a=2", "a=3"]), "a").as_deref(), Some("3"));
+        assert_eq!(
+            get(&headers(&["a=1; a=2", "a=3"]), "a").as_deref(),
+            Some("3")
+        );
         // Quoted values, as Django's own deletion cookies write them.
         assert_eq!(get(&headers(&["a=\"\""]), "a").as_deref(), Some(""));
-        assert_eq!(get(&headers(&[r#"a="x\"y\\z\073""#]), "a").as_deref(), Some("x\"y\\z;"));
+        assert_eq!(
+            get(&headers(&[r#"a="x\"y\\z\073""#]), "a").as_deref(),
+            Some("x\"y\\z;")
+        );
         // A chunk without "=" has an empty name.
         assert_eq!(get(&headers(&["lonely"]), "").as_deref(), Some("lonely"));
         assert_eq!(get(&headers(&["lonely"]), "lonely"), None);

@@ -149,7 +149,9 @@ mod tests {
     }
 
     fn reason(method: &str, headers: &[(&str, &str)]) -> String {
-        check(&parts(method, headers), &[]).err().unwrap_or_default()
+        check(&parts(method, headers), &[])
+            .err()
+            .unwrap_or_default()
     }
 
     #[test]
@@ -167,7 +169,10 @@ mod tests {
             reason("POST", &[("cookie", "csrftoken=short")]),
             "CSRF cookie has incorrect length."
         );
-        assert_eq!(reason("PATCH", &[("cookie", &cookie)]), "CSRF token missing.");
+        assert_eq!(
+            reason("PATCH", &[("cookie", &cookie)]),
+            "CSRF token missing."
+        );
         assert_eq!(
             reason("POST", &[("cookie", &cookie), ("x-csrftoken", "")]),
             "CSRF token from the 'X-Csrftoken' HTTP header has incorrect length."
@@ -199,14 +204,23 @@ mod tests {
     #[test]
     fn the_secret_or_a_masked_token_passes() {
         let cookie = format!("csrftoken={SECRET}");
-        assert_eq!(reason("POST", &[("cookie", &cookie), ("x-csrftoken", SECRET)]), "");
+        assert_eq!(
+            reason("POST", &[("cookie", &cookie), ("x-csrftoken", SECRET)]),
+            ""
+        );
         let masked = mask(SECRET.as_bytes(), b"0123456789abcdefghijABCDEFGHIJzz");
         let masked = String::from_utf8(masked).expect("ascii");
         assert_ne!(&masked[32..], SECRET);
-        assert_eq!(reason("PUT", &[("cookie", &cookie), ("x-csrftoken", &masked)]), "");
+        assert_eq!(
+            reason("PUT", &[("cookie", &cookie), ("x-csrftoken", &masked)]),
+            ""
+        );
         // A masked cookie (Django before 4.0) and the plain secret in the header.
         let cookie = format!("csrftoken={masked}");
-        assert_eq!(reason("POST", &[("cookie", &cookie), ("x-csrftoken", SECRET)]), "");
+        assert_eq!(
+            reason("POST", &[("cookie", &cookie), ("x-csrftoken", SECRET)]),
+            ""
+        );
         // The server's own origin, by either scheme, and a trusted one.
         let cookie = format!("csrftoken={SECRET}");
         for origin in ["http://api.example:8000", "https://api.example:8000"] {

@@ -129,8 +129,15 @@ const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 impl Client {
     /// One command; `Err` is WebDriver's error message.
-    async fn command(&self, method: reqwest::Method, path: &str, body: Value) -> Result<Value, String> {
-        let mut request = self.http.request(method.clone(), format!("{}{path}", self.session));
+    async fn command(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+    ) -> Result<Value, String> {
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.session));
         if method == reqwest::Method::POST {
             request = request.json(&body);
         }
@@ -140,7 +147,10 @@ impl Client {
         if is_ok {
             Ok(answer["value"].clone())
         } else {
-            Err(answer["value"]["message"].as_str().unwrap_or("error").to_owned())
+            Err(answer["value"]["message"]
+                .as_str()
+                .unwrap_or("error")
+                .to_owned())
         }
     }
 
@@ -182,10 +192,14 @@ impl Client {
     }
 
     async fn cookie(&self, name: &str) -> Option<String> {
-        self.command(reqwest::Method::GET, &format!("/cookie/{name}"), Value::Null)
-            .await
-            .ok()
-            .and_then(|c| c["value"].as_str().map(str::to_owned))
+        self.command(
+            reqwest::Method::GET,
+            &format!("/cookie/{name}"),
+            Value::Null,
+        )
+        .await
+        .ok()
+        .and_then(|c| c["value"].as_str().map(str::to_owned))
     }
 
     async fn close(&self) {
@@ -354,107 +368,121 @@ async fn the_account_page_in_a_real_browser() {
 
 /// The steps, each ending in a screenshot.
 async fn scenario(app: std::sync::Arc<TestApp>, base: String, laptop: Client, phone: Client) {
-        // 1. The page, signed out.
-        laptop
-            .goto(&format!("{base}/account/"))
+    // 1. The page, signed out.
+    laptop
+        .goto(&format!("{base}/account/"))
+        .await
+        .expect("open the page");
+    wait_until(
+        &laptop,
+        "the sign-in form",
+        "return !document.getElementById('signin-view').hidden",
+    )
+    .await;
+    screenshot(&laptop, "01-sign-in").await;
+
+    // 2. Signed in: profile and one session, this device.
+    sign_in(&laptop, &base, PASSWORD).await;
+    wait_until(&laptop, "one session", &session_rows(1)).await;
+    assert!(
+        text_of(&laptop, "sessions")
             .await
-            .expect("open the page");
-        wait_until(
-            &laptop,
-            "the sign-in form",
-            "return !document.getElementById('signin-view').hidden",
-        )
-        .await;
-        screenshot(&laptop, "01-sign-in").await;
+            .contains("Laptop (this device)")
+    );
+    screenshot(&laptop, "02-signed-in").await;
+    let first_access = cookie(&laptop, "my-app-auth")
+        .await
+        .expect("an access cookie");
 
-        // 2. Signed in: profile and one session, this device.
-        sign_in(&laptop, &base, PASSWORD).await;
-        wait_until(&laptop, "one session", &session_rows(1)).await;
-        assert!(text_of(&laptop, "sessions").await.contains("Laptop (this device)"));
-        screenshot(&laptop, "02-signed-in").await;
-        let first_access = cookie(&laptop, "my-app-auth").await.expect("an access cookie");
+    // 3. The access token expires; saving the profile still works, refreshed silently.
+    app.clock.advance(301);
+    fill(&laptop, "profile-first_name", "Roberta").await;
+    click(&laptop, "#profile button[type=submit]").await;
+    wait_until(
+        &laptop,
+        "the profile saved",
+        "return document.getElementById('status').textContent === 'Profile saved.'",
+    )
+    .await;
+    assert_eq!(app.user("bob").await.first_name, "Roberta");
+    let second_access = cookie(&laptop, "my-app-auth")
+        .await
+        .expect("an access cookie");
+    assert_ne!(
+        first_access, second_access,
+        "the page refreshed its access token"
+    );
+    assert!(
+        laptop
+            .execute(
+                "return document.getElementById('signin-view').hidden",
+                vec![]
+            )
+            .await
+            .expect("script")
+            == Value::Bool(true),
+        "still signed in"
+    );
+    screenshot(&laptop, "03-after-access-expiry").await;
 
-        // 3. The access token expires; saving the profile still works, refreshed silently.
-        app.clock.advance(301);
-        fill(&laptop, "profile-first_name", "Roberta").await;
-        click(&laptop, "#profile button[type=submit]").await;
-        wait_until(
-            &laptop,
-            "the profile saved",
-            "return document.getElementById('status').textContent === 'Profile saved.'",
-        )
-        .await;
-        assert_eq!(app.user("bob").await.first_name, "Roberta");
-        let second_access = cookie(&laptop, "my-app-auth").await.expect("an access cookie");
-        assert_ne!(first_access, second_access, "the page refreshed its access token");
-        assert!(
-            laptop
-                .execute("return document.getElementById('signin-view').hidden", vec![])
-                .await
-                .expect("script")
-                == Value::Bool(true),
-            "still signed in"
-        );
-        screenshot(&laptop, "03-after-access-expiry").await;
+    // 4. A second device signs in.
+    sign_in(&phone, &base, PASSWORD).await;
+    wait_until(&phone, "two sessions", &session_rows(2)).await;
+    screenshot(&phone, "04-second-device").await;
 
-        // 4. A second device signs in.
-        sign_in(&phone, &base, PASSWORD).await;
-        wait_until(&phone, "two sessions", &session_rows(2)).await;
-        screenshot(&phone, "04-second-device").await;
+    // 5. The laptop sees both.
+    laptop.refresh().await.expect("reload");
+    wait_until(&laptop, "two sessions", &session_rows(2)).await;
+    let sessions = text_of(&laptop, "sessions").await;
+    assert!(sessions.contains("Laptop (this device)"), "{sessions}");
+    assert!(sessions.contains("Phone"), "{sessions}");
+    screenshot(&laptop, "05-two-sessions").await;
 
-        // 5. The laptop sees both.
-        laptop.refresh().await.expect("reload");
-        wait_until(&laptop, "two sessions", &session_rows(2)).await;
-        let sessions = text_of(&laptop, "sessions").await;
-        assert!(sessions.contains("Laptop (this device)"), "{sessions}");
-        assert!(sessions.contains("Phone"), "{sessions}");
-        screenshot(&laptop, "05-two-sessions").await;
+    // 6. The laptop ends the phone's session.
+    click(&laptop, "#sessions tr:not(.current) button").await;
+    wait_until(&laptop, "one session left", &session_rows(1)).await;
+    assert!(text_of(&laptop, "status").await.starts_with("Signed out"));
+    screenshot(&laptop, "06-other-session-ended").await;
 
-        // 6. The laptop ends the phone's session.
-        click(&laptop, "#sessions tr:not(.current) button").await;
-        wait_until(&laptop, "one session left", &session_rows(1)).await;
-        assert!(text_of(&laptop, "status").await.starts_with("Signed out"));
-        screenshot(&laptop, "06-other-session-ended").await;
+    // 7. The phone's next request is refused: back at the sign-in form.
+    phone.refresh().await.expect("reload");
+    wait_until(
+        &phone,
+        "the phone signed out",
+        "return !document.getElementById('signin-view').hidden",
+    )
+    .await;
+    screenshot(&phone, "07-other-device-signed-out").await;
 
-        // 7. The phone's next request is refused: back at the sign-in form.
-        phone.refresh().await.expect("reload");
-        wait_until(
-            &phone,
-            "the phone signed out",
-            "return !document.getElementById('signin-view').hidden",
-        )
-        .await;
-        screenshot(&phone, "07-other-device-signed-out").await;
-
-        // 8. The password changes; the old one stops working, the new one signs in.
-        fill(&laptop, "password-new_password1", NEW_PASSWORD).await;
-        fill(&laptop, "password-new_password2", NEW_PASSWORD).await;
-        fill(&laptop, "password-old_password", PASSWORD).await;
-        click(&laptop, "#password button[type=submit]").await;
-        wait_until(
-            &laptop,
-            "the password changed",
-            "return document.getElementById('status').textContent.startsWith('Password changed')",
-        )
-        .await;
-        screenshot(&laptop, "08-password-changed").await;
-        click(&laptop, "#signout").await;
-        wait_until(
-            &laptop,
-            "signed out",
-            "return !document.getElementById('signin-view').hidden",
-        )
-        .await;
-        fill(&laptop, "signin-username", "bob").await;
-        fill(&laptop, "signin-password", PASSWORD).await;
-        click(&laptop, "#signin button[type=submit]").await;
-        wait_until(
-            &laptop,
-            "the old password refused",
-            "return document.getElementById('signin-error').textContent.length > 0",
-        )
-        .await;
-        screenshot(&laptop, "09-old-password-refused").await;
-        sign_in(&laptop, &base, NEW_PASSWORD).await;
-        screenshot(&laptop, "10-new-password").await;
+    // 8. The password changes; the old one stops working, the new one signs in.
+    fill(&laptop, "password-new_password1", NEW_PASSWORD).await;
+    fill(&laptop, "password-new_password2", NEW_PASSWORD).await;
+    fill(&laptop, "password-old_password", PASSWORD).await;
+    click(&laptop, "#password button[type=submit]").await;
+    wait_until(
+        &laptop,
+        "the password changed",
+        "return document.getElementById('status').textContent.startsWith('Password changed')",
+    )
+    .await;
+    screenshot(&laptop, "08-password-changed").await;
+    click(&laptop, "#signout").await;
+    wait_until(
+        &laptop,
+        "signed out",
+        "return !document.getElementById('signin-view').hidden",
+    )
+    .await;
+    fill(&laptop, "signin-username", "bob").await;
+    fill(&laptop, "signin-password", PASSWORD).await;
+    click(&laptop, "#signin button[type=submit]").await;
+    wait_until(
+        &laptop,
+        "the old password refused",
+        "return document.getElementById('signin-error').textContent.length > 0",
+    )
+    .await;
+    screenshot(&laptop, "09-old-password-refused").await;
+    sign_in(&laptop, &base, NEW_PASSWORD).await;
+    screenshot(&laptop, "10-new-password").await;
 }

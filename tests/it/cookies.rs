@@ -56,17 +56,30 @@ async fn the_access_cookie_authenticates_without_a_header(backend: Backend) {
 
     // The refresh cookie alone authenticates nothing.
     let only_refresh = format!("my-refresh-token={refresh}");
-    send(&app, Method::GET, "/api/user/", &[("cookie", &only_refresh)])
-        .await
-        .assert(401, r#"{"detail":"Authentication credentials were not provided."}"#);
+    send(
+        &app,
+        Method::GET,
+        "/api/user/",
+        &[("cookie", &only_refresh)],
+    )
+    .await
+    .assert(
+        401,
+        r#"{"detail":"Authentication credentials were not provided."}"#,
+    );
     // A refresh token in the access cookie, and an empty access cookie: tokens, refused.
     let wrong = format!("my-app-auth={refresh}");
     send(&app, Method::GET, "/api/user/", &[("cookie", &wrong)])
         .await
         .assert(401, &not_valid_for_any("Token has wrong type"));
-    send(&app, Method::GET, "/api/user/", &[("cookie", "my-app-auth=")])
-        .await
-        .assert(401, &not_valid_for_any("Token is invalid"));
+    send(
+        &app,
+        Method::GET,
+        "/api/user/",
+        &[("cookie", "my-app-auth=")],
+    )
+    .await
+    .assert(401, &not_valid_for_any("Token is invalid"));
 }
 
 async fn the_header_decides_alone_when_present(backend: Backend) {
@@ -77,7 +90,10 @@ async fn the_header_decides_alone_when_present(backend: Backend) {
         &app,
         Method::GET,
         "/api/user/",
-        &[("authorization", "Bearer not-a-jwt"), ("cookie", &good_cookie)],
+        &[
+            ("authorization", "Bearer not-a-jwt"),
+            ("cookie", &good_cookie),
+        ],
     )
     .await
     .assert(401, &not_valid_for_any("Token is invalid"));
@@ -88,13 +104,19 @@ async fn the_header_decides_alone_when_present(backend: Backend) {
         &[("authorization", "Token x"), ("cookie", &good_cookie)],
     )
     .await
-    .assert(401, r#"{"detail":"Authentication credentials were not provided."}"#);
+    .assert(
+        401,
+        r#"{"detail":"Authentication credentials were not provided."}"#,
+    );
     let bearer = format!("Bearer {access}");
     let r = send(
         &app,
         Method::GET,
         "/api/user/",
-        &[("authorization", &bearer), ("cookie", "my-app-auth=garbage")],
+        &[
+            ("authorization", &bearer),
+            ("cookie", "my-app-auth=garbage"),
+        ],
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -107,7 +129,10 @@ async fn cookies_are_ignored_outside_cookie_mode(backend: Backend) {
     let cookie = format!("my-app-auth={access}");
     send(&app, Method::GET, "/api/user/", &[("cookie", &cookie)])
         .await
-        .assert(401, r#"{"detail":"Authentication credentials were not provided."}"#);
+        .assert(
+            401,
+            r#"{"detail":"Authentication credentials were not provided."}"#,
+        );
 }
 
 async fn without_use_csrf_cookie_requests_pass_as_in_django(backend: Backend) {
@@ -164,7 +189,11 @@ async fn use_csrf_refuses_cookie_requests_as_django_does(backend: Backend) {
             (Method::DELETE, "/api/sessions/nope/"),
         ] {
             let r = send(&app, method.clone(), path, headers).await;
-            assert_eq!((r.status.as_u16(), r.text()), (403, body.as_str()), "{method} {path}");
+            assert_eq!(
+                (r.status.as_u16(), r.text()),
+                (403, body.as_str()),
+                "{method} {path}"
+            );
             assert_eq!(r.header("www-authenticate"), None);
         }
     }
@@ -197,9 +226,14 @@ async fn use_csrf_refuses_cookie_requests_as_django_does(backend: Backend) {
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
     // The CSRF check comes before the token's: an invalid cookie without a token is 403.
-    send(&app, Method::POST, "/api/logout/", &[("cookie", "my-app-auth=garbage")])
-        .await
-        .assert(403, &refused("CSRF cookie not set."));
+    send(
+        &app,
+        Method::POST,
+        "/api/logout/",
+        &[("cookie", "my-app-auth=garbage")],
+    )
+    .await
+    .assert(403, &refused("CSRF cookie not set."));
 }
 
 async fn trusted_origins_pass_the_origin_check(backend: Backend) {
@@ -226,16 +260,20 @@ async fn trusted_origins_pass_the_origin_check(backend: Backend) {
 async fn enforce_on_unauthenticated_checks_requests_without_cookie(backend: Backend) {
     let app = cookie_app(
         backend,
-        &[("RESTJWT_JWT_AUTH_COOKIE_ENFORCE_CSRF_ON_UNAUTHENTICATED", "true")],
+        &[(
+            "RESTJWT_JWT_AUTH_COOKIE_ENFORCE_CSRF_ON_UNAUTHENTICATED",
+            "true",
+        )],
     )
     .await;
     // No credentials at all: the CSRF check answers first, as in dj-rest-auth.
     send(&app, Method::POST, "/api/logout/", &[])
         .await
         .assert(403, r#"{"detail":"CSRF Failed: CSRF cookie not set."}"#);
-    send(&app, Method::GET, "/api/user/", &[])
-        .await
-        .assert(401, r#"{"detail":"Authentication credentials were not provided."}"#);
+    send(&app, Method::GET, "/api/user/", &[]).await.assert(
+        401,
+        r#"{"detail":"Authentication credentials were not provided."}"#,
+    );
 }
 
 async fn the_account_page_is_off_by_default(backend: Backend) {
@@ -272,7 +310,10 @@ async fn the_account_page_is_served_with_a_strict_policy(backend: Backend) {
     // A csrftoken for the page's first unsafe request, readable by its script.
     let set = r.header("set-cookie").expect("a csrftoken cookie");
     assert!(set.starts_with("csrftoken="), "{set}");
-    assert!(set.ends_with("; Max-Age=31449600; Path=/; SameSite=Lax"), "{set}");
+    assert!(
+        set.ends_with("; Max-Age=31449600; Path=/; SameSite=Lax"),
+        "{set}"
+    );
     assert!(!set.contains("HttpOnly"));
     // ... only when the browser has none.
     let cookie = format!("csrftoken={CSRF}");
@@ -284,11 +325,17 @@ async fn the_account_page_is_served_with_a_strict_policy(backend: Backend) {
         ("/account/account.css", "text/css; charset=utf-8"),
     ] {
         let r = send(&app, Method::GET, path, &[]).await;
-        assert_eq!((r.status.as_u16(), r.header("content-type")), (200, Some(media)));
+        assert_eq!(
+            (r.status.as_u16(), r.header("content-type")),
+            (200, Some(media))
+        );
         assert!(r.header("content-security-policy").is_some());
     }
     let r = send(&app, Method::GET, "/account", &[]).await;
-    assert_eq!((r.status.as_u16(), r.header("location")), (301, Some("/account/")));
+    assert_eq!(
+        (r.status.as_u16(), r.header("location")),
+        (301, Some("/account/"))
+    );
 }
 
 backend_tests!(
@@ -308,7 +355,9 @@ fn browser_settings_refuse_contradictions() {
     let load = |pairs: &[(&str, &str)]| {
         restjwt::Settings::load(
             None,
-            pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
         )
         .map(|_| ())
         .map_err(|e| e.to_string())
