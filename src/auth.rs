@@ -679,7 +679,8 @@ where
     }
 }
 
-/// The user of a request authenticated by an access token in the auth header.
+/// The user of a request authenticated by an access token in the auth header (in cookie
+/// mode, or the access cookie where no auth header is sent: see [`AuthState::credentials`]).
 ///
 /// Rejects with simplejwt's 401 answers: no credentials, a malformed header, an invalid,
 /// expired or wrong-kind token, an unknown or inactive user. Use `Option<CurrentUser>` where
