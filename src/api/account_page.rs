@@ -21,9 +21,6 @@ use crate::auth::AuthState;
 /// Where the page is served.
 pub const ACCOUNT_PATH: &str = "/account/";
 
-/// Where the account endpoints are (the page's `restjwt-auth-prefix` meta).
-const AUTH_PREFIX: &str = "/api/auth/";
-
 const INDEX_HTML: &str = include_str!("../../assets/account/index.html");
 const ACCOUNT_CSS: &str = include_str!("../../assets/account/account.css");
 const ACCOUNT_JS: &str = include_str!("../../assets/account/account.js");
@@ -47,7 +44,13 @@ pub(super) fn router(state: AuthState) -> Router {
 /// `GET /account/`: the page, with the API's prefix filled in, and a `csrftoken` cookie when
 /// the browser has none.
 async fn get_page(State(auth): State<AuthState>, request: HeaderMap) -> Response {
-    let html = INDEX_HTML.replace("{{AUTH_PREFIX}}", AUTH_PREFIX);
+    // Where the account endpoints are (`AUTH_PREFIX`), for the page's script; escaped for the
+    // attribute it fills.
+    let prefix = format!("{}/", auth.settings().auth_prefix)
+        .replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;");
+    let html = INDEX_HTML.replace("{{AUTH_PREFIX}}", &prefix);
     let mut response = asset(html, "text/html; charset=utf-8");
     if !cookies::has_csrf_cookie(&request) {
         cookies::set_csrf_cookie(response.headers_mut(), auth.settings(), auth.now());

@@ -2,17 +2,25 @@
 //! logout answer with (byte for byte Django's, attributes in its alphabetical order), reading
 //! the refresh cookie, the `csrftoken` cookie, and the CSRF check of views anyone may call.
 //!
-//! The account endpoints call these; the access cookie is read by the extractors
-//! ([`AuthState::credentials`]). Where dj-rest-auth has defects this module does not copy them
+//! [`log_in`], [`refresh`] and [`log_out`] wrap the account endpoints of the same names (the
+//! accounts router routes to them); the access cookie is read by the extractors
+//! ([`crate::AuthState::credentials`]). Where dj-rest-auth has defects this module does not copy them
 //! (see `docs/browser.md`): the refresh token leaves the body only when it went into a cookie,
 //! so the refresh chain never ends for want of a place to keep the token, and an unusable
 //! access cookie never blocks login, logout, registration or refresh.
 
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use crate::auth::{cookie, csrf};
+use super::ApiError;
+use super::accounts::{self, AccountsState, IssuedTokens};
+use super::body::Payload;
+use super::error::json_body;
+use crate::auth::{AllowAny, cookie, csrf};
+use crate::lifecycle::ClientInfo;
 use crate::settings::{CSRF_COOKIE_NAME, SameSite, Settings};
 
 /// Django's `CSRF_COOKIE_AGE`: a year (52 weeks).
@@ -80,12 +88,12 @@ fn http_date(unix: i64) -> String {
 }
 
 /// DRF's rendering of a datetime, as dj-rest-auth's `*_expiration` fields carry it: ISO 8601
-/// in UTC with `Z` (microseconds only when there are any; restjwt's clock counts seconds).
+/// in UTC, microseconds, `Z` (as the account refresh writes them).
 pub(super) fn expiration(now: i64, lifetime: std::time::Duration) -> String {
     let seconds = i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX);
     DateTime::<Utc>::from_timestamp(now.saturating_add(seconds), 0)
         .unwrap_or_default()
-        .format("%Y-%m-%dT%H:%M:%SZ")
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
         .to_string()
 }
 
@@ -208,6 +216,127 @@ pub(super) fn add_expirations(body: &mut Map<String, Value>, settings: &Settings
     }
 }
 
+/// `POST <prefix>/login/` with cookie mode around it: the account login (a bad auth header is
+/// refused, the access cookie is not read), then the JWT cookies and a fresh `csrftoken`, the
+/// refresh token left out of the body when it went into its cookie (`"refresh":""`), and
+/// `JWT_AUTH_RETURN_EXPIRATION`'s two times.
+pub(super) async fn log_in(
+    State(state): State<AccountsState>,
+    _: AllowAny,
+    client: ClientInfo,
+    payload: Payload,
+) -> Result<Response, ApiError> {
+    let response = accounts::log_in(State(state.clone()), AllowAny(None), client, payload).await?;
+    let settings = state.auth.settings();
+    let Some(tokens) = response.extensions().get::<IssuedTokens>().cloned() else {
+        return Ok(response);
+    };
+    if !is_on(settings) && !settings.jwt_auth_return_expiration {
+        return Ok(response);
+    }
+    let now = state.auth.now();
+    let (mut parts, mut body) = json_parts(response).await?;
+    if is_refresh_cookie_only(settings) {
+        body.insert("refresh".into(), Value::String(String::new()));
+    }
+    add_expirations(&mut body, settings, now);
+    set_token_cookies(
+        &mut parts.headers,
+        settings,
+        now,
+        &tokens.access,
+        tokens.refresh.as_deref(),
+    );
+    if is_on(settings) {
+        set_csrf_cookie(&mut parts.headers, settings, now);
+    }
+    Ok(rebuild(parts, body))
+}
+
+/// `POST <prefix>/token/refresh/` with cookie mode: the body's `refresh`, or without one the
+/// refresh cookie; then both cookies set again, and the rotated refresh token (and its
+/// expiry) left out of the body when it went into its cookie.
+pub(super) async fn refresh(
+    State(state): State<AccountsState>,
+    headers: HeaderMap,
+    payload: Payload,
+) -> Result<Response, ApiError> {
+    let settings = state.auth.settings();
+    // dj-rest-auth's `CookieTokenRefreshSerializer`: a `refresh` in the body wins (a blank one
+    // is refused), else the cookie.
+    let cookie = refresh_cookie(&headers, settings).filter(|_| !payload.0.contains_key("refresh"));
+    let response = match cookie {
+        Some(refresh) => accounts::refresh_with(&state.auth, Some(refresh)).await?,
+        None => accounts::refresh_account_token(State(state.clone()), payload).await?,
+    };
+    if !is_on(settings) {
+        return Ok(response);
+    }
+    let Some(tokens) = response.extensions().get::<IssuedTokens>().cloned() else {
+        return Ok(response);
+    };
+    let now = state.auth.now();
+    let (mut parts, mut body) = json_parts(response).await?;
+    if is_refresh_cookie_only(settings) && tokens.refresh.is_some() {
+        body.remove("refresh");
+        body.remove("refresh_expiration");
+    }
+    set_token_cookies(
+        &mut parts.headers,
+        settings,
+        now,
+        &tokens.access,
+        tokens.refresh.as_deref(),
+    );
+    Ok(rebuild(parts, body))
+}
+
+/// `POST <prefix>/logout/` with cookie mode: the refresh token comes from the refresh cookie
+/// when it travels only there (else from the body), and every answer of the view deletes both
+/// cookies, refusals included.
+pub(super) async fn log_out(
+    State(state): State<AccountsState>,
+    _: AllowAny,
+    headers: HeaderMap,
+    payload: Payload,
+) -> Response {
+    let settings = state.auth.settings();
+    let answer = if is_refresh_cookie_only(settings) {
+        match refresh_cookie(&headers, settings) {
+            Some(refresh) => accounts::log_out_with(&state.auth, Some(refresh)).await,
+            None => Err(ApiError::LogoutRefused(
+                "Refresh token was not included in cookie data.".into(),
+            )),
+        }
+    } else {
+        accounts::log_out(State(state.clone()), AllowAny(None), payload).await
+    };
+    let mut response = answer.into_response();
+    delete_token_cookies(response.headers_mut(), settings);
+    response
+}
+
+/// A JSON answer taken apart to be changed: its head, and its body as an object.
+async fn json_parts(
+    response: Response,
+) -> Result<(axum::http::response::Parts, Map<String, Value>), ApiError> {
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map_err(|e| ApiError::Internal(format!("reading an account answer: {e}")))?;
+    match serde_json::from_slice(&bytes) {
+        Ok(Value::Object(map)) => Ok((parts, map)),
+        _ => Err(ApiError::Internal("an account answer is not a JSON object".into())),
+    }
+}
+
+fn rebuild(mut parts: axum::http::response::Parts, body: Map<String, Value>) -> Response {
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let fresh = json_body(&Value::Object(body)).into_response();
+    let (_, body) = fresh.into_parts();
+    Response::from_parts(parts, body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,7 +447,7 @@ mod tests {
     fn expirations_are_drf_datetimes() {
         assert_eq!(
             expiration(NOW, Duration::from_secs(300)),
-            "2026-12-01T13:19:53Z"
+            "2026-12-01T13:19:53.000000Z"
         );
     }
 }

@@ -26,6 +26,7 @@ use tokens::{
 use user::{get_token_user, get_user, update_user};
 
 mod account_page;
+mod accounts;
 mod body;
 mod cookies;
 mod cors;
@@ -43,6 +44,7 @@ mod trace;
 mod user;
 
 pub use account_page::ACCOUNT_PATH;
+pub use accounts::{AccountsState, IssuedTokens, account_router};
 pub use body::MAX_BODY_BYTES;
 use drf::{DrfLayer, SECURITY_HEADERS, add_headers};
 pub use error::{ApiError, FieldErrors};
@@ -150,8 +152,8 @@ pub fn app(state: AuthState) -> Router {
     app.layer(TraceLayer)
 }
 
-/// Everything restjwt answers on `/api/`: the token endpoints, the sessions, and the seed's
-/// `GET /api/user/`.
+/// Everything restjwt answers on `/api/`: the token endpoints, the sessions, the seed's
+/// `GET /api/user/`, and dj-rest-auth's account endpoints under `AUTH_PREFIX`.
 pub fn router(state: AuthState) -> Router {
     // Stateless, the view has no user row to read or write: GET only, from the claims.
     let user_view = if state.settings().stateless_user_authentication {
@@ -172,8 +174,9 @@ pub fn router(state: AuthState) -> Router {
         .merge(slash_redirects(&["/api/user"]))
         .with_state(state.clone());
     token_router(state.clone())
-        .merge(session_router(state))
+        .merge(session_router(state.clone()))
         .merge(user_routes)
+        .merge(account_router(state))
 }
 
 /// Where the public keys are published (RFC 8615's well-known location, as identity providers
@@ -354,7 +357,7 @@ fn slash_redirects(paths: &[&'static str]) -> Router<AuthState> {
     })
 }
 
-async fn redirect_to_slash(uri: Uri) -> Response {
+pub(super) async fn redirect_to_slash(uri: Uri) -> Response {
     let location = match uri.query() {
         Some(query) => format!("{}/?{}", uri.path(), query),
         None => format!("{}/", uri.path()),

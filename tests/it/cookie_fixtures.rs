@@ -178,7 +178,7 @@ async fn replay(backend: Backend, scenario: &str) {
             .unwrap_or_else(|e| panic!("{at}, body: {e}"));
         let want: Vec<&str> = expected["headers"]["set-cookie"]
             .as_array()
-            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>())
             .unwrap_or_default()
             .into_iter()
             .filter(|l| is_jwt_cookie(l))

@@ -2,10 +2,14 @@
 
 mod common;
 
+mod accounts;
+mod accounts_replay;
 mod attacks;
 mod browser;
 mod caches;
 mod cli;
+mod cookie_accounts;
+mod cookie_fixtures;
 mod cookies;
 mod e2e;
 mod example;
