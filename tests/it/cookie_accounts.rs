@@ -16,6 +16,8 @@ async fn app(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
     let mut pairs = vec![
         ("RESTJWT_JWT_AUTH_COOKIE", "my-app-auth"),
         ("RESTJWT_JWT_AUTH_REFRESH_COOKIE", "my-refresh-token"),
+        ("RESTJWT_ROTATE_REFRESH_TOKENS", "true"),
+        ("RESTJWT_BLACKLIST_AFTER_ROTATION", "true"),
     ];
     pairs.extend_from_slice(extra);
     let app = TestApp::with_settings(backend, TestApp::settings(&pairs)).await;
@@ -112,7 +114,11 @@ async fn stale_access_cookies_never_block(backend: Backend) {
 async fn the_refresh_chain_never_breaks(backend: Backend) {
     // HttpOnly on (the default) without a refresh cookie: dj-rest-auth blanks the refresh
     // token in the body and drops the rotated one, so the client can never refresh.
-    let pairs = [("RESTJWT_JWT_AUTH_COOKIE", "my-app-auth")];
+    let pairs = [
+        ("RESTJWT_JWT_AUTH_COOKIE", "my-app-auth"),
+        ("RESTJWT_ROTATE_REFRESH_TOKENS", "true"),
+        ("RESTJWT_BLACKLIST_AFTER_ROTATION", "true"),
+    ];
     let app = TestApp::with_settings(backend, TestApp::settings(&pairs)).await;
     app.create_user("bob", "bob-pass-1234").await;
     let login = post(&app, "/api/auth/login/", &[], LOGIN).await;

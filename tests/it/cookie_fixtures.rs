@@ -4,7 +4,8 @@
 //!
 //! Left out of the comparison, with the reason: Django's own cookies (`sessionid`, `messages`,
 //! `csrftoken`: restjwt has no Django session; its `csrftoken` is tested in `cookies.rs`), and
-//! `Vary`/`Allow` (the account endpoints' own tests check those). Steps marked `defect` are
+//! `Vary`/`Allow` (the account endpoints' own tests check those), and `WWW-Authenticate` on the
+//! account logout's 401s (restjwt sends it there). Steps marked `defect` are
 //! dj-rest-auth's bugs restjwt does not copy; `stale_cookie.json`, made of them, is covered by
 //! `stale_access_cookies_never_block` instead, and `samesite_none.json` by the start-up check
 //! that refuses `SameSite=None` without `Secure`.
@@ -30,6 +31,13 @@ fn settings_of(env: &Value) -> restjwt::Settings {
         (
             "RESTJWT_BLACKLIST_AFTER_ROTATION",
             boolean("REFERENCE_BLACKLIST_AFTER_ROTATION"),
+        ),
+        // simplejwt has no reuse detection: a rotated-out token refused leaves the session.
+        ("RESTJWT_REFRESH_TOKEN_REUSE_DETECTION", "false".to_owned()),
+        ("RESTJWT_REGISTRATION_OPEN", "true".to_owned()),
+        (
+            "RESTJWT_ACCOUNT_EMAIL_VERIFICATION",
+            get("REFERENCE_EMAIL_VERIFICATION"),
         ),
         ("RESTJWT_JWT_AUTH_COOKIE", get("REFERENCE_JWT_AUTH_COOKIE")),
         (
@@ -69,10 +77,19 @@ fn fill(text: &str, bound: &HashMap<String, String>) -> String {
     let placeholder = Regex::new(r"\{\{([a-z0-9_]+)\}\}").expect("regex");
     placeholder
         .replace_all(text, |c: &regex::Captures| {
-            bound
-                .get(&c[1])
-                .cloned()
-                .unwrap_or_else(|| panic!("{{{{{}}}}} is not bound yet", &c[1]))
+            let name = &c[1];
+            match bound.get(name) {
+                Some(value) => value.clone(),
+                // Django's own cookies, which restjwt does not set: sent back as Django
+                // shaped values nothing reads.
+                None if ["csrftoken_", "sessionid_", "messages_"]
+                    .iter()
+                    .any(|p| name.starts_with(p)) =>
+                {
+                    "unboundunboundunboundunbound0000".to_owned()
+                }
+                None => panic!("{{{{{name}}}}} is not bound yet"),
+            }
         })
         .into_owned()
 }
@@ -138,9 +155,22 @@ async fn replay(backend: Backend, scenario: &str) {
     let mut bound = HashMap::new();
     for user in fixture["setup"]["users"].as_array().expect("users") {
         let name = user["username"].as_str().expect("username");
+        let password = user["password"].as_str().expect("password").to_owned();
         let created = app
-            .create_user(name, user["password"].as_str().expect("password"))
-            .await;
+            .store
+            .create_user(restjwt::store::NewUser {
+                username: name.to_owned(),
+                password_hash: app.hasher.hash(password).await.expect("hash"),
+                email: user["email"].as_str().expect("email").to_owned(),
+                first_name: String::new(),
+                last_name: String::new(),
+                is_staff: user["is_staff"] == true,
+                is_superuser: user["is_superuser"] == true,
+                is_active: true,
+                date_joined: chrono::Utc::now(),
+            })
+            .await
+            .expect("create user");
         bound.insert(format!("pk_{name}"), created.id.to_string());
     }
     let is_jwt_cookie =
@@ -194,8 +224,12 @@ async fn replay(backend: Backend, scenario: &str) {
         for (w, g) in want.iter().zip(&got) {
             matches(w, g, &mut bound).unwrap_or_else(|e| panic!("{at}, Set-Cookie: {e}"));
         }
+        // The account logout's own 401s carry `WWW-Authenticate` in restjwt (issue 12's
+        // choice), where dj-rest-auth's have none.
         let www = expected["headers"]["www-authenticate"].as_str();
-        assert_eq!(answer.header("www-authenticate"), www, "{at}: WWW-Authenticate");
+        if !path.contains("/logout") {
+            assert_eq!(answer.header("www-authenticate"), www, "{at}: WWW-Authenticate");
+        }
     }
 }
 
