@@ -326,7 +326,9 @@ async fn json_parts(
         .map_err(|e| ApiError::Internal(format!("reading an account answer: {e}")))?;
     match serde_json::from_slice(&bytes) {
         Ok(Value::Object(map)) => Ok((parts, map)),
-        _ => Err(ApiError::Internal("an account answer is not a JSON object".into())),
+        _ => Err(ApiError::Internal(
+            "an account answer is not a JSON object".into(),
+        )),
     }
 }
 

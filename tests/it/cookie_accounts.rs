@@ -26,8 +26,7 @@ async fn app(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
 }
 
 async fn post(app: &TestApp, path: &str, headers: &[(&str, &str)], body: &str) -> TestResponse {
-    let mut headers: Vec<(&str, &[u8])> =
-        headers.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
+    let mut headers: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
     headers.push(("content-type", b"application/json"));
     app.send(Method::POST, path, &headers, Body::from(body.to_owned()))
         .await
@@ -74,7 +73,12 @@ async fn stale_access_cookies_never_block(backend: Backend) {
         let fresh_refresh = set_cookie(&login, "my-refresh-token").expect("refresh cookie");
         let both = format!("my-app-auth={stale}; my-refresh-token={fresh_refresh}");
         let refreshed = post(&app, "/api/auth/token/refresh/", &[("cookie", &both)], "").await;
-        assert_eq!(refreshed.status, 200, "refresh with {stale:?}: {}", refreshed.text());
+        assert_eq!(
+            refreshed.status,
+            200,
+            "refresh with {stale:?}: {}",
+            refreshed.text()
+        );
 
         // Logout blacklists the refresh cookie's token and deletes both cookies.
         let rotated = set_cookie(&refreshed, "my-refresh-token").expect("rotated refresh");
@@ -123,7 +127,10 @@ async fn the_refresh_chain_never_breaks(backend: Backend) {
     app.create_user("bob", "bob-pass-1234").await;
     let login = post(&app, "/api/auth/login/", &[], LOGIN).await;
     assert_eq!(login.status, 200);
-    let mut refresh = login.json()["refresh"].as_str().expect("refresh").to_owned();
+    let mut refresh = login.json()["refresh"]
+        .as_str()
+        .expect("refresh")
+        .to_owned();
     assert!(!refresh.is_empty(), "the login hands out its refresh token");
     assert_eq!(set_cookie(&login, "my-refresh-token"), None);
     for _ in 0..3 {
@@ -131,7 +138,10 @@ async fn the_refresh_chain_never_breaks(backend: Backend) {
         let answer = post(&app, "/api/auth/token/refresh/", &[], &body).await;
         assert_eq!(answer.status, 200, "{}", answer.text());
         assert!(set_cookie(&answer, "my-app-auth").is_some());
-        refresh = answer.json()["refresh"].as_str().expect("rotated").to_owned();
+        refresh = answer.json()["refresh"]
+            .as_str()
+            .expect("rotated")
+            .to_owned();
     }
     // With the refresh cookie, the chain lives in the cookie.
     let app = app_with_refresh_cookie(backend).await;
@@ -168,9 +178,14 @@ async fn csrf_guards_the_public_views_where_dj_rest_auth_does(backend: Backend) 
             .assert(403, r#"{"detail":"CSRF Failed: CSRF token missing."}"#);
     }
     // An authenticated unsafe request too; with the token it passes.
-    post(&app, "/api/auth/password/change/", &[("cookie", &cookies)], "{}")
-        .await
-        .assert(403, r#"{"detail":"CSRF Failed: CSRF token missing."}"#);
+    post(
+        &app,
+        "/api/auth/password/change/",
+        &[("cookie", &cookies)],
+        "{}",
+    )
+    .await
+    .assert(403, r#"{"detail":"CSRF Failed: CSRF token missing."}"#);
     let patched = app
         .send(
             Method::PATCH,
@@ -186,7 +201,13 @@ async fn csrf_guards_the_public_views_where_dj_rest_auth_does(backend: Backend) 
     assert_eq!(patched.status, 200, "{}", patched.text());
     // Refresh is not checked, as in dj-rest-auth (it has no authentication).
     let refresh_only = format!("my-refresh-token={refresh}");
-    let refreshed = post(&app, "/api/auth/token/refresh/", &[("cookie", &refresh_only)], "").await;
+    let refreshed = post(
+        &app,
+        "/api/auth/token/refresh/",
+        &[("cookie", &refresh_only)],
+        "",
+    )
+    .await;
     assert_eq!(refreshed.status, 200, "{}", refreshed.text());
     let rotated = set_cookie(&refreshed, "my-refresh-token").expect("rotated");
     let cookies = format!("my-app-auth={access}; my-refresh-token={rotated}; csrftoken={CSRF}");

@@ -25,8 +25,14 @@ fn settings_of(env: &Value) -> restjwt::Settings {
     let boolean = |name: &str| if get(name) == "1" { "true" } else { "false" }.to_owned();
     let pairs = [
         ("RESTJWT_SIGNING_KEY", get("REFERENCE_SECRET_KEY")),
-        ("RESTJWT_ACCESS_TOKEN_LIFETIME", get("REFERENCE_ACCESS_SECONDS")),
-        ("RESTJWT_REFRESH_TOKEN_LIFETIME", get("REFERENCE_REFRESH_SECONDS")),
+        (
+            "RESTJWT_ACCESS_TOKEN_LIFETIME",
+            get("REFERENCE_ACCESS_SECONDS"),
+        ),
+        (
+            "RESTJWT_REFRESH_TOKEN_LIFETIME",
+            get("REFERENCE_REFRESH_SECONDS"),
+        ),
         ("RESTJWT_ROTATE_REFRESH_TOKENS", boolean("REFERENCE_ROTATE")),
         (
             "RESTJWT_BLACKLIST_AFTER_ROTATION",
@@ -44,9 +50,18 @@ fn settings_of(env: &Value) -> restjwt::Settings {
             "RESTJWT_JWT_AUTH_REFRESH_COOKIE",
             get("REFERENCE_JWT_AUTH_REFRESH_COOKIE"),
         ),
-        ("RESTJWT_JWT_AUTH_HTTPONLY", boolean("REFERENCE_JWT_AUTH_HTTPONLY")),
-        ("RESTJWT_JWT_AUTH_SAMESITE", get("REFERENCE_JWT_AUTH_SAMESITE")),
-        ("RESTJWT_JWT_AUTH_SECURE", boolean("REFERENCE_JWT_AUTH_SECURE")),
+        (
+            "RESTJWT_JWT_AUTH_HTTPONLY",
+            boolean("REFERENCE_JWT_AUTH_HTTPONLY"),
+        ),
+        (
+            "RESTJWT_JWT_AUTH_SAMESITE",
+            get("REFERENCE_JWT_AUTH_SAMESITE"),
+        ),
+        (
+            "RESTJWT_JWT_AUTH_SECURE",
+            boolean("REFERENCE_JWT_AUTH_SECURE"),
+        ),
         (
             "RESTJWT_JWT_AUTH_RETURN_EXPIRATION",
             boolean("REFERENCE_JWT_AUTH_RETURN_EXPIRATION"),
@@ -173,9 +188,17 @@ async fn replay(backend: Backend, scenario: &str) {
             .expect("create user");
         bound.insert(format!("pk_{name}"), created.id.to_string());
     }
-    let is_jwt_cookie =
-        |line: &str| jwt_cookies.iter().any(|n| line.starts_with(&format!("{n}=")));
-    for (i, step) in fixture["steps"].as_array().expect("steps").iter().enumerate() {
+    let is_jwt_cookie = |line: &str| {
+        jwt_cookies
+            .iter()
+            .any(|n| line.starts_with(&format!("{n}=")))
+    };
+    for (i, step) in fixture["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .enumerate()
+    {
         let at = format!("{scenario} step {}", i + 1);
         if step.get("defect").is_some() {
             panic!("{at} is a dj-rest-auth defect: not replayable");
@@ -187,7 +210,12 @@ async fn replay(backend: Backend, scenario: &str) {
             .as_object()
             .expect("headers")
             .iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), fill(v.as_str().expect("text"), &bound)))
+            .map(|(k, v)| {
+                (
+                    k.to_ascii_lowercase(),
+                    fill(v.as_str().expect("text"), &bound),
+                )
+            })
             .collect();
         let headers: Vec<(&str, &[u8])> = headers
             .iter()
@@ -204,8 +232,12 @@ async fn replay(backend: Backend, scenario: &str) {
             "{at}: {}",
             answer.text()
         );
-        matches(expected["body"].as_str().expect("body"), answer.text(), &mut bound)
-            .unwrap_or_else(|e| panic!("{at}, body: {e}"));
+        matches(
+            expected["body"].as_str().expect("body"),
+            answer.text(),
+            &mut bound,
+        )
+        .unwrap_or_else(|e| panic!("{at}, body: {e}"));
         let want: Vec<&str> = expected["headers"]["set-cookie"]
             .as_array()
             .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>())
@@ -220,7 +252,11 @@ async fn replay(backend: Backend, scenario: &str) {
             .map(|v| v.to_str().expect("ascii"))
             .filter(|l| is_jwt_cookie(l))
             .collect();
-        assert_eq!(want.len(), got.len(), "{at}: Set-Cookie {got:?}, expected {want:?}");
+        assert_eq!(
+            want.len(),
+            got.len(),
+            "{at}: Set-Cookie {got:?}, expected {want:?}"
+        );
         for (w, g) in want.iter().zip(&got) {
             matches(w, g, &mut bound).unwrap_or_else(|e| panic!("{at}, Set-Cookie: {e}"));
         }
@@ -228,7 +264,11 @@ async fn replay(backend: Backend, scenario: &str) {
         // choice), where dj-rest-auth's have none.
         let www = expected["headers"]["www-authenticate"].as_str();
         if !path.contains("/logout") {
-            assert_eq!(answer.header("www-authenticate"), www, "{at}: WWW-Authenticate");
+            assert_eq!(
+                answer.header("www-authenticate"),
+                www,
+                "{at}: WWW-Authenticate"
+            );
         }
     }
 }
