@@ -68,6 +68,7 @@ pub struct Registration {
 
 /// What a registration ends with.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // made once per registration, moved once: boxing buys nothing
 pub enum Registered {
     /// Logged in at once (verification `none` or `optional`).
     LoggedIn(LoggedIn),

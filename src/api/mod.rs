@@ -149,7 +149,7 @@ pub fn app(state: AuthState) -> Router {
         Some(cors) => app.layer(cors),
         None => app,
     };
-    app.layer(TraceLayer)
+    app.layer(TraceLayer::default())
 }
 
 /// Everything restjwt answers on `/api/`: the token endpoints, the sessions, the seed's
