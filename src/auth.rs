@@ -28,6 +28,9 @@ use crate::token::{Claims, Clock, SystemClock, TokenKind, Tokens};
 
 pub use crate::lifecycle::Authenticated;
 
+pub(crate) mod cookie;
+pub(crate) mod csrf;
+
 /// The longest device label kept from a User-Agent.
 const MAX_DEVICE_CHARS: usize = 200;
 
@@ -407,13 +410,50 @@ impl AuthState {
         }
     }
 
+    /// Whether the request carries the auth header at all, even empty or with another scheme:
+    /// then the header alone decides, and cookies are not read.
+    pub fn has_auth_header(&self, parts: &Parts) -> bool {
+        parts.headers.contains_key(&self.0.header_name)
+    }
+
+    /// The access token a request authenticates with: the auth header's (simplejwt's
+    /// `JWTAuthentication`), or, in cookie mode and only when the request has no auth header at
+    /// all, the access cookie's (dj-rest-auth's `JWTCookieAuthentication`, which runs after it).
+    ///
+    /// A request that reads the cookie passes Django's CSRF check first when
+    /// `JWT_AUTH_COOKIE_USE_CSRF` is on and the cookie is there, or whenever
+    /// `JWT_AUTH_COOKIE_ENFORCE_CSRF_ON_UNAUTHENTICATED` is on; a failure is
+    /// [`AuthRejection::Csrf`]. An empty access cookie is a token (an invalid one), as in Django.
+    pub fn credentials(&self, parts: &Parts) -> Result<Option<String>, AuthRejection> {
+        if self.has_auth_header(parts) {
+            return Ok(self.raw_token(parts)?.map(str::to_owned));
+        }
+        let settings = self.settings();
+        let Some(name) = &settings.jwt_auth_cookie else {
+            return Ok(None);
+        };
+        let token = cookie::get(&parts.headers, name);
+        if settings.jwt_auth_cookie_enforce_csrf_on_unauthenticated
+            || (token.is_some() && settings.jwt_auth_cookie_use_csrf)
+        {
+            csrf::check(parts, &settings.csrf_trusted_origins).map_err(AuthRejection::Csrf)?;
+        }
+        if token
+            .as_ref()
+            .is_some_and(|t| t.len() > crate::token::MAX_TOKEN_BYTES)
+        {
+            return Err(AuthRejection::HeaderTooLarge);
+        }
+        Ok(token)
+    }
+
     /// Checks a request's token without reading the user: `Ok(None)` when it carries no
     /// credentials, its claims when it is valid.
     pub async fn validate_request(&self, parts: &Parts) -> Result<Option<Claims>, AuthRejection> {
-        let Some(raw) = self.raw_token(parts)? else {
+        let Some(raw) = self.credentials(parts)? else {
             return Ok(None);
         };
-        Ok(Some(self.lifecycle().validate_token(raw).await?))
+        Ok(Some(self.lifecycle().validate_token(&raw).await?))
     }
 
     /// Authenticates a request: `Ok(None)` when it carries no credentials, the user and the
@@ -422,10 +462,10 @@ impl AuthState {
         &self,
         parts: &Parts,
     ) -> Result<Option<Authenticated>, AuthRejection> {
-        let Some(raw) = self.raw_token(parts)? else {
+        let Some(raw) = self.credentials(parts)? else {
             return Ok(None);
         };
-        Ok(Some(self.lifecycle().authenticate(raw).await?))
+        Ok(Some(self.lifecycle().authenticate(&raw).await?))
     }
 }
 
@@ -442,6 +482,10 @@ pub enum AuthRejection {
     /// 431: the auth header holds a token longer than any valid token.
     #[error("Request header fields too large.")]
     HeaderTooLarge,
+    /// 403: a request authenticated by the access cookie failed Django's CSRF check (the
+    /// reason is Django's, e.g. `CSRF token missing.`).
+    #[error("CSRF Failed: {0}")]
+    Csrf(String),
     /// 401 (or 503 when the store failed): the token does not authenticate.
     #[error(transparent)]
     Failed(#[from] AuthFailure),
@@ -452,6 +496,7 @@ impl AuthRejection {
     pub fn status(&self) -> StatusCode {
         match self {
             AuthRejection::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            AuthRejection::Csrf(_) => StatusCode::FORBIDDEN,
             AuthRejection::Failed(AuthFailure::Store(LifecycleError::NoStore)) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -474,6 +519,7 @@ impl AuthRejection {
             AuthRejection::HeaderTooLarge => {
                 json!({ "detail": "Request header fields too large." })
             }
+            AuthRejection::Csrf(reason) => json!({ "detail": format!("CSRF Failed: {reason}") }),
             AuthRejection::Failed(failure) => match failure {
                 AuthFailure::NotValidForAnyType(reasons) => json!({
                     "detail": "Given token not valid for any token type",
@@ -526,6 +572,8 @@ impl IntoResponse for AuthRejection {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static(WWW_AUTHENTICATE),
             );
+        }
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             response
                 .extensions_mut()
                 .insert(RefusalReason(self.reason().into()));
@@ -631,7 +679,8 @@ where
     }
 }
 
-/// The user of a request authenticated by an access token in the auth header.
+/// The user of a request authenticated by an access token in the auth header (in cookie
+/// mode, or the access cookie where no auth header is sent: see [`AuthState::credentials`]).
 ///
 /// Rejects with simplejwt's 401 answers: no credentials, a malformed header, an invalid,
 /// expired or wrong-kind token, an unknown or inactive user. Use `Option<CurrentUser>` where
@@ -669,6 +718,47 @@ where
     ) -> Result<Option<Self>, Self::Rejection> {
         let auth = AuthState::from_ref(state);
         Ok(auth.authenticate(parts).await?.map(|a| CurrentUser(a.user)))
+    }
+}
+
+/// Authentication as DRF runs it on a view anyone may call (`AllowAny`: login, logout,
+/// registration, password reset): a valid auth header gives the user, a bad one is refused
+/// with simplejwt's 401, no header is anonymous.
+///
+/// The access cookie is **not** read: a stale or invalid one (which a page cannot delete, it
+/// is httpOnly) must never lock anyone out of the views that replace or clear it, as it does
+/// in dj-rest-auth. Without an auth header the CSRF check still runs where dj-rest-auth runs
+/// it: when the access cookie is sent and `JWT_AUTH_COOKIE_USE_CSRF` is on, or always with
+/// `JWT_AUTH_COOKIE_ENFORCE_CSRF_ON_UNAUTHENTICATED`.
+#[derive(Debug, Clone)]
+pub struct AllowAny(pub Option<crate::User>);
+
+impl<S> FromRequestParts<S> for AllowAny
+where
+    AuthState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let auth = AuthState::from_ref(state);
+        if auth.has_auth_header(parts) {
+            let Some(raw) = auth.raw_token(parts)? else {
+                return Ok(AllowAny(None));
+            };
+            return Ok(AllowAny(Some(
+                auth.lifecycle().authenticate(raw).await?.user,
+            )));
+        }
+        let settings = auth.settings();
+        if let Some(name) = &settings.jwt_auth_cookie
+            && (settings.jwt_auth_cookie_enforce_csrf_on_unauthenticated
+                || (settings.jwt_auth_cookie_use_csrf
+                    && cookie::get(&parts.headers, name).is_some()))
+        {
+            csrf::check(parts, &settings.csrf_trusted_origins).map_err(AuthRejection::Csrf)?;
+        }
+        Ok(AllowAny(None))
     }
 }
 

@@ -27,6 +27,9 @@ use crate::keys::{Algorithm, KeyError, Keys};
 use crate::password::{Algorithm as PasswordAlgorithm, DjangoVersion, HashParams, PasswordConfig};
 use crate::token::{SESSION_CLAIM, TokenConfig, TokenKind};
 
+mod browser;
+pub use browser::{CSRF_COOKIE_NAME, SameSite};
+
 /// The prefix of every environment variable that holds a setting.
 pub const ENV_PREFIX: &str = "RESTJWT_";
 
@@ -335,7 +338,56 @@ pub struct Settings {
     #[serde(deserialize_with = "field::secret")]
     pub secret_key: Option<String>,
     // Issue 13 (browser clients: cookie mode, CSRF, account page) adds its settings below this line.
-
+    /// dj-rest-auth's `JWT_AUTH_COOKIE`: the name of the cookie login and refresh set to the
+    /// access token, and that authenticates a request without an auth header (cookie mode).
+    /// Defaults to none: cookie mode off.
+    #[serde(deserialize_with = "browser::cookie_name")]
+    pub jwt_auth_cookie: Option<String>,
+    /// dj-rest-auth's `JWT_AUTH_REFRESH_COOKIE`: the name of the cookie login and refresh set to
+    /// the refresh token, which `token/refresh/` and `logout/` read. Defaults to none.
+    #[serde(deserialize_with = "browser::cookie_name")]
+    pub jwt_auth_refresh_cookie: Option<String>,
+    /// dj-rest-auth's `JWT_AUTH_REFRESH_COOKIE_PATH`: the refresh cookie's `Path`. Defaults to
+    /// `/`.
+    #[serde(deserialize_with = "browser::cookie_path")]
+    pub jwt_auth_refresh_cookie_path: String,
+    /// dj-rest-auth's `JWT_AUTH_SECURE`: the JWT cookies carry `Secure` (HTTPS only). Defaults
+    /// to false.
+    #[serde(deserialize_with = "field::boolean")]
+    pub jwt_auth_secure: bool,
+    /// dj-rest-auth's `JWT_AUTH_HTTPONLY`: the JWT cookies carry `HttpOnly` (scripts cannot read
+    /// them), and a refresh token set as a cookie is left out of the body (`"refresh":""`).
+    /// Defaults to true.
+    #[serde(deserialize_with = "field::boolean")]
+    pub jwt_auth_httponly: bool,
+    /// dj-rest-auth's `JWT_AUTH_SAMESITE`: the JWT cookies' `SameSite`, `Lax`, `Strict` or
+    /// `None` (which needs `JWT_AUTH_SECURE`). Defaults to `Lax`.
+    #[serde(deserialize_with = "browser::samesite")]
+    pub jwt_auth_samesite: SameSite,
+    /// dj-rest-auth's `JWT_AUTH_COOKIE_USE_CSRF`: an unsafe request (not GET, HEAD, OPTIONS,
+    /// TRACE) authenticated by the access cookie must pass Django's CSRF check (the `csrftoken`
+    /// cookie sent back in `X-CSRFToken`). Needs `JWT_AUTH_COOKIE`. Defaults to false.
+    #[serde(deserialize_with = "field::boolean")]
+    pub jwt_auth_cookie_use_csrf: bool,
+    /// dj-rest-auth's `JWT_AUTH_COOKIE_ENFORCE_CSRF_ON_UNAUTHENTICATED`: the CSRF check also
+    /// runs on unsafe requests without an auth header and without the access cookie (login,
+    /// registration, logout). Needs `JWT_AUTH_COOKIE`. Defaults to false.
+    #[serde(deserialize_with = "field::boolean")]
+    pub jwt_auth_cookie_enforce_csrf_on_unauthenticated: bool,
+    /// dj-rest-auth's `JWT_AUTH_RETURN_EXPIRATION`: login answers `access_expiration` and
+    /// `refresh_expiration` too. Defaults to false.
+    #[serde(deserialize_with = "field::boolean")]
+    pub jwt_auth_return_expiration: bool,
+    /// Django's `CSRF_TRUSTED_ORIGINS`: origins (`scheme://host[:port]`) other than the
+    /// server's own whose unsafe requests pass the CSRF check's `Origin` test (a frontend on
+    /// another host, with CORS credentials). Defaults to none.
+    #[serde(deserialize_with = "field::origins")]
+    pub csrf_trusted_origins: Vec<String>,
+    /// Serve the account page at `/account/` (sign in, profile, sessions, password), which
+    /// uses cookie mode: needs `JWT_AUTH_COOKIE` and `JWT_AUTH_REFRESH_COOKIE`. Defaults to
+    /// false.
+    #[serde(deserialize_with = "field::boolean")]
+    pub account_page: bool,
     // Issue 14 (speed: caches, batching) adds its settings below this line.
 
     // Issue 15 (side by side with Django: hashers, shared blacklist) adds its settings below this line.
@@ -516,7 +568,17 @@ impl Default for Settings {
             auth_password_validators: PasswordValidatorConfig::django_defaults(),
             secret_key: None,
             // Issue 13 (browser clients: cookie mode, CSRF, account page) adds its settings below this line.
-
+            jwt_auth_cookie: None,
+            jwt_auth_refresh_cookie: None,
+            jwt_auth_refresh_cookie_path: "/".to_owned(),
+            jwt_auth_secure: false,
+            jwt_auth_httponly: true,
+            jwt_auth_samesite: SameSite::Lax,
+            jwt_auth_cookie_use_csrf: false,
+            jwt_auth_cookie_enforce_csrf_on_unauthenticated: false,
+            jwt_auth_return_expiration: false,
+            csrf_trusted_origins: Vec::new(),
+            account_page: false,
             // Issue 14 (speed: caches, batching) adds its settings below this line.
 
             // Issue 15 (side by side with Django: hashers, shared blacklist) adds its settings below this line.
@@ -645,6 +707,26 @@ impl fmt::Debug for Settings {
                 &self.secret_key.as_ref().map(|_| "<redacted>"),
             )
             // Issue 13 (browser clients: cookie mode, CSRF, account page) adds its settings below this line.
+            .field("jwt_auth_cookie", &self.jwt_auth_cookie)
+            .field("jwt_auth_refresh_cookie", &self.jwt_auth_refresh_cookie)
+            .field(
+                "jwt_auth_refresh_cookie_path",
+                &self.jwt_auth_refresh_cookie_path,
+            )
+            .field("jwt_auth_secure", &self.jwt_auth_secure)
+            .field("jwt_auth_httponly", &self.jwt_auth_httponly)
+            .field("jwt_auth_samesite", &self.jwt_auth_samesite)
+            .field("jwt_auth_cookie_use_csrf", &self.jwt_auth_cookie_use_csrf)
+            .field(
+                "jwt_auth_cookie_enforce_csrf_on_unauthenticated",
+                &self.jwt_auth_cookie_enforce_csrf_on_unauthenticated,
+            )
+            .field(
+                "jwt_auth_return_expiration",
+                &self.jwt_auth_return_expiration,
+            )
+            .field("csrf_trusted_origins", &self.csrf_trusted_origins)
+            .field("account_page", &self.account_page)
             // Issue 14 (speed: caches, batching) adds its settings below this line.
             // Issue 15 (side by side with Django: hashers, shared blacklist) adds its settings below this line.
             .field("password_hashers", &self.password_hashers)
@@ -816,6 +898,7 @@ impl Settings {
                 format!("{:?} is already used by {}", w[1].1, w[0].0),
             ));
         }
+        browser::validate(&self)?;
         Ok(self)
     }
 

@@ -30,7 +30,7 @@ use crate::accounts::{
     Accounts, LinkOrigin, PasswordChange, Registered, Registration, ResetConfirm, UserChange,
     merge_in_order, username_errors,
 };
-use crate::auth::{AuthState, CurrentUser};
+use crate::auth::{AllowAny, AuthState, CurrentUser};
 use crate::lifecycle::Authenticated;
 use crate::lifecycle::ClientInfo;
 use crate::settings::UsernameField;
@@ -110,7 +110,8 @@ pub fn account_router(state: AuthState) -> Router {
         }
     };
     let mut routes: Vec<(&str, MethodRouter<AccountsState>)> = vec![
-        ("login", post_view(post(log_in), "Login")),
+        // Cookie mode (issue 13) wraps login, logout and token/refresh: see `super::cookies`.
+        ("login", post_view(post(super::cookies::log_in), "Login")),
         ("logout", logout_view()),
         ("user", get_user_view()),
         (
@@ -119,7 +120,7 @@ pub fn account_router(state: AuthState) -> Router {
         ),
         (
             "token/refresh",
-            post_view(post(refresh_account_token), "Cookie Token Refresh"),
+            post_view(post(super::cookies::refresh), "Cookie Token Refresh"),
         ),
         (
             "password/change",
@@ -192,7 +193,7 @@ fn post_view(
 }
 
 fn logout_view() -> MethodRouter<AccountsState> {
-    post(log_out)
+    post(super::cookies::log_out)
         .options(|| async { metadata("Logout") })
         .fallback(|method: Method| async move { ApiError::MethodNotAllowed(method) })
         .layer(DrfLayer::new(LOGOUT_ALLOW))
@@ -296,7 +297,7 @@ pub(super) fn logged_in_response(access: String, refresh: String, user: &User) -
 )]
 pub(super) async fn log_in(
     State(state): State<AccountsState>,
-    _: Option<CurrentUser>,
+    _: AllowAny,
     client: ClientInfo,
     payload: Payload,
 ) -> Result<Response, ApiError> {
@@ -374,7 +375,7 @@ fn body_refresh(payload: &Payload) -> Option<String> {
 )]
 pub(super) async fn log_out(
     State(state): State<AccountsState>,
-    _: Option<CurrentUser>,
+    _: AllowAny,
     payload: Payload,
 ) -> Result<JsonResponse, ApiError> {
     log_out_with(&state.auth, body_refresh(&payload)).await
@@ -611,7 +612,7 @@ fn link_origin(auth: &AuthState, headers: &axum::http::HeaderMap) -> Result<Link
 )]
 pub(super) async fn reset_password(
     State(state): State<AccountsState>,
-    _: Option<CurrentUser>,
+    _: AllowAny,
     headers: axum::http::HeaderMap,
     payload: Payload,
 ) -> Result<JsonResponse, ApiError> {
@@ -671,7 +672,7 @@ pub(super) async fn confirm_password_reset(
 )]
 pub(super) async fn register(
     State(state): State<AccountsState>,
-    _: Option<CurrentUser>,
+    _: AllowAny,
     headers: axum::http::HeaderMap,
     client: ClientInfo,
     payload: Payload,
@@ -743,7 +744,7 @@ pub(super) async fn register(
 )]
 pub(super) async fn verify_email(
     State(state): State<AccountsState>,
-    _: Option<CurrentUser>,
+    _: AllowAny,
     payload: Payload,
 ) -> Result<JsonResponse, ApiError> {
     let key = Fields::single(&payload, "key")?;
@@ -765,7 +766,7 @@ pub(super) async fn verify_email(
 )]
 pub(super) async fn resend_email(
     State(state): State<AccountsState>,
-    _: Option<CurrentUser>,
+    _: AllowAny,
     headers: axum::http::HeaderMap,
     payload: Payload,
 ) -> Result<JsonResponse, ApiError> {

@@ -25,8 +25,10 @@ use tokens::{
 };
 use user::{get_token_user, get_user, update_user};
 
+mod account_page;
 mod accounts;
 mod body;
+mod cookies;
 mod cors;
 mod drf;
 mod error;
@@ -41,6 +43,7 @@ mod tokens;
 mod trace;
 mod user;
 
+pub use account_page::ACCOUNT_PATH;
 pub use accounts::{AccountsState, IssuedTokens, account_router};
 pub use body::MAX_BODY_BYTES;
 use drf::{DrfLayer, SECURITY_HEADERS, add_headers};
@@ -129,12 +132,16 @@ pub fn session_router(state: AuthState) -> Router {
         .with_state(state)
 }
 
-/// The whole `restjwt serve` app: [`router`], [`health_router`], and Django's 404 for every
-/// other path; CORS when the settings ask for it; and a span, metrics and a request id for
+/// The whole `restjwt serve` app: [`router`], [`health_router`], the account page at
+/// [`ACCOUNT_PATH`] with `ACCOUNT_PAGE`, and Django's 404 for every other path; CORS when the settings ask for it; and a span, metrics and a request id for
 /// every request ([`TraceLayer`]). The HTTP tests drive exactly this.
 pub fn app(state: AuthState) -> Router {
     let cors = cors::layer(state.settings());
-    let app = router(state.clone())
+    let mut app = router(state.clone());
+    if state.settings().account_page {
+        app = app.merge(account_page::router(state.clone()));
+    }
+    let app = app
         .merge(health_router(state))
         .merge(openapi::router())
         .fallback(not_found);
