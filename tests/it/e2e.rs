@@ -687,6 +687,37 @@ async fn a_password_changed_from_the_cli_refuses_the_running_servers_tokens_at_o
     assert_eq!(get_user(&server, Some(&fresh)).await.status, StatusCode::OK);
 }
 
+/// `changepassword` ends every session of the user: the refresh tokens the old password got
+/// stop at once, even without `CHECK_REVOKE_TOKEN` (issue 16, item 10).
+async fn changepassword_from_the_cli_ends_the_users_sessions(backend: Backend) {
+    let ws = Workspace::with_backend(backend);
+    ws.create_user("createuser", "fern", "fern-pass-1");
+    let server = Server::start(&ws, &[]);
+    let (refresh, _) = login(&server, "fern", "fern-pass-1").await;
+    let (other_device, _) = login(&server, "fern", "fern-pass-1").await;
+
+    let out = ws.run(
+        &["changepassword", "fern"],
+        &[],
+        "fern-pass-2\nfern-pass-2\n",
+    );
+    out.assert_success();
+    assert!(
+        out.stdout.contains("Ended 2 session(s) of user 'fern'."),
+        "{}",
+        out.stdout
+    );
+    for token in [refresh, other_device] {
+        post(&server, "/api/token/refresh/", json!({ "refresh": token }))
+            .await
+            .assert(
+                StatusCode::UNAUTHORIZED,
+                r#"{"detail":"Token is blacklisted","code":"token_not_valid"}"#,
+            );
+    }
+    login(&server, "fern", "fern-pass-2").await;
+}
+
 backend_tests!(
     blog_flow_over_a_real_socket,
     an_expired_access_token_is_refused_until_refreshed,
@@ -696,4 +727,5 @@ backend_tests!(
     fifty_parallel_refreshes_of_one_token_give_exactly_one_pair,
     sessions_ended_from_the_cli_stop_the_running_servers_tokens,
     a_password_changed_from_the_cli_refuses_the_running_servers_tokens_at_once,
+    changepassword_from_the_cli_ends_the_users_sessions,
 );
