@@ -277,7 +277,8 @@ pub struct Settings {
     #[serde(deserialize_with = "field::lifetime")]
     pub body_read_timeout: Duration,
     /// How long a kept-alive connection may sit idle between requests before it is closed.
-    /// Defaults to 5 seconds.
+    /// Keep it above the idle timeout of any load balancer in front (AWS's is 60 s), or the
+    /// balancer may send a request down a connection as it closes. Defaults to 75 seconds.
     #[serde(deserialize_with = "field::lifetime")]
     pub keep_alive_timeout: Duration,
     /// The most connections served at once. When full, a new connection closes the one idle
@@ -438,7 +439,7 @@ impl Default for Settings {
             trusted_proxy_hops: 0,
             header_read_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(30),
-            keep_alive_timeout: Duration::from_secs(5),
+            keep_alive_timeout: Duration::from_secs(75),
             max_connections: 10_000,
         }
     }

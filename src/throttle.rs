@@ -120,8 +120,24 @@ impl std::fmt::Display for Rate {
 /// The rate of each scope (DRF's `DEFAULT_THROTTLE_RATES`); a scope without one (or with
 /// `null`) is not throttled. Given rates replace the defaults of their scopes, other scopes
 /// keep theirs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ThrottleRates(pub HashMap<String, Option<Rate>>);
+
+impl std::fmt::Debug for ThrottleRates {
+    /// `{login=10/min; refresh=off}`, scopes in order.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut scopes: Vec<_> = self.0.iter().collect();
+        scopes.sort_by_key(|(scope, _)| scope.as_str());
+        let shown: Vec<String> = scopes
+            .into_iter()
+            .map(|(scope, rate)| match rate {
+                Some(rate) => format!("{scope}={rate}"),
+                None => format!("{scope}=off"),
+            })
+            .collect();
+        write!(f, "{{{}}}", shown.join("; "))
+    }
+}
 
 impl Default for ThrottleRates {
     /// `login` 10/min, `login_address` 60/min, `login_account` 30/min, `refresh` 600/min,
@@ -245,9 +261,7 @@ impl Throttle {
         // Charged while the wait stays within MAX_DELAY, so the bucket never runs further
         // ahead than that and drains soon after an attack stops.
         let tolerance = rate.tolerance_ms().saturating_add(max_ms);
-        let (hit, now) = self
-            .hit(scope, key, rate.interval_ms(), tolerance)
-            .await?;
+        let (hit, now) = self.hit(scope, key, rate.interval_ms(), tolerance).await?;
         let wait_ms = if hit.admitted {
             // The bucket's time before this hit, less what the rate allows at once.
             hit.tat_ms - rate.interval_ms() - now - rate.tolerance_ms()

@@ -79,8 +79,8 @@ impl ConnectionLimits {
     /// The cap lowered, if need be, to fit `open_files` descriptors with room for the rest
     /// of the process; logs when it lowers it.
     pub fn fit_open_files(mut self, open_files: u64) -> Self {
-        let room = usize::try_from(open_files.saturating_sub(RESERVED_FILES).max(1))
-            .unwrap_or(usize::MAX);
+        let room =
+            usize::try_from(open_files.saturating_sub(RESERVED_FILES).max(1)).unwrap_or(usize::MAX);
         if self.max_connections > room {
             tracing::warn!(
                 max_connections = self.max_connections,

@@ -17,7 +17,14 @@ pub async fn serve_with_deadline(
     shutdown: impl Future<Output = ()> + Send + 'static,
     deadline: Duration,
 ) -> std::io::Result<()> {
-    serve_hardened(listener, app, shutdown, ConnectionLimits::default(), deadline).await
+    serve_hardened(
+        listener,
+        app,
+        shutdown,
+        ConnectionLimits::default(),
+        deadline,
+    )
+    .await
 }
 
 /// [`serve_with_deadline`] within `limits` (the `restjwt` server's: header, body and idle

@@ -31,8 +31,8 @@ use sqlx::{Connection, Executor, Row};
 use tokio::sync::mpsc;
 
 use super::{
-    BlacklistOutcome, BucketHit, BlacklistStep, DatabaseOptions, FlushReport, NewOutstanding, NewUser,
-    ProfileUpdate, Rotation, RotationOutcome, RotationStep, Session, SessionEvent, Store,
+    BlacklistOutcome, BlacklistStep, BucketHit, DatabaseOptions, FlushReport, NewOutstanding,
+    NewUser, ProfileUpdate, Rotation, RotationOutcome, RotationStep, Session, SessionEvent, Store,
     StoreError, TokenState, User,
 };
 

@@ -52,7 +52,10 @@ async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> (String,
             ),
         }
     }
-    (String::from_utf8_lossy(&answer).into_owned(), started.elapsed())
+    (
+        String::from_utf8_lossy(&answer).into_owned(),
+        started.elapsed(),
+    )
 }
 
 #[tokio::test]
@@ -125,7 +128,9 @@ fn attack(address: std::net::SocketAddr, count: usize) -> Vec<tokio::task::JoinH
                         continue;
                     };
                     if i % 2 == 0 {
-                        let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await;
+                        let _ = stream
+                            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+                            .await;
                         while stream.write_all(b"X").await.is_ok() {
                             tokio::time::sleep(Duration::from_secs(1)).await;
                         }

@@ -25,7 +25,12 @@ struct Acknowledged {
     logged_out: Vec<String>,
 }
 
-async fn post(base: &str, path: &str, body: serde_json::Value, bearer: Option<&str>) -> Option<Answer> {
+async fn post(
+    base: &str,
+    path: &str,
+    body: serde_json::Value,
+    bearer: Option<&str>,
+) -> Option<Answer> {
     let mut request = client()
         .post(format!("{base}{path}"))
         .timeout(Duration::from_secs(10))
@@ -60,8 +65,14 @@ async fn load(base: String, worker: usize, seen: Arc<Mutex<Acknowledged>>) {
         if answer.status != StatusCode::OK {
             return;
         }
-        let mut refresh = answer.json()["refresh"].as_str().unwrap_or_default().to_owned();
-        let mut access = answer.json()["access"].as_str().unwrap_or_default().to_owned();
+        let mut refresh = answer.json()["refresh"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let mut access = answer.json()["access"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         for _ in 0..3 {
             let Some(answer) = post(
                 &base,
@@ -146,9 +157,14 @@ async fn no_acknowledged_logout_is_lost_to_a_sigkill(backend: Backend) {
         ("logged out", &seen.logged_out),
     ] {
         for token in tokens {
-            let answer = post(&base, "/api/token/refresh/", json!({ "refresh": token }), None)
-                .await
-                .expect("an answer");
+            let answer = post(
+                &base,
+                "/api/token/refresh/",
+                json!({ "refresh": token }),
+                None,
+            )
+            .await
+            .expect("an answer");
             assert_eq!(
                 (answer.status, answer.body.as_str()),
                 (StatusCode::UNAUTHORIZED, BLACKLISTED),

@@ -48,8 +48,10 @@ impl Server {
     /// Starts `serve --bind 127.0.0.1:0` on the workspace's database and waits for its
     /// "listening on" line.
     pub(crate) fn start(ws: &Workspace, env: &[(&str, &str)]) -> Self {
+        // Every client of a test shares 127.0.0.1: throttles off unless the test asks.
         let mut child = ws
             .command(&["serve", "--bind", "127.0.0.1:0"])
+            .env("RESTJWT_THROTTLE_ENABLED", "false")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -21,8 +21,11 @@ async fn app(backend: Backend, pairs: &[(&str, &str)]) -> TestApp {
 }
 
 async fn login_by_email(app: &TestApp, email: &str, password: &str) -> crate::common::TestResponse {
-    app.post("/api/token/", json!({ "email": email, "password": password }))
-        .await
+    app.post(
+        "/api/token/",
+        json!({ "email": email, "password": password }),
+    )
+    .await
 }
 
 /// Item 4: with `USERNAME_FIELD=email`, taking another account's address (in any case) would
@@ -38,7 +41,11 @@ async fn an_email_that_logs_in_cannot_be_taken_by_another_account(backend: Backe
             json["access"].as_str().expect("access").to_owned(),
         )
     };
-    for taken in ["ALICE@example.com", "alice@example.com", "Alice@Example.COM"] {
+    for taken in [
+        "ALICE@example.com",
+        "alice@example.com",
+        "Alice@Example.COM",
+    ] {
         let bearer = format!("Bearer {mallory}");
         app.send(
             Method::PATCH,
@@ -261,7 +268,10 @@ async fn answers_holding_tokens_are_never_cached(backend: Backend) {
             json!({"username": "alice", "password": "alice-pass-1"}),
         )
         .await;
-    let refresh = login.json()["refresh"].as_str().expect("refresh").to_owned();
+    let refresh = login.json()["refresh"]
+        .as_str()
+        .expect("refresh")
+        .to_owned();
     let refreshed = app
         .post("/api/token/refresh/", json!({ "refresh": refresh }))
         .await;
@@ -318,7 +328,8 @@ async fn every_refused_login_takes_the_same_time() {
     )
     .await;
     app.create_user("ours", "right-pass-1").await;
-    app.create_user_with("inactive", "right-pass-1", false).await;
+    app.create_user_with("inactive", "right-pass-1", false)
+        .await;
     let other_argon2 = restjwt::PasswordHasher::new(
         restjwt::HashParams {
             memory_kib: 2048,

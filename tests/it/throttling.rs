@@ -66,19 +66,20 @@ async fn a_throttled_login_gets_drfs_429(backend: Backend) {
     assert_eq!(refused.header("retry-after"), Some("20"));
     assert_eq!(refused.header("www-authenticate"), None);
     // The account compared without regard to case: ALICE is alice.
-    app.post(
-        "/api/token/",
-        json!({"username": "ALICE", "password": "x"}),
-    )
-    .await
-    .assert(
-        429,
-        r#"{"detail":"Request was throttled. Expected available in 20 seconds."}"#,
-    );
+    app.post("/api/token/", json!({"username": "ALICE", "password": "x"}))
+        .await
+        .assert(
+            429,
+            r#"{"detail":"Request was throttled. Expected available in 20 seconds."}"#,
+        );
     app.clock.advance(20);
     app.login("alice", "alice-pass-1").await;
 
-    let app = self::app(backend, &[("RESTJWT_THROTTLE_RATES", r#"{"refresh": "1/s"}"#)]).await;
+    let app = self::app(
+        backend,
+        &[("RESTJWT_THROTTLE_RATES", r#"{"refresh": "1/s"}"#)],
+    )
+    .await;
     let (refresh, _) = app.login("alice", "alice-pass-1").await;
     app.post("/api/token/refresh/", json!({ "refresh": refresh }))
         .await;
