@@ -8,8 +8,9 @@
 //! - **Body timeout**: once the head is in, the whole body must arrive within
 //!   `BODY_READ_TIMEOUT`; a body that takes longer fails to read (408) and the connection
 //!   closes.
-//! - **Idle keep-alive**: a kept-alive connection with no request in flight is closed after
-//!   `KEEP_ALIVE_TIMEOUT` without a new request head.
+//! - **Idle keep-alive**: a kept-alive connection on which nothing arrives is closed after
+//!   `KEEP_ALIVE_TIMEOUT`; once the next request's first byte arrives, its head has
+//!   `HEADER_READ_TIMEOUT`.
 //! - **Connection cap**: at `MAX_CONNECTIONS`, a new connection closes the one that has been
 //!   idle longest (no request in flight: idle keep-alives, and clients still dribbling their
 //!   headers), or, if every connection is busy, is closed itself at once. The listener accepts
@@ -106,7 +107,7 @@ pub fn raise_open_file_limit() -> Option<u64> {
                 current: limit.maximum,
                 maximum: limit.maximum,
             };
-            match setrlimit(Resource::Nofile, raised.clone()) {
+            match setrlimit(Resource::Nofile, raised) {
                 Ok(()) => limit = raised,
                 Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
             }
@@ -128,6 +129,8 @@ struct Connection {
     served: AtomicBool,
     /// When it last became idle: opened, or answered its last request in flight.
     idle_since: Mutex<Instant>,
+    /// When the first byte since it became idle arrived (the next request's head started).
+    reading_since: Mutex<Option<Instant>>,
     /// Wakes the task when a request starts or ends, to reconsider its deadline.
     activity: Notify,
     /// Asked to close to make room.
@@ -141,6 +144,7 @@ impl Connection {
             in_flight: AtomicUsize::new(0),
             served: AtomicBool::new(false),
             idle_since: Mutex::new(Instant::now()),
+            reading_since: Mutex::new(None),
             activity: Notify::new(),
             shed: Notify::new(),
             is_shed: AtomicBool::new(false),
@@ -154,17 +158,33 @@ impl Connection {
             .unwrap_or_else(|_| Instant::now())
     }
 
-    /// When it is closed for idling, if no request is in flight.
+    /// When it is closed, if no request is in flight: the header timeout from its start, or
+    /// from the first byte of a later request's head; the keep-alive timeout from its last
+    /// answer while nothing arrives.
     fn idle_deadline(&self, limits: &ConnectionLimits) -> Option<Instant> {
         if self.in_flight.load(Ordering::Acquire) > 0 {
             return None;
         }
-        let limit = if self.served.load(Ordering::Acquire) {
-            limits.keep_alive_timeout
-        } else {
-            limits.header_read_timeout
-        };
-        Some(self.idle_since() + limit)
+        if !self.served.load(Ordering::Acquire) {
+            return Some(self.idle_since() + limits.header_read_timeout);
+        }
+        let reading = self.reading_since.lock().ok().and_then(|since| *since);
+        Some(match reading {
+            Some(since) => since + limits.header_read_timeout,
+            None => self.idle_since() + limits.keep_alive_timeout,
+        })
+    }
+
+    /// Bytes arrived: if idle, the next request's head has started.
+    fn note_bytes(&self) {
+        if self.in_flight.load(Ordering::Acquire) == 0
+            && self.served.load(Ordering::Acquire)
+            && let Ok(mut since) = self.reading_since.lock()
+            && since.is_none()
+        {
+            *since = Some(Instant::now());
+            self.activity.notify_one();
+        }
     }
 }
 
@@ -183,10 +203,13 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         let connection = &self.0;
         connection.served.store(true, Ordering::Release);
-        if connection.in_flight.fetch_sub(1, Ordering::AcqRel) == 1
-            && let Ok(mut since) = connection.idle_since.lock()
-        {
-            *since = Instant::now();
+        if connection.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            if let Ok(mut since) = connection.idle_since.lock() {
+                *since = Instant::now();
+            }
+            if let Ok(mut reading) = connection.reading_since.lock() {
+                *reading = None;
+            }
         }
         connection.activity.notify_one();
     }
@@ -320,10 +343,16 @@ async fn serve_connection(
         })
     };
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // hyper's own header timer would also cut idle keep-alives at the header timeout; the
+    // deadlines here tell the two apart.
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+        .header_read_timeout(None);
+    let stream = Watched {
+        stream,
+        connection: Arc::clone(connection),
+    };
     let mut served = pin!(builder.serve_connection_with_upgrades(TokioIo::new(stream), service));
     let mut is_stopping = *stopping.borrow();
     if is_stopping {
@@ -356,6 +385,57 @@ async fn serve_connection(
                 }
             }
         }
+    }
+}
+
+/// A client's socket, noting when bytes arrive on an idle connection.
+struct Watched {
+    stream: tokio::net::TcpStream,
+    connection: Arc<Connection>,
+}
+
+impl tokio::io::AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.connection.note_bytes();
+        }
+        polled
+    }
+}
+
+impl tokio::io::AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 

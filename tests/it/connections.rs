@@ -67,7 +67,8 @@ async fn slow_headers_slow_bodies_and_idle_keep_alives_are_cut() {
         restjwt::api::ConnectionLimits {
             header_read_timeout: second,
             body_read_timeout: second,
-            keep_alive_timeout: second,
+            // Longer than the header timeout: an idle keep-alive outlives it.
+            keep_alive_timeout: 2 * second,
             max_connections: 100,
         },
     )
@@ -103,7 +104,8 @@ async fn slow_headers_slow_bodies_and_idle_keep_alives_are_cut() {
     );
     assert!(took < Duration::from_secs(5), "closed after {took:?}");
 
-    // A kept-alive connection that goes quiet after its answer.
+    // A kept-alive connection that goes quiet after its answer: closed at the keep-alive
+    // timeout, not the header timeout.
     let mut idle = TcpStream::connect(address).await.expect("connect");
     idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
@@ -111,9 +113,25 @@ async fn slow_headers_slow_bodies_and_idle_keep_alives_are_cut() {
     let (answer, took) = read_until_closed(&mut idle, Duration::from_secs(5)).await;
     assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
     assert!(
-        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(6),
         "closed after {took:?}"
     );
+
+    // After an answer, the next request's head still has the header timeout once it starts.
+    let mut slow_next = TcpStream::connect(address).await.expect("connect");
+    slow_next
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 4096];
+    let n = slow_next.read(&mut buf).await.expect("the first answer");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200 "));
+    slow_next
+        .write_all(b"GET /healthz HTTP/1.1\r\nX-Slow: ")
+        .await
+        .expect("write");
+    let (_, took) = read_until_closed(&mut slow_next, Duration::from_secs(5)).await;
+    assert!(took < Duration::from_millis(1900), "closed after {took:?}");
 }
 
 /// Opens `count` sockets to `address`: every other one dribbles a header byte a second, the
@@ -127,7 +145,7 @@ fn attack(address: std::net::SocketAddr, count: usize) -> Vec<tokio::task::JoinH
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     };
-                    if i % 2 == 0 {
+                    if i.is_multiple_of(2) {
                         let _ = stream
                             .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
                             .await;

@@ -93,7 +93,7 @@ async fn load(base: String, worker: usize, seen: Arc<Mutex<Acknowledged>>) {
             refresh = next;
             access = json["access"].as_str().unwrap_or_default().to_owned();
         }
-        let (path, body, bearer) = if (worker + round) % 2 == 0 {
+        let (path, body, bearer) = if (worker + round).is_multiple_of(2) {
             ("/api/token/blacklist/", json!({ "refresh": refresh }), None)
         } else {
             ("/api/logout/", json!({}), Some(access.as_str()))
