@@ -213,7 +213,6 @@ fn login_side_by_side(rounds: usize) {
 criterion_group!(benches, hash_and_verify, login_endpoint);
 
 fn main() {
-    benches();
     // LOGIN_ROUNDS runs the side-by-side comparison alone with that many rounds (say, in a
     // debug build: `LOGIN_ROUNDS=20 cargo test --bench passwords`).
     if let Some(rounds) = std::env::var("LOGIN_ROUNDS")
@@ -223,6 +222,7 @@ fn main() {
         login_side_by_side(rounds);
         return;
     }
+    benches();
     let rounds = if common::is_benchmark_mode() { 60 } else { 2 };
     login_side_by_side(rounds);
     Criterion::default().configure_from_args().final_summary();
