@@ -24,6 +24,7 @@ use crate::password::{PasswordError, PasswordHasher};
 use crate::settings::{AccessTokenRevocation, Settings, SettingsError};
 use crate::store::{Store, StoreError};
 use crate::telemetry::RefusalReason;
+use crate::throttle::Throttle;
 use crate::token::{Claims, Clock, SystemClock, TokenKind, Tokens};
 
 pub use crate::lifecycle::Authenticated;
@@ -44,6 +45,7 @@ pub struct AuthState(Arc<Inner>);
 struct Inner {
     lifecycle: Arc<Lifecycle>,
     header_name: HeaderName,
+    throttle: Throttle,
 }
 
 impl std::fmt::Debug for AuthState {
@@ -185,18 +187,26 @@ impl AuthStateBuilder {
                     ),
                 }
             })?;
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let throttle = Throttle::new(
+            settings.throttle_enabled,
+            settings.throttle_rates.clone(),
+            self.store.clone(),
+            Arc::clone(&clock),
+        );
         let lifecycle = Lifecycle::new(
             settings,
             tokens,
             self.store,
             hasher,
-            self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+            clock,
             self.claims_hook,
             self.user_rule,
         );
         Ok(AuthState(Arc::new(Inner {
             lifecycle: Arc::new(lifecycle),
             header_name,
+            throttle,
         })))
     }
 }
@@ -249,6 +259,12 @@ impl AuthState {
     /// The validated settings.
     pub fn settings(&self) -> &Settings {
         self.0.lifecycle.settings()
+    }
+
+    /// The throttle (`THROTTLE_RATES`): `check(scope, key)` for any endpoint, and the login
+    /// and refresh checks the token endpoints make.
+    pub fn throttle(&self) -> &Throttle {
+        &self.0.throttle
     }
 
     /// Issues and checks tokens; [`Tokens::replace_keys`] on it rotates the keys of every
@@ -762,12 +778,18 @@ where
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
+impl<S> FromRequestParts<S> for ClientInfo
+where
+    AuthState: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = std::convert::Infallible;
 
-    /// The User-Agent, cut to 200 characters, and the peer address (with
-    /// `into_make_service_with_connect_info`; empty without).
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+    /// The User-Agent, cut to 200 characters, and the client address: the peer address (with
+    /// `into_make_service_with_connect_info`; empty without), or with `TRUSTED_PROXY_HOPS`
+    /// the address that many hops from the right of `X-Forwarded-For`.
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let hops = AuthState::from_ref(state).settings().trusted_proxy_hops;
         let device = parts
             .headers
             .get(header::USER_AGENT)
@@ -778,11 +800,42 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
                     .collect()
             })
             .unwrap_or_default();
-        let ip = parts
+        let peer = parts
             .extensions
             .get::<ConnectInfo<std::net::SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_string())
+            .map(|ConnectInfo(addr)| addr.ip());
+        let ip = client_address(peer, &parts.headers, hops)
+            .map(|ip| ip.to_string())
             .unwrap_or_default();
         Ok(Self { device, ip })
+    }
+}
+
+/// The client's address behind `hops` trusted proxies: each proxy appends the address it saw to
+/// `X-Forwarded-For` (every such header, in order, read as one list), so the client is `hops`
+/// entries from the right; entries further left are whatever the client wrote and are never
+/// believed. With `hops = 0`, or a header too short or unreadable where it matters, the peer
+/// address. A port on an entry (`1.2.3.4:5678`) is not read: such an entry is unreadable.
+pub fn client_address(
+    peer: Option<std::net::IpAddr>,
+    headers: &axum::http::HeaderMap,
+    hops: u32,
+) -> Option<std::net::IpAddr> {
+    if hops == 0 {
+        return peer;
+    }
+    let forwarded: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let index = usize::try_from(hops).ok()?;
+    match forwarded.len().checked_sub(index) {
+        Some(at) => forwarded[at].parse().ok().or(peer),
+        // Fewer entries than proxies: the request did not come the configured way, and no
+        // entry can be told from one the client wrote.
+        None => peer,
     }
 }

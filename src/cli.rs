@@ -487,7 +487,18 @@ async fn serve(settings: Settings, db: &Database, args: ServeArgs) -> Result<(),
         shutdown_signal().await;
         let _ = stop.send(true);
     });
-    api::serve_with_deadline(listener, app, stopped(), settings.graceful_shutdown_timeout).await?;
+    let mut limits = api::ConnectionLimits::from(&settings);
+    if let Some(open_files) = api::raise_open_file_limit() {
+        limits = limits.fit_open_files(open_files);
+    }
+    api::serve_hardened(
+        listener,
+        app,
+        stopped(),
+        limits,
+        settings.graceful_shutdown_timeout,
+    )
+    .await?;
     if let Some(watcher) = watcher {
         watcher.abort();
     }
@@ -1237,7 +1248,16 @@ async fn change_password(
     let hasher = PasswordHasher::production_with(settings.password_config())?;
     let hash = hasher.hash(password).await?;
     store.update_password(user.id, &hash).await?;
+    // The old password may be what leaked: every session it opened ends with it, so its
+    // refresh tokens stop at once (and access tokens with ACCESS_TOKEN_REVOCATION=session, as
+    // running servers read ended sessions from the store).
+    let ended = store
+        .end_sessions_of_user(user.id, None, chrono::Utc::now())
+        .await?;
     println!("Password changed successfully for user '{username}'");
+    if !ended.is_empty() {
+        println!("Ended {} session(s) of user '{username}'.", ended.len());
+    }
     Ok(())
 }
 

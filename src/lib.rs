@@ -25,6 +25,9 @@
 //!   path, and the account mails' templates.
 //! - [`auth`]: [`AuthState`] and its builder, and the axum extractors ([`CurrentUser`],
 //!   [`Authenticated`], [`TokenUser`]).
+//! - [`throttle`]: DRF-style throttling of logins and refreshes, per address and per
+//!   account, counted in the store (shared by instances) or in memory.
+//! - [`timing`]: the floor that makes every failed login take the same time.
 //! - [`telemetry`]: the metrics restjwt records (through the `metrics` facade) and their names.
 //! - [`api`]: the routers, [`api::app`] (the whole server), and [`ApiError`], the one place
 //!   where an error becomes HTTP.
@@ -68,6 +71,8 @@ pub mod password;
 pub mod settings;
 pub mod store;
 pub mod telemetry;
+pub mod throttle;
+pub mod timing;
 pub mod token;
 
 pub use api::ApiError;

@@ -25,6 +25,7 @@ use serde::Deserialize;
 
 use crate::keys::{Algorithm, KeyError, Keys};
 use crate::password::{Algorithm as PasswordAlgorithm, DjangoVersion, HashParams, PasswordConfig};
+use crate::throttle::ThrottleRates;
 use crate::token::{SESSION_CLAIM, TokenConfig, TokenKind};
 
 mod browser;
@@ -404,6 +405,41 @@ pub struct Settings {
     #[serde(deserialize_with = "field::django_version")]
     pub django_version: Option<DjangoVersion>,
     // Issue 16 (hostile traffic: connections, throttling) adds its settings below this line.
+    /// Throttle logins and refreshes (`THROTTLE_RATES`). Defaults to true; load benchmarks
+    /// and wire tests against Django (which throttles nothing) turn it off.
+    #[serde(deserialize_with = "field::boolean")]
+    pub throttle_enabled: bool,
+    /// DRF's `DEFAULT_THROTTLE_RATES`: scope to rate (`{"login": "5/min"}`, a TOML table, or
+    /// that JSON in the environment); `null` turns a scope off. Given scopes replace their
+    /// defaults, the others keep theirs: `login` 10/min (per account and address),
+    /// `login_address` 60/min, `login_account` 30/min (delays, never refuses), `refresh`
+    /// 600/min (per address), `refresh_account` 60/min (per user).
+    #[serde(deserialize_with = "field::throttle_rates")]
+    pub throttle_rates: ThrottleRates,
+    /// How many proxies in front of the server append to `X-Forwarded-For`: the client address
+    /// (for throttles and sessions) is that many hops from the right of the header. Defaults
+    /// to 0: the header is ignored and the peer address is the client's.
+    #[serde(deserialize_with = "field::count")]
+    pub trusted_proxy_hops: u32,
+    /// How long a client has to send a request's headers, from the moment the connection
+    /// opens (or the previous answer is sent). Defaults to 30 seconds.
+    #[serde(deserialize_with = "field::lifetime")]
+    pub header_read_timeout: Duration,
+    /// How long a client has to send a request's whole body once its headers are in.
+    /// Defaults to 30 seconds.
+    #[serde(deserialize_with = "field::lifetime")]
+    pub body_read_timeout: Duration,
+    /// How long a kept-alive connection may sit idle between requests before it is closed.
+    /// Keep it above the idle timeout of any load balancer in front (AWS's is 60 s), or the
+    /// balancer may send a request down a connection as it closes. Defaults to 75 seconds.
+    #[serde(deserialize_with = "field::lifetime")]
+    pub keep_alive_timeout: Duration,
+    /// The most connections served at once. When full, a new connection closes the one idle
+    /// longest (no request in flight), or is itself closed at once if none is idle; the
+    /// listener keeps accepting. Lowered at start to fit the open-file limit. Defaults to
+    /// 10000.
+    #[serde(deserialize_with = "field::count")]
+    pub max_connections: u32,
 }
 
 /// The field a user logs in with (simplejwt follows the user model's `USERNAME_FIELD`).
@@ -585,6 +621,13 @@ impl Default for Settings {
             password_hashers: None,
             django_version: None,
             // Issue 16 (hostile traffic: connections, throttling) adds its settings below this line.
+            throttle_enabled: true,
+            throttle_rates: ThrottleRates::default(),
+            trusted_proxy_hops: 0,
+            header_read_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(30),
+            keep_alive_timeout: Duration::from_secs(75),
+            max_connections: 10_000,
         }
     }
 }
@@ -732,6 +775,13 @@ impl fmt::Debug for Settings {
             .field("password_hashers", &self.password_hashers)
             .field("django_version", &self.django_version)
             // Issue 16 (hostile traffic: connections, throttling) adds its settings below this line.
+            .field("throttle_enabled", &self.throttle_enabled)
+            .field("throttle_rates", &self.throttle_rates)
+            .field("trusted_proxy_hops", &self.trusted_proxy_hops)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("body_read_timeout", &self.body_read_timeout)
+            .field("keep_alive_timeout", &self.keep_alive_timeout)
+            .field("max_connections", &self.max_connections)
             .finish()
     }
 }
@@ -1355,6 +1405,61 @@ mod field {
                 return Err("must be longer than 0 seconds".into());
             }
             Ok(d)
+        })
+    }
+
+    /// A whole number, 0 or more.
+    pub(super) fn count<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        read(d, |v| match v {
+            Raw::Int(i) => u32::try_from(i).map_err(|_| format!("{i} is not a count")),
+            Raw::Str(s) => s
+                .trim()
+                .parse::<u32>()
+                .map_err(|_| format!("{s:?} is not a whole number")),
+            other => Err(format!("expected a whole number, got {}", other.kind())),
+        })
+    }
+
+    /// DRF's `DEFAULT_THROTTLE_RATES`: a table (or a JSON object in a string) of scope to
+    /// `N/period` or null, laid over the default rates.
+    pub(super) fn throttle_rates<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<crate::throttle::ThrottleRates, D::Error> {
+        read(d, |v| {
+            let entries: Vec<(String, Option<String>)> = match v {
+                Raw::Table(entries) => entries
+                    .into_iter()
+                    .map(|(k, v)| match v {
+                        Raw::Str(rate) => Ok((k, Some(rate))),
+                        Raw::Null => Ok((k, None)),
+                        other => Err(format!("{k:?} must be a rate, got {}", other.kind())),
+                    })
+                    .collect::<Result<_, _>>()?,
+                Raw::Str(text) => {
+                    let map: serde_json::Map<String, serde_json::Value> =
+                        serde_json::from_str(text.trim()).map_err(|_| {
+                            "expected a JSON object of scope to rate, like {\"login\": \"5/min\"}"
+                                .to_owned()
+                        })?;
+                    map.into_iter()
+                        .map(|(k, v)| match v {
+                            serde_json::Value::String(rate) => Ok((k, Some(rate))),
+                            serde_json::Value::Null => Ok((k, None)),
+                            _ => Err(format!("{k:?} must be a rate like \"5/min\" or null")),
+                        })
+                        .collect::<Result<_, _>>()?
+                }
+                other => Err(format!("expected a table of rates, got {}", other.kind()))?,
+            };
+            let mut rates = crate::throttle::ThrottleRates::default();
+            for (scope, rate) in entries {
+                let rate = match rate {
+                    Some(rate) => Some(rate.parse::<crate::throttle::Rate>()?),
+                    None => None,
+                };
+                rates.0.insert(scope, rate);
+            }
+            Ok(rates)
         })
     }
 

@@ -43,6 +43,12 @@ pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 pub trait Clock: Send + Sync + 'static {
     /// Seconds since the Unix epoch.
     fn now(&self) -> i64;
+
+    /// Milliseconds since the Unix epoch, for rate limits finer than a second. Defaults to
+    /// [`Clock::now`] in milliseconds (a test clock moves in whole seconds).
+    fn now_millis(&self) -> i64 {
+        self.now().saturating_mul(1000)
+    }
 }
 
 /// The system clock.
@@ -52,6 +58,10 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> i64 {
         chrono::Utc::now().timestamp()
+    }
+
+    fn now_millis(&self) -> i64 {
+        chrono::Utc::now().timestamp_millis()
     }
 }
 

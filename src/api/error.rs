@@ -12,6 +12,7 @@ use crate::lifecycle::LifecycleError;
 use crate::password::PasswordError;
 use crate::store::StoreError;
 use crate::telemetry::RefusalReason;
+use crate::throttle::{ThrottleError, wait_secs};
 use crate::token::TokenError;
 
 /// Field errors in field order: `{"username":["This field is required."]}`.
@@ -52,6 +53,9 @@ pub enum ApiError {
     /// than any valid token.
     #[error("Request body is too large.")]
     PayloadTooLarge,
+    /// 408: the body did not arrive within `BODY_READ_TIMEOUT`.
+    #[error("Request body took too long to arrive.")]
+    RequestTimeout,
     /// 415: a body in a media type no parser reads.
     #[error("Unsupported media type \"{0}\" in request.")]
     UnsupportedMediaType(String),
@@ -67,6 +71,10 @@ pub enum ApiError {
     /// 404 with DRF's message for a missing object (`No Session matches the given query.`).
     #[error("{0}")]
     NotFoundDetail(&'static str),
+    /// 429: past a throttle's rate; DRF's body and `Retry-After` with the whole seconds to
+    /// wait (rounded up, "1 second" singular as DRF words it).
+    #[error("Request was throttled. Expected available in {0} second{s}.", s = if *.0 == 1 { "" } else { "s" })]
+    Throttled(u64),
     /// 503: the database cannot be reached or failed; the cause goes to the log only.
     #[error("Service temporarily unavailable, try again later.")]
     Unavailable(#[source] StoreError),
@@ -89,10 +97,12 @@ impl ApiError {
             | LogoutRefused(_) => StatusCode::UNAUTHORIZED,
             Fields(_) | Parse(_) => StatusCode::BAD_REQUEST,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             NotAcceptable => StatusCode::NOT_ACCEPTABLE,
             NotFound | NotFoundDetail(_) => StatusCode::NOT_FOUND,
+            Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -143,6 +153,14 @@ impl IntoResponse for ApiError {
                 .extensions_mut()
                 .insert(RefusalReason(self.to_string().into()));
         }
+        if let ApiError::Throttled(wait) = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+            response
+                .extensions_mut()
+                .insert(RefusalReason("throttled".into()));
+        }
         response
     }
 }
@@ -182,6 +200,15 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<ThrottleError> for ApiError {
+    fn from(e: ThrottleError) -> Self {
+        match e {
+            ThrottleError::Throttled { wait } => ApiError::Throttled(wait_secs(wait)),
+            ThrottleError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<PasswordError> for ApiError {
     fn from(e: PasswordError) -> Self {
         ApiError::Internal(e.to_string())
@@ -211,6 +238,15 @@ impl From<LifecycleError> for ApiError {
             LifecycleError::Token(e) => e.into(),
             LifecycleError::NoActiveAccountForToken => ApiError::NoActiveAccountForToken,
             LifecycleError::PasswordChanged => ApiError::PasswordChanged,
+            LifecycleError::EmailTaken => {
+                // DRF's UniqueValidator on Django's `email` field ("email address").
+                let mut fields = FieldErrors::new();
+                fields.insert(
+                    "email".into(),
+                    json!(["user with this email address already exists."]),
+                );
+                ApiError::Fields(fields)
+            }
             LifecycleError::SessionNotFound => {
                 ApiError::NotFoundDetail("No Session matches the given query.")
             }

@@ -32,6 +32,7 @@ mod cookies;
 mod cors;
 mod drf;
 mod error;
+mod listener;
 mod metadata;
 mod openapi;
 
@@ -48,7 +49,8 @@ pub use accounts::{AccountsState, IssuedTokens, account_router};
 pub use body::MAX_BODY_BYTES;
 use drf::{DrfLayer, SECURITY_HEADERS, add_headers};
 pub use error::{ApiError, FieldErrors};
-pub use shutdown::serve_with_deadline;
+pub use listener::{BodyTimeout, ConnectionLimits, raise_open_file_limit};
+pub use shutdown::{serve_hardened, serve_with_deadline};
 pub use trace::{REQUEST_ID, TraceLayer};
 
 /// A 200 JSON response rendered as DRF renders it: compact, UTF-8, `application/json`.
@@ -60,6 +62,26 @@ impl IntoResponse for JsonResponse {
         error::json_body(&self.0).into_response()
     }
 }
+
+/// A 200 JSON response that holds a token: [`JsonResponse`] with `Cache-Control: no-store` and
+/// `Pragma: no-cache`, as RFC 6749 (section 5.1) requires of every answer carrying a token, so
+/// no browser or proxy cache keeps one. Every endpoint that answers a token answers with this.
+#[derive(Debug, Clone)]
+pub(crate) struct TokenJson(pub Value);
+
+impl IntoResponse for TokenJson {
+    fn into_response(self) -> Response {
+        let mut response = error::json_body(&self.0).into_response();
+        add_headers(&mut response, &NO_STORE);
+        response
+    }
+}
+
+/// The headers of [`TokenJson`].
+pub(crate) const NO_STORE: [(header::HeaderName, &str); 2] = [
+    (header::CACHE_CONTROL, "no-store"),
+    (header::PRAGMA, "no-cache"),
+];
 
 const TOKEN_ALLOW: &str = "POST, OPTIONS";
 
@@ -281,18 +303,14 @@ pub fn health_router(state: AuthState) -> Router {
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then finishes the requests in flight.
+/// Connections have the default [`ConnectionLimits`] (header, body and idle timeouts, a cap),
+/// and requests carry the peer address (`ConnectInfo<SocketAddr>`) for sessions and throttles.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // Connect info gives sessions their client address.
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    listener::serve_limited(listener, app, shutdown, ConnectionLimits::default()).await
 }
 
 /// A token view: POST, OPTIONS with DRF's metadata, 405 with DRF's body for the rest, and

@@ -230,6 +230,9 @@ pub(super) enum TokenErrors {
     /// A body in a media type no parser reads.
     #[response(status = 415)]
     UnsupportedMediaType(#[to_schema] Detail),
+    /// Logins and refreshes past a throttle's rate (`THROTTLE_RATES`), with `Retry-After`.
+    #[response(status = 429, headers(("Retry-After" = String, description = "Whole seconds to wait.")))]
+    Throttled(#[to_schema] Detail),
     /// The database cannot be reached.
     #[response(status = 503)]
     Unavailable(#[to_schema] Detail),

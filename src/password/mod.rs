@@ -336,6 +336,31 @@ impl PasswordHasher {
         .await
     }
 
+    /// [`PasswordHasher::verify`], and how long the verification itself ran on its thread
+    /// (the wait for a permit left out), for padding failed logins to one time.
+    pub async fn verify_timed(
+        self: &Arc<Self>,
+        password: String,
+        encoded: Option<String>,
+    ) -> Result<(Verification, std::time::Duration), PasswordError> {
+        self.on_hash_thread(move |this| {
+            let started = std::time::Instant::now();
+            this.verifications.fetch_add(1, Ordering::SeqCst);
+            let verification = match encoded {
+                Some(encoded) => this.verify_blocking(&password, &encoded),
+                None => {
+                    let _ = this.verify_blocking(&password, &this.dummy_hash);
+                    Verification {
+                        is_valid: false,
+                        needs_rehash: false,
+                    }
+                }
+            };
+            (verification, started.elapsed())
+        })
+        .await
+    }
+
     /// Hashes on the calling thread, in the preferred format (the first of
     /// `PASSWORD_HASHERS`). Use [`PasswordHasher::hash`] from async code.
     pub fn hash_blocking(&self, password: &str) -> Result<String, PasswordError> {

@@ -328,6 +328,17 @@ pub enum SessionEvent {
     Ended(String),
 }
 
+/// A rate-limit bucket after a hit ([`Store::hit_bucket`]). The bucket is one number, the
+/// theoretical arrival time of the next request (GCRA): a hit is admitted when that time is
+/// at most the tolerance ahead of now, and then moves it one interval on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BucketHit {
+    /// Whether the hit was admitted (and charged).
+    pub admitted: bool,
+    /// The bucket's theoretical arrival time after the hit, in Unix milliseconds.
+    pub tat_ms: i64,
+}
+
 /// SHA-256 of an encoded token, as hex: what the store keeps instead of the token, so a copy
 /// of the database holds no usable refresh token.
 pub(crate) fn token_hash(token: &str) -> String {
@@ -522,6 +533,25 @@ pub trait Store: Send + Sync + 'static {
         email_address_id: i64,
     ) -> Result<Option<DateTime<Utc>>, StoreError>;
 
+    /// Charges one hit to the rate-limit bucket `key` shared by every process on this
+    /// database: admitted when the bucket's time is at most `tolerance_ms` ahead of `now_ms`,
+    /// and then moved on by `interval_ms`; refused (and left alone) otherwise. `None` (the
+    /// default) when the backend keeps no shared buckets: the caller keeps them in memory.
+    async fn hit_bucket(
+        &self,
+        key: &str,
+        now_ms: i64,
+        interval_ms: i64,
+        tolerance_ms: i64,
+    ) -> Result<Option<BucketHit>, StoreError> {
+        let _ = (key, now_ms, interval_ms, tolerance_ms);
+        Ok(None)
+    }
+    /// Forgets the rate-limit buckets that are empty at `now_ms` (their time has passed).
+    async fn delete_idle_buckets(&self, now_ms: i64) -> Result<(), StoreError> {
+        let _ = now_ms;
+        Ok(())
+    }
     /// Deletes outstanding and blacklisted tokens that expired by `now`, and sessions whose
     /// every token has.
     async fn delete_expired_tokens(&self, now: DateTime<Utc>) -> Result<FlushReport, StoreError>;

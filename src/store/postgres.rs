@@ -32,9 +32,9 @@ use sqlx::{Connection, Executor, Row};
 use tokio::sync::mpsc;
 
 use super::{
-    BlacklistOutcome, BlacklistStep, DatabaseOptions, EmailAddress, FlushReport, NewOutstanding,
-    NewUser, ProfileUpdate, Rotation, RotationOutcome, RotationStep, Session, SessionEvent, Store,
-    StoreError, TokenState, User,
+    BlacklistOutcome, BlacklistStep, BucketHit, DatabaseOptions, EmailAddress, FlushReport,
+    NewOutstanding, NewUser, ProfileUpdate, Rotation, RotationOutcome, RotationStep, Session,
+    SessionEvent, Store, StoreError, TokenState, User,
 };
 
 /// The migrations, in order. All pending ones run in one transaction.
@@ -53,6 +53,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "accounts (allauth's email addresses)",
         include_str!("../../migrations/postgres/0003_accounts.sql"),
+    ),
+    (
+        4,
+        "throttle buckets",
+        include_str!("../../migrations/postgres/0004_throttle.sql"),
     ),
 ];
 
@@ -1295,6 +1300,66 @@ impl Store for PgStore {
                         .await?;
                 }
                 Ok(state)
+            })
+        })
+        .await
+    }
+
+    async fn hit_bucket(
+        &self,
+        key: &str,
+        now_ms: i64,
+        interval_ms: i64,
+        tolerance_ms: i64,
+    ) -> Result<Option<BucketHit>, StoreError> {
+        self.run(move || {
+            Box::pin(async move {
+                let mut conn = self.pool.acquire().await?;
+                // One statement: the row lock makes concurrent hits of one bucket from any
+                // number of instances count one after the other.
+                let charged: Option<i64> = sqlx::query_scalar(
+                    "INSERT INTO restjwt_throttle (key, tat) VALUES ($1, $2 + $3)
+                     ON CONFLICT (key) DO UPDATE
+                       SET tat = GREATEST(restjwt_throttle.tat, $2) + $3
+                       WHERE GREATEST(restjwt_throttle.tat, $2) - $2 <= $4
+                     RETURNING tat",
+                )
+                .bind(key)
+                .bind(now_ms)
+                .bind(interval_ms)
+                .bind(tolerance_ms)
+                .fetch_optional(&mut *conn)
+                .await?;
+                if let Some(tat_ms) = charged {
+                    return Ok(Some(BucketHit {
+                        admitted: true,
+                        tat_ms,
+                    }));
+                }
+                let tat_ms: i64 =
+                    sqlx::query_scalar("SELECT tat FROM restjwt_throttle WHERE key = $1")
+                        .bind(key)
+                        .fetch_optional(&mut *conn)
+                        .await?
+                        .unwrap_or(now_ms);
+                Ok(Some(BucketHit {
+                    admitted: false,
+                    tat_ms,
+                }))
+            })
+        })
+        .await
+    }
+
+    async fn delete_idle_buckets(&self, now_ms: i64) -> Result<(), StoreError> {
+        self.run(move || {
+            Box::pin(async move {
+                let mut conn = self.pool.acquire().await?;
+                sqlx::query("DELETE FROM restjwt_throttle WHERE tat < $1")
+                    .bind(now_ms)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
             })
         })
         .await

@@ -115,13 +115,15 @@ const USER_COLUMNS: &str = "id, username, password, email, first_name, last_name
 
 impl SqliteStore {
     /// Opens (and creates, if missing) the database at `url`: `sqlite://path`, `sqlite:path`
-    /// or `sqlite::memory:`. Query parameters (`?mode=rwc`) are ignored.
+    /// or `sqlite::memory:`. `?synchronous=full` makes commits durable across power loss
+    /// as well as a crash; other query parameters (`?mode=rwc`) are ignored.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let rest = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
             .ok_or_else(|| StoreError::UnsupportedUrl("not a sqlite: URL".into()))?;
-        let path = rest.split('?').next().unwrap_or_default();
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let synchronous = synchronous_of(query)?;
         let path = match path {
             "" => {
                 return Err(StoreError::UnsupportedUrl(
@@ -134,6 +136,11 @@ impl SqliteStore {
         let opened = path.clone();
         let (writer, users, shares) = tokio::task::spawn_blocking(move || {
             let writer = open(opened.as_ref())?;
+            if let Some(mode) = synchronous {
+                writer
+                    .pragma_update(None, "synchronous", mode)
+                    .map_err(db_err)?;
+            }
             let users = match &opened {
                 Some(path) => user_cache(&writer, path)?,
                 None => None,
@@ -191,6 +198,9 @@ impl SqliteStore {
 }
 
 fn open(path: Option<&PathBuf>) -> Result<Connection, StoreError> {
+    if let Some(path) = path {
+        create_private(path)?;
+    }
     let conn = match path {
         Some(path) => Connection::open_with_flags(
             path,
@@ -211,6 +221,47 @@ fn open(path: Option<&PathBuf>) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(db_err)?;
     Ok(conn)
+}
+
+/// The `synchronous` parameter of a SQLite URL (`sqlite://PATH?synchronous=full`): `FULL`
+/// makes every commit durable across power loss too, at the cost of an fsync each; `NORMAL`
+/// (the default) is durable across a crash of the process, and on power loss may lose the
+/// commits since the last checkpoint (never corrupting the file). Other parameters are
+/// ignored, as before.
+fn synchronous_of(query: &str) -> Result<Option<&'static str>, StoreError> {
+    for pair in query.split('&') {
+        let Some((name, value)) = pair.split_once('=') else {
+            continue;
+        };
+        if name.eq_ignore_ascii_case("synchronous") {
+            return match value.to_ascii_lowercase().as_str() {
+                "full" => Ok(Some("FULL")),
+                "normal" => Ok(Some("NORMAL")),
+                "extra" => Ok(Some("EXTRA")),
+                _ => Err(StoreError::UnsupportedUrl(format!(
+                    "synchronous={value:?}: use full, normal or extra"
+                ))),
+            };
+        }
+    }
+    Ok(None)
+}
+
+/// Creates the database file, if missing, readable by its owner alone (0600): it holds password
+/// hashes, client addresses and User-Agents. SQLite gives the `-wal` and `-shm` files it makes
+/// later the mode of the database file, so they are private too. An existing file keeps its
+/// mode (an operator may have chosen one), and so does the directory.
+fn create_private(path: &std::path::Path) -> Result<(), StoreError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        // An empty file is an empty SQLite database.
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(db_err(e)),
+    }
 }
 
 /// The user cache of the database at `path`, if SQLite runs it in WAL mode (it stays in its

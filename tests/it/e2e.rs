@@ -48,8 +48,10 @@ impl Server {
     /// Starts `serve --bind 127.0.0.1:0` on the workspace's database and waits for its
     /// "listening on" line.
     pub(crate) fn start(ws: &Workspace, env: &[(&str, &str)]) -> Self {
+        // Every client of a test shares 127.0.0.1: throttles off unless the test asks.
         let mut child = ws
             .command(&["serve", "--bind", "127.0.0.1:0"])
+            .env("RESTJWT_THROTTLE_ENABLED", "false")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -730,6 +732,37 @@ async fn a_password_changed_from_the_cli_refuses_the_running_servers_tokens_at_o
     assert_eq!(get_user(&server, Some(&fresh)).await.status, StatusCode::OK);
 }
 
+/// `changepassword` ends every session of the user: the refresh tokens the old password got
+/// stop at once, even without `CHECK_REVOKE_TOKEN` (issue 16, item 10).
+async fn changepassword_from_the_cli_ends_the_users_sessions(backend: Backend) {
+    let ws = Workspace::with_backend(backend);
+    ws.create_user("createuser", "fern", "fern-pass-1");
+    let server = Server::start(&ws, &[]);
+    let (refresh, _) = login(&server, "fern", "fern-pass-1").await;
+    let (other_device, _) = login(&server, "fern", "fern-pass-1").await;
+
+    let out = ws.run(
+        &["changepassword", "fern"],
+        &[],
+        "fern-pass-2\nfern-pass-2\n",
+    );
+    out.assert_success();
+    assert!(
+        out.stdout.contains("Ended 2 session(s) of user 'fern'."),
+        "{}",
+        out.stdout
+    );
+    for token in [refresh, other_device] {
+        post(&server, "/api/token/refresh/", json!({ "refresh": token }))
+            .await
+            .assert(
+                StatusCode::UNAUTHORIZED,
+                r#"{"detail":"Token is blacklisted","code":"token_not_valid"}"#,
+            );
+    }
+    login(&server, "fern", "fern-pass-2").await;
+}
+
 backend_tests!(
     blog_flow_over_a_real_socket,
     an_expired_access_token_is_refused_until_refreshed,
@@ -740,4 +773,5 @@ backend_tests!(
     racing_clients_get_one_successor_pair_within_the_default_grace,
     sessions_ended_from_the_cli_stop_the_running_servers_tokens,
     a_password_changed_from_the_cli_refuses_the_running_servers_tokens_at_once,
+    changepassword_from_the_cli_ends_the_users_sessions,
 );

@@ -680,6 +680,7 @@ async fn parallel_refreshes_of_an_unrecorded_token_yield_exactly_one_pair(backen
         TestApp::with_settings(
             backend,
             TestApp::settings(&[
+                ("RESTJWT_THROTTLE_ENABLED", "false"),
                 ("RESTJWT_ROTATE_REFRESH_TOKENS", "true"),
                 ("RESTJWT_BLACKLIST_AFTER_ROTATION", "true"),
                 // No grace: the reuse (or the race) counts from the first moment.

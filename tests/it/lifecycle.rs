@@ -319,6 +319,7 @@ async fn parallel_refreshes_of_one_token_yield_exactly_one_pair(backend: Backend
     let app = app(
         backend,
         &[
+            ("RESTJWT_THROTTLE_ENABLED", "false"),
             ("RESTJWT_ROTATE_REFRESH_TOKENS", "true"),
             ("RESTJWT_BLACKLIST_AFTER_ROTATION", "true"),
             // No grace: the reuse (or the race) counts from the first moment.
