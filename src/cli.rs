@@ -15,6 +15,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use restjwt::accounts::validation::{PasswordValidators, UserAttributes};
 use restjwt::api;
 use restjwt::auth::{AuthState, BuildError};
 use restjwt::keys::dir::{KeyDir, KeyInfo, LegacySecret};
@@ -340,9 +341,9 @@ async fn run_command(
             println!("Migrations applied.");
             Ok(())
         }
-        Command::Createsuperuser(args) => create_user(db, &settings, args, true, env).await,
-        Command::Createuser(args) => create_user(db, &settings, args, false, env).await,
-        Command::Changepassword { username } => change_password(db, &settings, &username).await,
+        Command::Createsuperuser(args) => create_user(db, args, true, env, &settings).await,
+        Command::Createuser(args) => create_user(db, args, false, env, &settings).await,
+        Command::Changepassword { username } => change_password(db, &username, &settings).await,
         Command::Flushexpiredtokens => {
             let store = open_store(db).await?;
             let report = store.delete_expired_tokens(chrono::Utc::now()).await?;
@@ -1053,12 +1054,13 @@ fn check_email(email: &str) -> Result<(), String> {
 
 async fn create_user(
     db: &Database,
-    settings: &Settings,
     args: CreateUserArgs,
     is_superuser: bool,
     env: &HashMap<String, String>,
+    settings: &Settings,
 ) -> Result<(), CliError> {
     let store = open_store(db).await?;
+    let validators = PasswordValidators::new(settings.auth_password_validators.clone());
     let (username, email, password) = if args.noinput {
         let username = args
             .username
@@ -1081,6 +1083,16 @@ async fn create_user(
             return Err(CliError::Command(
                 "Error: That username is already taken.".into(),
             ));
+        }
+        // Like Django's --noinput, nobody is there to confirm: the operator chose this
+        // password, so it is kept, with the validators' verdict on standard error.
+        let attributes = UserAttributes {
+            username: username.clone(),
+            email: email.clone(),
+            ..Default::default()
+        };
+        for message in validators.validate(&password, Some(&attributes)) {
+            eprintln!("Warning: {message}");
         }
         (username, email, password)
     } else {
@@ -1115,7 +1127,12 @@ async fn create_user(
                 (Err(e), None) => eprintln!("Error: {e}"),
             }
         };
-        let password = ask_new_password(&mut console)?;
+        let attributes = UserAttributes {
+            username: username.clone(),
+            email: email.clone(),
+            ..Default::default()
+        };
+        let password = ask_new_password(&mut console, &validators, &attributes)?;
         (username, email, password)
     };
 
@@ -1149,8 +1166,13 @@ async fn create_user(
     }
 }
 
-/// Asks for a password twice until both match and it is not blank; gives up at end of input.
-fn ask_new_password(console: &mut Console) -> Result<String, CliError> {
+/// Asks for a password twice until both match, it is not blank, and it passes the validators
+/// or the operator bypasses them (Django's createsuperuser); gives up at end of input.
+fn ask_new_password(
+    console: &mut Console,
+    validators: &PasswordValidators,
+    user: &UserAttributes,
+) -> Result<String, CliError> {
     loop {
         let password = console.ask_secret("Password: ")?;
         let again = console.ask_secret("Password (again): ")?;
@@ -1162,15 +1184,25 @@ fn ask_new_password(console: &mut Console) -> Result<String, CliError> {
             eprintln!("Error: Blank passwords aren't allowed.");
             continue;
         }
+        let errors = validators.validate(&password, Some(user));
+        if !errors.is_empty() {
+            eprintln!("{}", errors.join("\n"));
+            let answer =
+                console.ask("Bypass password validation and create user anyway? [y/N]: ")?;
+            if !answer.trim().eq_ignore_ascii_case("y") {
+                continue;
+            }
+        }
         return Ok(password);
     }
 }
 
 async fn change_password(
     db: &Database,
-    settings: &Settings,
     username: &str,
+    settings: &Settings,
 ) -> Result<(), CliError> {
+    let validators = PasswordValidators::new(settings.auth_password_validators.clone());
     let store = open_store(db).await?;
     let user = store
         .find_user_by_username(username)
@@ -1188,8 +1220,13 @@ async fn change_password(
         } else if first.trim().is_empty() {
             eprintln!("Error: Blank passwords aren't allowed.");
         } else {
-            password = Some(first);
-            break;
+            // Django's changepassword: the validators' messages count as a failed try.
+            let errors = validators.validate(&first, Some(&UserAttributes::from(&user)));
+            if errors.is_empty() {
+                password = Some(first);
+                break;
+            }
+            eprintln!("{}", errors.join("\n"));
         }
     }
     let password = password.ok_or_else(|| {

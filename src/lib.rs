@@ -19,6 +19,10 @@
 //!   `sqlite`) and PostgreSQL (feature `postgres`) implementations, with their migrations.
 //! - [`lifecycle`]: the token lifecycle without HTTP: log in, refresh, rotate, verify,
 //!   blacklist, log out, sessions, and what authenticates a token.
+//! - [`accounts`]: dj-rest-auth's and allauth's account flows without HTTP: login checks,
+//!   the user's profile, passwords and their validation, reset tokens, email confirmation.
+//! - [`mail`]: Django's mail backends (console, file, SMTP) on lettre, sent off the request
+//!   path, and the account mails' templates.
 //! - [`auth`]: [`AuthState`] and its builder, and the axum extractors ([`CurrentUser`],
 //!   [`Authenticated`], [`TokenUser`]).
 //! - [`telemetry`]: the metrics restjwt records (through the `metrics` facade) and their names.
@@ -51,6 +55,7 @@
 //! }
 //! ```
 
+pub mod accounts;
 pub mod api;
 pub mod auth;
 #[cfg(feature = "jwk-url")]
@@ -58,6 +63,7 @@ pub mod issuer;
 mod json;
 pub mod keys;
 pub mod lifecycle;
+pub mod mail;
 pub mod password;
 pub mod settings;
 pub mod store;

@@ -227,6 +227,38 @@ impl Fields {
         }
     }
 
+    /// A password field of dj-rest-auth's serializers: a `CharField(max_length=128)`.
+    pub fn password_field(&mut self, payload: &Payload, name: &str) -> Option<String> {
+        let value = self.char_field(payload, name)?;
+        if value.chars().count() > 128 {
+            self.errors.insert(
+                name.to_owned(),
+                json!(["Ensure this field has no more than 128 characters."]),
+            );
+            return None;
+        }
+        Some(value)
+    }
+
+    /// DRF's `EmailField()`: required, not blank, a valid address.
+    pub fn email_field(&mut self, payload: &Payload, name: &str) -> Option<String> {
+        let value = self.char_field(payload, name)?;
+        if !is_valid_email(&value) {
+            self.errors
+                .insert(name.to_owned(), json!(["Enter a valid email address."]));
+            return None;
+        }
+        Some(value)
+    }
+
+    /// The one required `EmailField` of a body, or the 400 that names it.
+    pub fn single_email(payload: &Payload, name: &str) -> Result<String, ApiError> {
+        let mut fields = Fields::default();
+        let value = fields.email_field(payload, name);
+        fields.finish()?;
+        Ok(value.unwrap_or_default())
+    }
+
     /// The one required `CharField` of a body (`refresh`, `token`): its trimmed value, or the
     /// 400 that names it.
     pub fn single(payload: &Payload, name: &str) -> Result<String, ApiError> {

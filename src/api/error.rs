@@ -5,6 +5,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
+use crate::accounts::AccountError;
 use crate::auth::{AuthRejection, WWW_AUTHENTICATE};
 use crate::keys::KeyError;
 use crate::lifecycle::LifecycleError;
@@ -35,6 +36,12 @@ pub enum ApiError {
     /// 401: a refresh token whose user is gone or inactive.
     #[error("No active account found for the given token.")]
     NoActiveAccountForToken,
+    /// 401: dj-rest-auth's `token/refresh/` got no refresh token at all.
+    #[error("No valid refresh token found.")]
+    NoRefreshToken,
+    /// 401: dj-rest-auth's logout refused the refresh token (`{"detail": …}`, no `code`).
+    #[error("{0}")]
+    LogoutRefused(String),
     /// 400: request fields failed validation.
     #[error("invalid fields")]
     Fields(FieldErrors),
@@ -74,9 +81,12 @@ impl ApiError {
         use ApiError::*;
         match self {
             Auth(rejection) => rejection.status(),
-            InvalidToken(_) | PasswordChanged | NoActiveAccount | NoActiveAccountForToken => {
-                StatusCode::UNAUTHORIZED
-            }
+            InvalidToken(_)
+            | PasswordChanged
+            | NoActiveAccount
+            | NoActiveAccountForToken
+            | NoRefreshToken
+            | LogoutRefused(_) => StatusCode::UNAUTHORIZED,
             Fields(_) | Parse(_) => StatusCode::BAD_REQUEST,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -94,7 +104,7 @@ impl ApiError {
         let with_code = |code: &str| json!({ "detail": detail, "code": code });
         match self {
             ApiError::Auth(rejection) => rejection.body(),
-            ApiError::InvalidToken(_) => with_code("token_not_valid"),
+            ApiError::InvalidToken(_) | ApiError::NoRefreshToken => with_code("token_not_valid"),
             ApiError::PasswordChanged => with_code("password_changed"),
             ApiError::Fields(fields) => Value::Object(fields.clone()),
             _ => json!({ "detail": detail }),
@@ -210,6 +220,21 @@ impl From<LifecycleError> for ApiError {
             LifecycleError::Store(e) => e.into(),
             LifecycleError::Key(e) => e.into(),
             LifecycleError::Password(e) => e.into(),
+        }
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::Invalid(fields) => ApiError::Fields(
+                fields
+                    .into_iter()
+                    .map(|(name, messages)| (name, json!(messages)))
+                    .collect(),
+            ),
+            AccountError::NotFound => ApiError::NotFound,
+            AccountError::Lifecycle(e) => e.into(),
         }
     }
 }

@@ -25,6 +25,7 @@ use tokens::{
 };
 use user::{get_token_user, get_user, update_user};
 
+mod accounts;
 mod body;
 mod cors;
 mod drf;
@@ -40,6 +41,7 @@ mod tokens;
 mod trace;
 mod user;
 
+pub use accounts::{AccountsState, IssuedTokens, account_router};
 pub use body::MAX_BODY_BYTES;
 use drf::{DrfLayer, SECURITY_HEADERS, add_headers};
 pub use error::{ApiError, FieldErrors};
@@ -140,11 +142,11 @@ pub fn app(state: AuthState) -> Router {
         Some(cors) => app.layer(cors),
         None => app,
     };
-    app.layer(TraceLayer)
+    app.layer(TraceLayer::default())
 }
 
-/// Everything restjwt answers on `/api/`: the token endpoints, the sessions, and the seed's
-/// `GET /api/user/`.
+/// Everything restjwt answers on `/api/`: the token endpoints, the sessions, the seed's
+/// `GET /api/user/`, and dj-rest-auth's account endpoints under `AUTH_PREFIX`.
 pub fn router(state: AuthState) -> Router {
     // Stateless, the view has no user row to read or write: GET only, from the claims.
     let user_view = if state.settings().stateless_user_authentication {
@@ -165,8 +167,9 @@ pub fn router(state: AuthState) -> Router {
         .merge(slash_redirects(&["/api/user"]))
         .with_state(state.clone());
     token_router(state.clone())
-        .merge(session_router(state))
+        .merge(session_router(state.clone()))
         .merge(user_routes)
+        .merge(account_router(state))
 }
 
 /// Where the public keys are published (RFC 8615's well-known location, as identity providers
@@ -347,7 +350,7 @@ fn slash_redirects(paths: &[&'static str]) -> Router<AuthState> {
     })
 }
 
-async fn redirect_to_slash(uri: Uri) -> Response {
+pub(super) async fn redirect_to_slash(uri: Uri) -> Response {
     let location = match uri.query() {
         Some(query) => format!("{}/?{}", uri.path(), query),
         None => format!("{}/", uri.path()),

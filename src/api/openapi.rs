@@ -34,6 +34,7 @@ pub fn openapi() -> OpenApi {
     doc.merge(super::tokens::Doc::openapi());
     doc.merge(super::user::Doc::openapi());
     doc.merge(super::sessions::Doc::openapi());
+    doc.merge(super::accounts::Doc::openapi());
     doc.merge(super::Doc::openapi());
     doc
 }
@@ -61,6 +62,7 @@ pub fn openapi() -> OpenApi {
         (name = "token", description = "simplejwt's token endpoints"),
         (name = "user", description = "The signed-in user"),
         (name = "sessions", description = "The signed-in user's sessions (devices)"),
+        (name = "accounts", description = "dj-rest-auth's account endpoints (under AUTH_PREFIX)"),
         (name = "operations", description = "Health checks and public keys"),
     )
 )]

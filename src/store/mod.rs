@@ -96,12 +96,30 @@ pub struct NewUser {
 /// The profile fields a user may change themselves; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProfileUpdate {
+    /// New username (already normalised and checked to be free); a taken one is
+    /// [`StoreError::Conflict`]`("username")`.
+    pub username: Option<String>,
     /// New email address.
     pub email: Option<String>,
     /// New first name.
     pub first_name: Option<String>,
     /// New last name.
     pub last_name: Option<String>,
+}
+
+/// One of a user's addresses, as allauth's `account_emailaddress` keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailAddress {
+    /// The primary key (what a confirmation key names).
+    pub id: i64,
+    /// The user it belongs to.
+    pub user_id: i64,
+    /// The address as given.
+    pub email: String,
+    /// Confirmed by following a mailed key.
+    pub verified: bool,
+    /// The user's primary address.
+    pub primary: bool,
 }
 
 /// A login session: the family of refresh tokens descended from one login (one device).
@@ -444,6 +462,66 @@ pub trait Store: Send + Sync + 'static {
     fn watch_ended_sessions(&self) -> Option<tokio::sync::mpsc::Receiver<SessionEvent>> {
         None
     }
+
+    // Accounts (issue 12): dj-rest-auth's and allauth's checks.
+
+    /// Whether another user than `except` has this username, compared without regard to case
+    /// (allauth's `clean_username`).
+    async fn is_username_taken(
+        &self,
+        username: &str,
+        except: Option<i64>,
+    ) -> Result<bool, StoreError>;
+
+    /// Whether any user has this address, in `auth_user` or allauth's addresses (verified or
+    /// not), compared without regard to case.
+    async fn is_email_taken(&self, email: &str) -> Result<bool, StoreError>;
+
+    /// Creates a user and its primary allauth address (unverified unless `verified`) in one
+    /// transaction. A taken username is [`StoreError::Conflict`]`("username")`.
+    async fn create_user_with_email(
+        &self,
+        user: NewUser,
+        verified: bool,
+    ) -> Result<(User, EmailAddress), StoreError>;
+
+    /// The user's allauth addresses, oldest first.
+    async fn find_email_addresses_of_user(
+        &self,
+        user_id: i64,
+    ) -> Result<Vec<EmailAddress>, StoreError>;
+
+    /// An allauth address by its primary key.
+    async fn find_email_address(&self, id: i64) -> Result<Option<EmailAddress>, StoreError>;
+
+    /// The oldest allauth address spelled exactly `email` (allauth's resend matches exactly).
+    async fn find_email_address_by_email(
+        &self,
+        email: &str,
+    ) -> Result<Option<EmailAddress>, StoreError>;
+
+    /// Marks an address verified; false when it was verified already (or is gone), so two
+    /// confirmations of one key cannot both succeed.
+    async fn update_email_address_verified(&self, id: i64) -> Result<bool, StoreError>;
+
+    /// Every user with this address in `auth_user` or among allauth's addresses, compared
+    /// without regard to case, by id (allauth's `filter_users_by_email`).
+    async fn find_users_by_any_email(&self, email: &str) -> Result<Vec<User>, StoreError>;
+
+    /// Records that a confirmation key was mailed for an address.
+    async fn create_email_confirmation(
+        &self,
+        email_address_id: i64,
+        key: &str,
+        sent: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// When a confirmation was last mailed for an address.
+    async fn find_last_confirmation_sent(
+        &self,
+        email_address_id: i64,
+    ) -> Result<Option<DateTime<Utc>>, StoreError>;
+
     /// Deletes outstanding and blacklisted tokens that expired by `now`, and sessions whose
     /// every token has.
     async fn delete_expired_tokens(&self, now: DateTime<Utc>) -> Result<FlushReport, StoreError>;

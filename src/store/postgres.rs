@@ -32,8 +32,8 @@ use sqlx::{Connection, Executor, Row};
 use tokio::sync::mpsc;
 
 use super::{
-    BlacklistOutcome, BlacklistStep, DatabaseOptions, FlushReport, NewOutstanding, NewUser,
-    ProfileUpdate, Rotation, RotationOutcome, RotationStep, Session, SessionEvent, Store,
+    BlacklistOutcome, BlacklistStep, DatabaseOptions, EmailAddress, FlushReport, NewOutstanding,
+    NewUser, ProfileUpdate, Rotation, RotationOutcome, RotationStep, Session, SessionEvent, Store,
     StoreError, TokenState, User,
 };
 
@@ -48,6 +48,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "refresh lifecycle",
         include_str!("../../migrations/postgres/0002_refresh_lifecycle.sql"),
+    ),
+    (
+        3,
+        "accounts (allauth's email addresses)",
+        include_str!("../../migrations/postgres/0003_accounts.sql"),
     ),
 ];
 
@@ -290,6 +295,23 @@ fn is_transient(e: &sqlx::Error) -> bool {
         e.as_database_error().and_then(|d| d.code()).as_deref(),
         Some("40001" | "40P01")
     )
+}
+
+/// The address columns in the order [`email_from_row`] reads them.
+macro_rules! email_columns {
+    () => {
+        "id::int8, user_id::int8, email, verified, \"primary\""
+    };
+}
+
+fn email_from_row(row: &PgRow) -> Result<EmailAddress, sqlx::Error> {
+    Ok(EmailAddress {
+        id: row.try_get(0)?,
+        user_id: row.try_get(1)?,
+        email: row.try_get(2)?,
+        verified: row.try_get(3)?,
+        primary: row.try_get(4)?,
+    })
 }
 
 fn user_from_row(row: &PgRow) -> Result<User, sqlx::Error> {
@@ -914,7 +936,8 @@ impl Store for PgStore {
     ) -> Result<User, StoreError> {
         let sql = concat!(
             "UPDATE auth_user SET email = COALESCE($1, email), \
-                 first_name = COALESCE($2, first_name), last_name = COALESCE($3, last_name) \
+                 first_name = COALESCE($2, first_name), last_name = COALESCE($3, last_name), \
+                 username = COALESCE($5, username) \
              WHERE id = $4 RETURNING ",
             user_columns!()
         );
@@ -927,6 +950,7 @@ impl Store for PgStore {
                         .bind(update.first_name.as_deref())
                         .bind(update.last_name.as_deref())
                         .bind(id)
+                        .bind(update.username.as_deref())
                         .fetch_optional(&self.pool)
                         .await?
                         .map(|row| user_from_row(&row))
@@ -935,6 +959,243 @@ impl Store for PgStore {
             })
             .await?;
         row.ok_or(StoreError::NotFound)
+    }
+
+    async fn is_username_taken(
+        &self,
+        username: &str,
+        except: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        if username.contains('\0') {
+            return Ok(false);
+        }
+        self.run(move || {
+            Box::pin(async move {
+                sqlx::query_scalar(
+                    "SELECT EXISTS(SELECT 1 FROM auth_user WHERE UPPER(username) = UPPER($1) \
+                     AND id IS DISTINCT FROM $2)",
+                )
+                .bind(username)
+                .bind(except)
+                .fetch_one(&self.pool)
+                .await
+            })
+        })
+        .await
+    }
+
+    async fn is_email_taken(&self, email: &str) -> Result<bool, StoreError> {
+        if email.contains('\0') {
+            return Ok(false);
+        }
+        self.run(move || {
+            Box::pin(async move {
+                sqlx::query_scalar(
+                    "SELECT EXISTS(SELECT 1 FROM auth_user WHERE UPPER(email) = UPPER($1)) \
+                     OR EXISTS(SELECT 1 FROM account_emailaddress WHERE UPPER(email) = UPPER($1))",
+                )
+                .bind(email)
+                .fetch_one(&self.pool)
+                .await
+            })
+        })
+        .await
+    }
+
+    async fn create_user_with_email(
+        &self,
+        user: NewUser,
+        verified: bool,
+    ) -> Result<(User, EmailAddress), StoreError> {
+        let insert_user = concat!(
+            "INSERT INTO auth_user (username, password, email, first_name, last_name, \
+             is_active, is_staff, is_superuser, last_login, date_joined) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9) RETURNING ",
+            user_columns!()
+        );
+        let insert_email = concat!(
+            "INSERT INTO account_emailaddress (user_id, email, verified, \"primary\") \
+             VALUES ($1, $2, $3, true) RETURNING ",
+            email_columns!()
+        );
+        let user = &user;
+        self.run(move || {
+            Box::pin(async move {
+                let mut tx = self.pool.begin().await?;
+                let row = sqlx::query(insert_user)
+                    .bind(&user.username)
+                    .bind(&user.password_hash)
+                    .bind(&user.email)
+                    .bind(&user.first_name)
+                    .bind(&user.last_name)
+                    .bind(user.is_active)
+                    .bind(user.is_staff)
+                    .bind(user.is_superuser)
+                    .bind(user.date_joined)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let created = user_from_row(&row)?;
+                let row = sqlx::query(insert_email)
+                    .bind(created.id)
+                    .bind(&created.email)
+                    .bind(verified)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let address = email_from_row(&row)?;
+                tx.commit().await?;
+                Ok((created, address))
+            })
+        })
+        .await
+    }
+
+    async fn find_email_addresses_of_user(
+        &self,
+        user_id: i64,
+    ) -> Result<Vec<EmailAddress>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            email_columns!(),
+            " FROM account_emailaddress WHERE user_id = $1 ORDER BY id"
+        );
+        self.run(move || {
+            Box::pin(async move {
+                sqlx::query(sql)
+                    .bind(user_id)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(email_from_row)
+                    .collect()
+            })
+        })
+        .await
+    }
+
+    async fn find_email_address(&self, id: i64) -> Result<Option<EmailAddress>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            email_columns!(),
+            " FROM account_emailaddress WHERE id = $1"
+        );
+        self.run(move || {
+            Box::pin(async move {
+                sqlx::query(sql)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .map(|row| email_from_row(&row))
+                    .transpose()
+            })
+        })
+        .await
+    }
+
+    async fn find_email_address_by_email(
+        &self,
+        email: &str,
+    ) -> Result<Option<EmailAddress>, StoreError> {
+        if email.contains('\0') {
+            return Ok(None);
+        }
+        let sql = concat!(
+            "SELECT ",
+            email_columns!(),
+            " FROM account_emailaddress WHERE email = $1 ORDER BY id LIMIT 1"
+        );
+        self.run(move || {
+            Box::pin(async move {
+                sqlx::query(sql)
+                    .bind(email)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .map(|row| email_from_row(&row))
+                    .transpose()
+            })
+        })
+        .await
+    }
+
+    async fn update_email_address_verified(&self, id: i64) -> Result<bool, StoreError> {
+        let done = self
+            .run(move || {
+                Box::pin(async move {
+                    sqlx::query(
+                        "UPDATE account_emailaddress SET verified = true \
+                         WHERE id = $1 AND NOT verified",
+                    )
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await
+                })
+            })
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn find_users_by_any_email(&self, email: &str) -> Result<Vec<User>, StoreError> {
+        if email.contains('\0') {
+            return Ok(Vec::new());
+        }
+        let sql = concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM auth_user WHERE UPPER(email) = UPPER($1) \
+             OR id IN (SELECT user_id FROM account_emailaddress \
+                       WHERE UPPER(email) = UPPER($1)) ORDER BY id"
+        );
+        self.run(move || {
+            Box::pin(async move {
+                sqlx::query(sql)
+                    .bind(email)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(user_from_row)
+                    .collect()
+            })
+        })
+        .await
+    }
+
+    async fn create_email_confirmation(
+        &self,
+        email_address_id: i64,
+        key: &str,
+        sent: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.run(move || {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO account_emailconfirmation (created, sent, key, email_address_id) \
+                     VALUES ($1, $1, $2, $3) ON CONFLICT (key) DO NOTHING",
+                )
+                .bind(sent)
+                .bind(key)
+                .bind(email_address_id)
+                .execute(&self.pool)
+                .await
+            })
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn find_last_confirmation_sent(
+        &self,
+        email_address_id: i64,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.run(move || {
+            Box::pin(async move {
+                sqlx::query_scalar(
+                    "SELECT MAX(sent) FROM account_emailconfirmation WHERE email_address_id = $1",
+                )
+                .bind(email_address_id)
+                .fetch_one(&self.pool)
+                .await
+            })
+        })
+        .await
     }
 
     async fn update_last_login(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {

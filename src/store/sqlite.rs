@@ -18,8 +18,9 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavio
 use wal_index::{Stamp, WalIndex};
 
 use super::{
-    BlacklistOutcome, BlacklistStep, FlushReport, NewOutstanding, NewUser, ProfileUpdate, Rotation,
-    RotationOutcome, RotationStep, Session, Store, StoreError, TokenState, User,
+    BlacklistOutcome, BlacklistStep, EmailAddress, FlushReport, NewOutstanding, NewUser,
+    ProfileUpdate, Rotation, RotationOutcome, RotationStep, Session, Store, StoreError, TokenState,
+    User,
 };
 
 /// How long a statement waits for another connection's lock before failing.
@@ -38,6 +39,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "refresh lifecycle",
         include_str!("../../migrations/sqlite/0002_refresh_lifecycle.sql"),
+    ),
+    (
+        3,
+        "accounts (allauth's email addresses)",
+        include_str!("../../migrations/sqlite/0003_accounts.sql"),
     ),
 ];
 
@@ -310,6 +316,18 @@ fn time_column(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<DateTime<
             )
         }),
     }
+}
+
+const EMAIL_COLUMNS: &str = "id, user_id, email, verified, \"primary\"";
+
+fn email_from_row(row: &Row<'_>) -> rusqlite::Result<EmailAddress> {
+    Ok(EmailAddress {
+        id: row.get(0)?,
+        user_id: row.get(1)?,
+        email: row.get(2)?,
+        verified: row.get(3)?,
+        primary: row.get(4)?,
+    })
 }
 
 fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
@@ -768,17 +786,189 @@ impl Store for SqliteStore {
             conn.query_row(
                 &format!(
                     "UPDATE auth_user SET email = COALESCE(?1, email), \
-                         first_name = COALESCE(?2, first_name), last_name = COALESCE(?3, last_name) \
+                         first_name = COALESCE(?2, first_name), last_name = COALESCE(?3, last_name), \
+                         username = COALESCE(?5, username) \
                      WHERE id = ?4 RETURNING {USER_COLUMNS}"
                 ),
-                params![update.email, update.first_name, update.last_name, id],
+                params![update.email, update.first_name, update.last_name, id, update.username],
                 user_from_row,
             )
             .optional()
-            .map_err(db_err)?
+            .map_err(|e| match e.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Conflict("username"),
+                _ => db_err(e),
+            })?
             .ok_or(StoreError::NotFound)
         })
         .await
+    }
+
+    async fn is_username_taken(
+        &self,
+        username: &str,
+        except: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT EXISTS(SELECT 1 FROM auth_user WHERE username = ? COLLATE NOCASE \
+                 AND id IS NOT ?)",
+            )?
+            .query_row(params![username, except], |row| row.get(0))
+        })
+    }
+
+    async fn is_email_taken(&self, email: &str) -> Result<bool, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT EXISTS(SELECT 1 FROM auth_user WHERE email = ?1 COLLATE NOCASE) \
+                 OR EXISTS(SELECT 1 FROM account_emailaddress WHERE email = ?1 COLLATE NOCASE)",
+            )?
+            .query_row([email], |row| row.get(0))
+        })
+    }
+
+    async fn create_user_with_email(
+        &self,
+        user: NewUser,
+        verified: bool,
+    ) -> Result<(User, EmailAddress), StoreError> {
+        self.write(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err)?;
+            let created = tx
+                .query_row(
+                    &format!(
+                        "INSERT INTO auth_user (username, password, email, first_name, last_name, \
+                         is_active, is_staff, is_superuser, last_login, date_joined) \
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?) RETURNING {USER_COLUMNS}"
+                    ),
+                    params![
+                        user.username,
+                        user.password_hash,
+                        user.email,
+                        user.first_name,
+                        user.last_name,
+                        user.is_active,
+                        user.is_staff,
+                        user.is_superuser,
+                        django_time(user.date_joined),
+                    ],
+                    user_from_row,
+                )
+                .map_err(|e| match e.sqlite_error_code() {
+                    Some(rusqlite::ErrorCode::ConstraintViolation) => {
+                        StoreError::Conflict("username")
+                    }
+                    _ => db_err(e),
+                })?;
+            let address = tx
+                .query_row(
+                    &format!(
+                        "INSERT INTO account_emailaddress (user_id, email, verified, \"primary\") \
+                         VALUES (?, ?, ?, 1) RETURNING {EMAIL_COLUMNS}"
+                    ),
+                    params![created.id, created.email, verified],
+                    email_from_row,
+                )
+                .map_err(db_err)?;
+            tx.commit().map_err(db_err)?;
+            Ok((created, address))
+        })
+        .await
+    }
+
+    async fn find_email_addresses_of_user(
+        &self,
+        user_id: i64,
+    ) -> Result<Vec<EmailAddress>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {EMAIL_COLUMNS} FROM account_emailaddress WHERE user_id = ? ORDER BY id"
+            ))?
+            .query_map([user_id], email_from_row)?
+            .collect()
+        })
+    }
+
+    async fn find_email_address(&self, id: i64) -> Result<Option<EmailAddress>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {EMAIL_COLUMNS} FROM account_emailaddress WHERE id = ?"
+            ))?
+            .query_row([id], email_from_row)
+            .optional()
+        })
+    }
+
+    async fn find_email_address_by_email(
+        &self,
+        email: &str,
+    ) -> Result<Option<EmailAddress>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {EMAIL_COLUMNS} FROM account_emailaddress WHERE email = ? \
+                 ORDER BY id LIMIT 1"
+            ))?
+            .query_row([email], email_from_row)
+            .optional()
+        })
+    }
+
+    async fn update_email_address_verified(&self, id: i64) -> Result<bool, StoreError> {
+        self.write(move |conn| {
+            let changed = conn
+                .execute(
+                    "UPDATE account_emailaddress SET verified = 1 WHERE id = ? AND NOT verified",
+                    [id],
+                )
+                .map_err(db_err)?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn find_users_by_any_email(&self, email: &str) -> Result<Vec<User>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {USER_COLUMNS} FROM auth_user WHERE email = ?1 COLLATE NOCASE \
+                 OR id IN (SELECT user_id FROM account_emailaddress \
+                           WHERE email = ?1 COLLATE NOCASE) ORDER BY id"
+            ))?
+            .query_map([email], user_from_row)?
+            .collect()
+        })
+    }
+
+    async fn create_email_confirmation(
+        &self,
+        email_address_id: i64,
+        key: &str,
+        sent: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO account_emailconfirmation (created, sent, key, email_address_id) \
+                 VALUES (?1, ?1, ?2, ?3) ON CONFLICT (key) DO NOTHING",
+                params![django_time(sent), key, email_address_id],
+            )
+            .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn find_last_confirmation_sent(
+        &self,
+        email_address_id: i64,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT MAX(sent) FROM account_emailconfirmation WHERE email_address_id = ?",
+            )?
+            .query_row([email_address_id], |row| time_column(row, 0))
+        })
     }
 
     async fn create_session(

@@ -2,6 +2,8 @@
 
 mod common;
 
+mod accounts;
+mod accounts_replay;
 mod attacks;
 mod caches;
 mod cli;
