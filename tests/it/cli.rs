@@ -243,7 +243,7 @@ async fn migrate_creates_the_database_and_is_idempotent(backend: Backend) {
         Backend::Sqlite => assert!(ws.db_path().exists(), "migrate must create the SQLite file"),
         Backend::Postgres => assert!(!ws.db_path().exists(), "no file on PostgreSQL"),
     }
-    assert_eq!(ws.db().count_rows("restjwt_migrations").await, 2);
+    assert_eq!(ws.db().count_rows("restjwt_migrations").await, 3);
     assert!(ws.find_user("nobody").await.is_none());
 
     ws.run(&["migrate"], &[], "").assert_success();
