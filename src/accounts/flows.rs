@@ -68,6 +68,8 @@ pub struct Registration {
 
 /// What a registration ends with.
 #[derive(Debug)]
+// One value per registration, moved once: boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Registered {
     /// Logged in at once (verification `none` or `optional`).
     LoggedIn(LoggedIn),
