@@ -156,7 +156,8 @@ pub enum KeysCommand {
     },
     /// Make a staged key the signing key now (see `keys rotate --activate-after never`).
     Activate {
-        /// The key's id (see `restjwt keys list`).
+        /// The key's id (see `restjwt keys list`); one may start with `-` (base64url).
+        #[arg(allow_hyphen_values = true)]
         kid: String,
         /// Activate a key published for less than JWKS_MAX_AGE: JWKS clients whose cache is
         /// older may refuse its tokens until they refetch.
@@ -167,7 +168,8 @@ pub enum KeysCommand {
     },
     /// Remove a key from the key directory: tokens it signed are refused from then on.
     Retire {
-        /// The key's id (see `restjwt keys list`).
+        /// The key's id (see `restjwt keys list`); one may start with `-` (base64url).
+        #[arg(allow_hyphen_values = true)]
         kid: String,
         #[command(flatten)]
         location: KeyDirArgs,
@@ -1315,6 +1317,22 @@ fn database_options(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Key ids are base64url: one in 64 starts with `-`, which must not read as a flag.
+    #[test]
+    fn a_key_id_may_start_with_a_hyphen() {
+        for verb in ["retire", "activate"] {
+            let cli = Cli::try_parse_from(["restjwt", "keys", verb, "-fsbZX2abc"])
+                .unwrap_or_else(|e| panic!("{verb}: {e}"));
+            let kid = match cli.command {
+                Command::Keys(
+                    KeysCommand::Retire { kid, .. } | KeysCommand::Activate { kid, .. },
+                ) => kid,
+                other => panic!("{verb}: {other:?}"),
+            };
+            assert_eq!(kid, "-fsbZX2abc");
+        }
+    }
 
     #[test]
     fn database_options_are_validated_with_the_variable_named() {
