@@ -293,6 +293,7 @@ pub(super) fn logged_in_response(access: String, refresh: String, user: &User) -
     responses(
         (status = 200, description = "The pair and the user.", body = LoginResponse),
         (status = 400, description = "Missing fields or bad credentials.", body = BadRequest),
+        (status = 429, description = "Past a login throttle's rate (`THROTTLE_RATES`), with `Retry-After`.", body = super::openapi::Detail),
         AuthErrors
     )
 )]
