@@ -21,10 +21,14 @@ mod options;
 mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(feature = "postgres")]
+mod user_cache;
 
 pub use options::{DatabaseOptions, DatabaseUrl};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgStore, SESSION_ENDED_CHANNEL};
+#[cfg(feature = "postgres")]
+pub use user_cache::{MAX_AGE as PG_USER_MEMORY_MAX_AGE, USER_CHANGED_CHANNEL};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 

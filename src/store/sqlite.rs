@@ -4,7 +4,9 @@
 //! less than handing it to another thread, and WAL mode means readers never wait for writers.
 //! Writes go to one writer connection on a blocking thread, so a write that waits for another
 //! process's lock (the CLI, a second server) never stalls the async workers, and writes from
-//! this process never contend with each other for SQLite's lock.
+//! this process never contend with each other for SQLite's lock. The token lifecycle's writes
+//! (rotations, logins, logouts) go through [`group_commit`]: those that arrive while one
+//! transaction commits share the next one, each answered only once it is committed.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -24,7 +26,10 @@ use super::{
 /// How long a statement waits for another connection's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+mod group_commit;
 mod wal_index;
+
+use group_commit::GroupCommit;
 
 /// The migrations, in order. Each runs once, in its own transaction.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -47,6 +52,8 @@ pub struct SqliteStore {
     /// Idle read connections, reused; one is opened when none is idle.
     readers: Mutex<Vec<Connection>>,
     writer: Arc<Mutex<Connection>>,
+    /// The lifecycle's writes (rotations, logins, logouts), committed in groups.
+    group: GroupCommit,
     /// `None` for an in-memory database, or a file SQLite could not put in WAL mode.
     users: Option<UserCache>,
 }
@@ -132,10 +139,12 @@ impl SqliteStore {
         })
         .await
         .map_err(db_err)??;
+        let writer = Arc::new(Mutex::new(writer));
         Ok(Self {
             path,
             readers: Mutex::new(Vec::new()),
-            writer: Arc::new(Mutex::new(writer)),
+            group: GroupCommit::new(Arc::clone(&writer)),
+            writer,
             users,
         })
     }
@@ -359,10 +368,10 @@ const TOKEN_STATE_SQL: &str = "SELECT \
 /// Reads a token's row, recording the token first when it was never seen (simplejwt's
 /// `get_or_create`): a token issued elsewhere with the same key can still be blacklisted.
 fn find_or_create_token(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Connection,
     token: &NewOutstanding,
 ) -> Result<super::TokenRow, StoreError> {
-    let read = |tx: &rusqlite::Transaction<'_>| {
+    let read = |tx: &Connection| {
         tx.prepare_cached(TOKEN_ROW_SQL)?
             .query_row([&token.jti], |row| {
                 Ok(super::TokenRow {
@@ -435,13 +444,11 @@ fn unix(t: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(t, 0).unwrap_or_default()
 }
 
-fn rotate(conn: &mut Connection, r: Rotation) -> Result<RotationOutcome, StoreError> {
-    // IMMEDIATE: the write lock is taken before the read, so two rotations of one token, from
-    // this process or another, run one after the other and the second sees the first.
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(db_err)?;
-    let row = find_or_create_token(&tx, &r.old)?;
+/// Runs inside a group commit's `BEGIN IMMEDIATE` transaction: the write lock is taken before
+/// the read, so two rotations of one token, from this process or another, run one after the
+/// other and the second sees the first.
+fn rotate(tx: &Connection, r: Rotation) -> Result<RotationOutcome, StoreError> {
+    let row = find_or_create_token(tx, &r.old)?;
     let now = unix(r.now);
     let step = super::rotation_step(&row, &r);
     let outcome = match step {
@@ -450,7 +457,7 @@ fn rotate(conn: &mut Connection, r: Rotation) -> Result<RotationOutcome, StoreEr
         },
         RotationStep::Replay(outcome) => outcome,
         RotationStep::EndSession(id) => RotationOutcome::Refused {
-            revoked_session: end_session(&tx, &id, now)?.then_some(id),
+            revoked_session: end_session(tx, &id, now)?.then_some(id),
         },
         RotationStep::Rotate => {
             tx.prepare_cached(
@@ -459,19 +466,18 @@ fn rotate(conn: &mut Connection, r: Rotation) -> Result<RotationOutcome, StoreEr
             )
             .and_then(|mut stmt| stmt.execute(params![r.new.jti, r.access_jti, r.now, r.old.jti]))
             .map_err(db_err)?;
-            blacklist(&tx, &r.old.jti, now)?;
+            blacklist(tx, &r.old.jti, now)?;
             let new = NewOutstanding {
                 session_id: row.session_id.clone(),
                 ..r.new
             };
-            insert_outstanding(&tx, &new)?;
+            insert_outstanding(tx, &new)?;
             if let Some(id) = &row.session_id {
-                touch_session(&tx, id, now, Some(new.expires_at))?;
+                touch_session(tx, id, now, Some(new.expires_at))?;
             }
             RotationOutcome::Rotated
         }
     };
-    tx.commit().map_err(db_err)?;
     Ok(outcome)
 }
 
@@ -631,7 +637,7 @@ impl Store for SqliteStore {
     }
 
     async fn update_last_login(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.write(move |conn| {
+        self.group.run(move |conn| {
             conn.execute(
                 "UPDATE auth_user SET last_login = ? WHERE id = ?",
                 params![django_time(at), id],
@@ -680,16 +686,14 @@ impl Store for SqliteStore {
         session: Session,
         token: NewOutstanding,
     ) -> Result<(), StoreError> {
-        self.write(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db_err)?;
-            tx.execute(
+        self.group.run(move |tx| {
+            tx.prepare_cached(
                 &format!(
                     "INSERT INTO restjwt_session ({SESSION_COLUMNS}) \
                      VALUES (?1, (SELECT id FROM auth_user WHERE id = ?2), ?3, ?4, ?5, ?6, ?7, ?8)"
                 ),
-                params![
+            )
+            .and_then(|mut stmt| stmt.execute(params![
                     session.id,
                     session.user_id,
                     session.device,
@@ -698,25 +702,20 @@ impl Store for SqliteStore {
                     django_time(session.last_refreshed_at),
                     django_time(session.expires_at),
                     session.revoked_at.map(django_time),
-                ],
-            )
+                ]))
             .map_err(db_err)?;
-            insert_outstanding(&tx, &token)?;
-            tx.commit().map_err(db_err)
+            insert_outstanding(tx, &token)
         })
         .await
     }
 
     async fn create_outstanding(&self, token: NewOutstanding) -> Result<(), StoreError> {
-        self.write(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db_err)?;
-            insert_outstanding(&tx, &token)?;
+        self.group.run(move |tx| {
+            insert_outstanding(tx, &token)?;
             if let Some(id) = &token.session_id {
-                touch_session(&tx, id, token.created_at, Some(token.expires_at))?;
+                touch_session(tx, id, token.created_at, Some(token.expires_at))?;
             }
-            tx.commit().map_err(db_err)
+            Ok(())
         })
         .await
     }
@@ -743,12 +742,12 @@ impl Store for SqliteStore {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let id = id.to_owned();
-        self.write(move |conn| touch_session(conn, &id, at, None))
+        self.group.run(move |conn| touch_session(conn, &id, at, None))
             .await
     }
 
     async fn rotate_refresh(&self, rotation: Rotation) -> Result<RotationOutcome, StoreError> {
-        self.write(move |conn| rotate(conn, rotation)).await
+        self.group.run(move |tx| rotate(tx, rotation)).await
     }
 
     async fn blacklist_token(
@@ -756,29 +755,25 @@ impl Store for SqliteStore {
         token: NewOutstanding,
         detect_reuse: bool,
     ) -> Result<BlacklistOutcome, StoreError> {
-        self.write(move |conn| {
+        self.group.run(move |tx| {
             let now = token.created_at;
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db_err)?;
-            let row = find_or_create_token(&tx, &token)?;
+            let row = find_or_create_token(tx, &token)?;
             let outcome = match super::blacklist_step(&row, detect_reuse) {
                 BlacklistStep::Refuse => BlacklistOutcome::AlreadyBlacklisted {
                     ended_session: None,
                 },
                 BlacklistStep::EndSession(id) => BlacklistOutcome::AlreadyBlacklisted {
-                    ended_session: end_session(&tx, &id, now)?.then_some(id),
+                    ended_session: end_session(tx, &id, now)?.then_some(id),
                 },
                 BlacklistStep::Blacklist => {
-                    blacklist(&tx, &token.jti, now)?;
+                    blacklist(tx, &token.jti, now)?;
                     let session_id = match &row.session_id {
-                        Some(id) if end_session(&tx, id, now)? => Some(id.clone()),
+                        Some(id) if end_session(tx, id, now)? => Some(id.clone()),
                         _ => None,
                     };
                     BlacklistOutcome::Blacklisted { session_id }
                 }
             };
-            tx.commit().map_err(db_err)?;
             Ok(outcome)
         })
         .await
@@ -807,7 +802,7 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let session_id = session_id.to_owned();
-        self.write(move |conn| {
+        self.group.run(move |conn| {
             let changed = conn
                 .execute(
                     "UPDATE restjwt_session SET revoked_at = ?1 \
@@ -827,7 +822,7 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<String>, StoreError> {
         let except = except.map(str::to_owned);
-        self.write(move |conn| {
+        self.group.run(move |conn| {
             conn.prepare(
                 "UPDATE restjwt_session SET revoked_at = ?1 \
                  WHERE user_id = ?2 AND revoked_at IS NULL AND expires_at > ?1 \
