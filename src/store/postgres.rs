@@ -37,7 +37,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolO
 use sqlx::{Connection, Executor, Row};
 use tokio::sync::{mpsc, watch};
 
-use super::user_cache::{USER_CHANGED_CHANNEL, UserMemory};
+use super::user_cache::{HEARTBEAT, LEASE, USER_CHANGED_CHANNEL, UserMemory};
 
 use super::{
     BlacklistOutcome, BlacklistStep, DatabaseOptions, FlushReport, NewOutstanding, NewUser,
@@ -753,6 +753,7 @@ async fn listen_for_user_changes(
         backoff = Duration::from_millis(100);
         // Subscribed: from now on every change is heard; what changed before is forgotten.
         memory.set_listening(true);
+        let mut next_ping = tokio::time::Instant::now() + HEARTBEAT;
         loop {
             let received = tokio::select! {
                 _ = stop.changed() => {
@@ -760,6 +761,21 @@ async fn listen_for_user_changes(
                     return;
                 }
                 received = listener.try_recv() => received,
+                () = tokio::time::sleep_until(next_ping) => {
+                    // The ping shows the connection alive; PostgreSQL sends the notifications
+                    // committed before it ahead of its answer (see `user_cache`'s lease).
+                    let sent = Instant::now();
+                    let ping = sqlx::query("SELECT 1").execute(&mut listener);
+                    match tokio::time::timeout(LEASE, ping).await {
+                        Ok(Ok(_)) => {
+                            memory.extend_lease(sent);
+                            next_ping = tokio::time::Instant::from_std(sent) + HEARTBEAT;
+                            continue;
+                        }
+                        Ok(Err(e)) => Err(e),
+                        Err(_) => Ok(None),
+                    }
+                }
             };
             match received {
                 Ok(Some(notification)) => memory.forget_payload(notification.payload()),

@@ -11,9 +11,15 @@
 //! - **Only while listening.** Until the listener is subscribed, and from the moment its
 //!   connection is lost until it is subscribed again, nothing is served from memory (and all is
 //!   forgotten on subscribing, since notifications sent meanwhile were lost).
-//! - **At most [`MAX_AGE`] old.** A connection that dies silently (a network partition without
-//!   a reset) delivers nothing and reports nothing; entries older than this are read again, so
-//!   even then a change is seen within `MAX_AGE`.
+//! - **Only while the listener is known to be alive.** A connection that dies silently (a
+//!   network partition without a reset) delivers nothing and reports nothing. So the listener
+//!   pings the database every [`HEARTBEAT`]; each answered ping (which PostgreSQL sends after
+//!   every notification committed before it) extends a lease of [`LEASE`] from the moment the
+//!   ping was sent, and the memory serves nothing once the lease has run out. A change is
+//!   therefore seen within its notification's delay while the connection works, and within
+//!   `LEASE` whatever happens to it.
+//! - **At most [`MAX_AGE`] old**, whatever the notifications say: a backstop for a trigger
+//!   that someone dropped.
 //! - **No stale entry from a race.** A read that began before a change and finishes after its
 //!   notification would file the old row: each read notes the generation (bumped by every
 //!   forgetting) before it starts, and the row is kept only if no forgetting happened since.
@@ -25,7 +31,14 @@ use std::time::{Duration, Instant};
 use super::User;
 
 /// The longest an entry is served, whatever the notifications say.
-pub const MAX_AGE: Duration = Duration::from_secs(5);
+pub const MAX_AGE: Duration = Duration::from_secs(60);
+
+/// How often the listener pings the database to show that its connection is alive.
+pub const HEARTBEAT: Duration = Duration::from_millis(500);
+
+/// How long after an answered ping was sent the memory may serve: the staleness bound when
+/// the listener's connection dies without a word.
+pub const LEASE: Duration = Duration::from_millis(1500);
 
 /// Enough for the active users of a busy instance; past it the memory starts over.
 const ENTRIES: usize = 16_384;
@@ -38,8 +51,8 @@ struct Inner {
     users: HashMap<i64, (User, Instant)>,
     /// Bumped by every forgetting: a read noted at an older generation is not kept.
     generation: u64,
-    /// The listener is subscribed: notifications arrive.
-    is_listening: bool,
+    /// Until when the listener is known to hear every notification; `None`: not listening.
+    live_until: Option<Instant>,
 }
 
 /// Users by id, served while the listener is subscribed and the entry is young enough.
@@ -52,17 +65,18 @@ impl UserMemory {
     /// The remembered user, if it may be served.
     pub(crate) fn get(&self, id: i64) -> Option<User> {
         let inner = self.inner.read().ok()?;
-        if !inner.is_listening {
+        let now = Instant::now();
+        if !inner.live_until.is_some_and(|until| now < until) {
             return None;
         }
         let (user, at) = inner.users.get(&id)?;
-        (at.elapsed() < MAX_AGE).then(|| user.clone())
+        (now.saturating_duration_since(*at) < MAX_AGE).then(|| user.clone())
     }
 
     /// The generation to note before reading a user from the database (see [`Self::put`]).
     pub(crate) fn generation(&self) -> Option<u64> {
         let inner = self.inner.read().ok()?;
-        inner.is_listening.then_some(inner.generation)
+        inner.live_until.is_some().then_some(inner.generation)
     }
 
     /// Keeps `user`, read by a query that began at `generation`, unless something was
@@ -71,7 +85,7 @@ impl UserMemory {
         let Ok(mut inner) = self.inner.write() else {
             return;
         };
-        if !inner.is_listening || inner.generation != generation {
+        if inner.live_until.is_none() || inner.generation != generation {
             return;
         }
         if inner.users.len() >= ENTRIES {
@@ -102,7 +116,18 @@ impl UserMemory {
         };
         inner.generation = inner.generation.wrapping_add(1);
         inner.users.clear();
-        inner.is_listening = is_listening;
+        inner.live_until = is_listening.then(|| Instant::now() + LEASE);
+    }
+
+    /// A ping sent at `sent` was answered: every notification committed before it has been
+    /// received, so the memory may serve until `sent + LEASE`.
+    pub(crate) fn extend_lease(&self, sent: Instant) {
+        let Ok(mut inner) = self.inner.write() else {
+            return;
+        };
+        if let Some(until) = &mut inner.live_until {
+            *until = (*until).max(sent + LEASE);
+        }
     }
 
     /// Reads a notification's payload: a user id, or anything else as "all users".
@@ -146,6 +171,23 @@ mod tests {
         assert_eq!(memory.get(1), None, "a lost listener serves nothing");
         memory.set_listening(true);
         assert_eq!(memory.get(1), None, "and forgets what it had");
+    }
+
+    #[test]
+    fn nothing_is_served_once_the_lease_has_run_out() {
+        let memory = UserMemory::default();
+        memory.set_listening(true);
+        let at = memory.generation().expect("listening");
+        memory.put(at, &user(1, "a"), Instant::now());
+        assert!(memory.get(1).is_some());
+        let Some(long_ago) = Instant::now().checked_sub(LEASE * 2) else {
+            return; // a clock this young cannot express the age
+        };
+        // Pretend the last answered ping is long past.
+        memory.inner.write().expect("lock").live_until = Some(long_ago + LEASE);
+        assert_eq!(memory.get(1), None, "no ping answered within the lease");
+        memory.extend_lease(Instant::now());
+        assert!(memory.get(1).is_some(), "a ping answered now extends it");
     }
 
     #[test]

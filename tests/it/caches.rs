@@ -3,7 +3,8 @@
 //! requests first, then changes something behind it, and expects the answer a cold server
 //! gives. On SQLite that answer comes at once; on PostgreSQL a change by another connection
 //! is heard through a notification, so it comes within the notification's delay (polled here
-//! for at most half of the memory's age limit, so a listener that hears nothing fails).
+//! for at most the memory's lease, far below its age limit, so a listener that hears nothing
+//! fails).
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -34,13 +35,13 @@ async fn warm(app: &TestApp, access: &str) -> String {
 }
 
 /// `GET /api/user/` until `is_seen` holds of the answer: the first answer on SQLite, any
-/// within half of the PostgreSQL user memory's age limit on PostgreSQL. Returns the last one.
+/// within the PostgreSQL user memory's lease on PostgreSQL. Returns the last one.
 async fn seen(
     app: &TestApp,
     access: &str,
     is_seen: impl Fn(&crate::common::TestResponse) -> bool,
 ) -> crate::common::TestResponse {
-    let bound = restjwt::store::PG_USER_MEMORY_MAX_AGE / 2;
+    let bound = restjwt::store::PG_USER_MEMORY_LEASE;
     let start = Instant::now();
     loop {
         let answer = app.get_with_token("/api/user/", access).await;
