@@ -29,6 +29,7 @@
 #                              where the PostgreSQL phases create (and afterwards drop) a
 #                              database of their own; needs psql
 #   SKIP_POSTGRES (0)          1 to skip the PostgreSQL phases
+#   SKIP_BUILD (0)             1 to use target/release/restjwt as it is (RJ_BIN: another binary)
 #   PG2_CPUS ("0 1")           the CPUs of the two instances of the two-instance phases, one each
 #
 # Every request goes to 127.0.0.1; every wrk run and every wait loop is bounded in time.
@@ -185,7 +186,7 @@ wait_http() { # until URL answers with the expected status, at most 60 s
   die "$url did not answer $want within 60 s"
 }
 
-RJ_BIN="$ROOT/target/release/restjwt"
+RJ_BIN="${RJ_BIN:-$ROOT/target/release/restjwt}"
 
 start_restjwt() { # start_restjwt NAME [ENV=VALUE...]: sets RJ_PID_<NAME> and RJ_PORT_<NAME>
   local name="$1"; shift
@@ -331,8 +332,10 @@ idle_percent() { # share of the machine's CPU time spent idle over one second
 }
 IDLE_BEFORE="$(idle_percent)"
 (( IDLE_BEFORE < 90 )) && log "warning: the machine is only ${IDLE_BEFORE}% idle before the run: other work will skew the figures"
-log "building restjwt (release)"
-(cd "$ROOT" && cargo build --release --quiet --bin restjwt)
+if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+  log "building restjwt (release)"
+  (cd "$ROOT" && cargo build --release --quiet --bin restjwt)
+fi
 
 log "restjwt: fresh SQLite file in $TMP, user $USERNAME"
 env DATABASE_URL="sqlite://$TMP/restjwt.sqlite3" RESTJWT_SUPERUSER_PASSWORD="$PASSWORD" NO_COLOR=1 \

@@ -213,9 +213,13 @@ impl PgStore {
             None => format!("{}:{}", connect.get_host(), connect.get_port()),
         };
         let database = connect.get_database().unwrap_or_default().to_owned();
+        // No ping before each use of an idle connection (sqlx's default): it doubled the round
+        // trips of a refresh. A connection found dead by its query instead fails that query;
+        // reads are then tried again on another connection (`run_read`), writes answer 503.
         let pool = PgPoolOptions::new()
             .max_connections(options.pool_size)
             .acquire_timeout(options.acquire_timeout)
+            .test_before_acquire(false)
             .connect_lazy_with(connect.clone());
         let listener_pool = || {
             PgPoolOptions::new()
@@ -305,12 +309,34 @@ impl PgStore {
     }
 
     async fn retrying<'a, T>(&'a self, op: impl Fn() -> Op<'a, T>) -> Result<T, sqlx::Error> {
+        self.retrying_when(op, is_transient).await
+    }
+
+    async fn retrying_when<'a, T>(
+        &'a self,
+        op: impl Fn() -> Op<'a, T>,
+        is_retryable: fn(&sqlx::Error) -> bool,
+    ) -> Result<T, sqlx::Error> {
         let mut tries = 0;
         loop {
             match op().await {
-                Err(e) if tries < RETRIES && is_transient(&e) => tries += 1,
+                Err(e) if tries < RETRIES && is_retryable(&e) => tries += 1,
                 result => return result,
             }
+        }
+    }
+
+    /// [`Self::run`] for a read, which may also run again when its connection turned out to be
+    /// dead (closed by the server or the network while idle in the pool): a read changes
+    /// nothing, so repeating it on a fresh connection is safe.
+    async fn run_read<'a, T>(&'a self, op: impl Fn() -> Op<'a, T>) -> Result<T, StoreError> {
+        let retried = self.retrying_when(op, |e| is_transient(e) || is_connection_lost(e));
+        match tokio::time::timeout(self.budget, retried).await {
+            Ok(result) => result.map_err(|e| self.db_err(e)),
+            Err(_) => Err(StoreError::unavailable(format!(
+                "the database did not answer within {:?}",
+                self.budget
+            ))),
         }
     }
 }
@@ -322,6 +348,11 @@ fn is_transient(e: &sqlx::Error) -> bool {
         e.as_database_error().and_then(|d| d.code()).as_deref(),
         Some("40001" | "40P01")
     )
+}
+
+/// The connection failed under the query (sqlx drops such a connection from the pool).
+fn is_connection_lost(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Io(_) | sqlx::Error::Protocol(_))
 }
 
 fn user_from_row(row: &PgRow) -> Result<User, sqlx::Error> {
@@ -821,7 +852,7 @@ impl Store for PgStore {
         let wanted: Vec<i64> = MIGRATIONS.iter().map(|(v, _, _)| *v).collect();
         let wanted = &wanted;
         let applied: i64 = self
-            .run(move || {
+            .run_read(move || {
                 Box::pin(async move {
                     sqlx::query_scalar(
                         "SELECT COUNT(*) FROM restjwt_migrations WHERE version = ANY($1)",
@@ -849,7 +880,7 @@ impl Store for PgStore {
         let read_at = Instant::now();
         let sql = concat!("SELECT ", user_columns!(), " FROM auth_user WHERE id = $1");
         let user = self
-            .run(move || {
+            .run_read(move || {
                 Box::pin(async move {
                     sqlx::query(sql)
                         .bind(id)
@@ -876,7 +907,7 @@ impl Store for PgStore {
             user_columns!(),
             " FROM auth_user WHERE username = $1"
         );
-        self.run(move || {
+        self.run_read(move || {
             Box::pin(async move {
                 sqlx::query(sql)
                     .bind(username)
@@ -947,7 +978,7 @@ impl Store for PgStore {
             user_columns!(),
             " FROM auth_user WHERE LOWER(email) = LOWER($1) ORDER BY id LIMIT 2"
         );
-        self.run(move || {
+        self.run_read(move || {
             Box::pin(async move {
                 sqlx::query(sql)
                     .bind(email)
@@ -993,16 +1024,17 @@ impl Store for PgStore {
     }
 
     async fn update_last_login(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
-        let done = self.run(move || {
-            Box::pin(async move {
-                sqlx::query("UPDATE auth_user SET last_login = $1 WHERE id = $2")
-                    .bind(at)
-                    .bind(id)
-                    .execute(&self.pool)
-                    .await
+        let done = self
+            .run(move || {
+                Box::pin(async move {
+                    sqlx::query("UPDATE auth_user SET last_login = $1 WHERE id = $2")
+                        .bind(at)
+                        .bind(id)
+                        .execute(&self.pool)
+                        .await
+                })
             })
-        })
-        .await;
+            .await;
         self.users.forget(Some(id));
         done?;
         Ok(())
@@ -1058,7 +1090,7 @@ impl Store for PgStore {
         if jti.contains('\0') {
             return Ok(TokenState::default());
         }
-        self.run(move || {
+        self.run_read(move || {
             Box::pin(async move {
                 let row = sqlx::query(
                     "SELECT EXISTS(SELECT 1 FROM restjwt_blacklisted_token b WHERE b.jti = t.jti) \
@@ -1137,7 +1169,7 @@ impl Store for PgStore {
              WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 \
              ORDER BY created_at DESC, id COLLATE \"C\""
         );
-        self.run(move || {
+        self.run_read(move || {
             Box::pin(async move {
                 sqlx::query(sql)
                     .bind(user_id)
@@ -1207,7 +1239,7 @@ impl Store for PgStore {
         &self,
         since: DateTime<Utc>,
     ) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
-        self.run(move || {
+        self.run_read(move || {
             Box::pin(async move {
                 sqlx::query_as(
                     "SELECT id, revoked_at FROM restjwt_session \

@@ -637,15 +637,16 @@ impl Store for SqliteStore {
     }
 
     async fn update_last_login(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.group.run(move |conn| {
-            conn.execute(
-                "UPDATE auth_user SET last_login = ? WHERE id = ?",
-                params![django_time(at), id],
-            )
-            .map_err(db_err)?;
-            Ok(())
-        })
-        .await
+        self.group
+            .run(move |conn| {
+                conn.execute(
+                    "UPDATE auth_user SET last_login = ? WHERE id = ?",
+                    params![django_time(at), id],
+                )
+                .map_err(db_err)?;
+                Ok(())
+            })
+            .await
     }
 
     async fn find_users_by_email(&self, email: &str) -> Result<Vec<User>, StoreError> {
@@ -686,38 +687,40 @@ impl Store for SqliteStore {
         session: Session,
         token: NewOutstanding,
     ) -> Result<(), StoreError> {
-        self.group.run(move |tx| {
-            tx.prepare_cached(
-                &format!(
+        self.group
+            .run(move |tx| {
+                tx.prepare_cached(&format!(
                     "INSERT INTO restjwt_session ({SESSION_COLUMNS}) \
                      VALUES (?1, (SELECT id FROM auth_user WHERE id = ?2), ?3, ?4, ?5, ?6, ?7, ?8)"
-                ),
-            )
-            .and_then(|mut stmt| stmt.execute(params![
-                    session.id,
-                    session.user_id,
-                    session.device,
-                    session.ip,
-                    django_time(session.created_at),
-                    django_time(session.last_refreshed_at),
-                    django_time(session.expires_at),
-                    session.revoked_at.map(django_time),
-                ]))
-            .map_err(db_err)?;
-            insert_outstanding(tx, &token)
-        })
-        .await
+                ))
+                .and_then(|mut stmt| {
+                    stmt.execute(params![
+                        session.id,
+                        session.user_id,
+                        session.device,
+                        session.ip,
+                        django_time(session.created_at),
+                        django_time(session.last_refreshed_at),
+                        django_time(session.expires_at),
+                        session.revoked_at.map(django_time),
+                    ])
+                })
+                .map_err(db_err)?;
+                insert_outstanding(tx, &token)
+            })
+            .await
     }
 
     async fn create_outstanding(&self, token: NewOutstanding) -> Result<(), StoreError> {
-        self.group.run(move |tx| {
-            insert_outstanding(tx, &token)?;
-            if let Some(id) = &token.session_id {
-                touch_session(tx, id, token.created_at, Some(token.expires_at))?;
-            }
-            Ok(())
-        })
-        .await
+        self.group
+            .run(move |tx| {
+                insert_outstanding(tx, &token)?;
+                if let Some(id) = &token.session_id {
+                    touch_session(tx, id, token.created_at, Some(token.expires_at))?;
+                }
+                Ok(())
+            })
+            .await
     }
 
     async fn find_token_state(&self, jti: &str) -> Result<TokenState, StoreError> {
@@ -742,7 +745,8 @@ impl Store for SqliteStore {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let id = id.to_owned();
-        self.group.run(move |conn| touch_session(conn, &id, at, None))
+        self.group
+            .run(move |conn| touch_session(conn, &id, at, None))
             .await
     }
 
@@ -755,28 +759,29 @@ impl Store for SqliteStore {
         token: NewOutstanding,
         detect_reuse: bool,
     ) -> Result<BlacklistOutcome, StoreError> {
-        self.group.run(move |tx| {
-            let now = token.created_at;
-            let row = find_or_create_token(tx, &token)?;
-            let outcome = match super::blacklist_step(&row, detect_reuse) {
-                BlacklistStep::Refuse => BlacklistOutcome::AlreadyBlacklisted {
-                    ended_session: None,
-                },
-                BlacklistStep::EndSession(id) => BlacklistOutcome::AlreadyBlacklisted {
-                    ended_session: end_session(tx, &id, now)?.then_some(id),
-                },
-                BlacklistStep::Blacklist => {
-                    blacklist(tx, &token.jti, now)?;
-                    let session_id = match &row.session_id {
-                        Some(id) if end_session(tx, id, now)? => Some(id.clone()),
-                        _ => None,
-                    };
-                    BlacklistOutcome::Blacklisted { session_id }
-                }
-            };
-            Ok(outcome)
-        })
-        .await
+        self.group
+            .run(move |tx| {
+                let now = token.created_at;
+                let row = find_or_create_token(tx, &token)?;
+                let outcome = match super::blacklist_step(&row, detect_reuse) {
+                    BlacklistStep::Refuse => BlacklistOutcome::AlreadyBlacklisted {
+                        ended_session: None,
+                    },
+                    BlacklistStep::EndSession(id) => BlacklistOutcome::AlreadyBlacklisted {
+                        ended_session: end_session(tx, &id, now)?.then_some(id),
+                    },
+                    BlacklistStep::Blacklist => {
+                        blacklist(tx, &token.jti, now)?;
+                        let session_id = match &row.session_id {
+                            Some(id) if end_session(tx, id, now)? => Some(id.clone()),
+                            _ => None,
+                        };
+                        BlacklistOutcome::Blacklisted { session_id }
+                    }
+                };
+                Ok(outcome)
+            })
+            .await
     }
 
     async fn find_sessions_of_user(
@@ -802,17 +807,18 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let session_id = session_id.to_owned();
-        self.group.run(move |conn| {
-            let changed = conn
-                .execute(
-                    "UPDATE restjwt_session SET revoked_at = ?1 \
+        self.group
+            .run(move |conn| {
+                let changed = conn
+                    .execute(
+                        "UPDATE restjwt_session SET revoked_at = ?1 \
                      WHERE id = ?2 AND user_id = ?3 AND revoked_at IS NULL AND expires_at > ?1",
-                    params![django_time(now), session_id, user_id],
-                )
-                .map_err(db_err)?;
-            Ok(changed > 0)
-        })
-        .await
+                        params![django_time(now), session_id, user_id],
+                    )
+                    .map_err(db_err)?;
+                Ok(changed > 0)
+            })
+            .await
     }
 
     async fn end_sessions_of_user(
@@ -822,20 +828,21 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<String>, StoreError> {
         let except = except.map(str::to_owned);
-        self.group.run(move |conn| {
-            conn.prepare(
-                "UPDATE restjwt_session SET revoked_at = ?1 \
+        self.group
+            .run(move |conn| {
+                conn.prepare(
+                    "UPDATE restjwt_session SET revoked_at = ?1 \
                  WHERE user_id = ?2 AND revoked_at IS NULL AND expires_at > ?1 \
                    AND id IS NOT ?3 \
                  RETURNING id",
-            )
-            .and_then(|mut stmt| {
-                stmt.query_map(params![django_time(now), user_id, except], |row| row.get(0))?
-                    .collect()
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_map(params![django_time(now), user_id, except], |row| row.get(0))?
+                        .collect()
+                })
+                .map_err(db_err)
             })
-            .map_err(db_err)
-        })
-        .await
+            .await
     }
 
     async fn find_sessions_ended_since(

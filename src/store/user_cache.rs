@@ -66,7 +66,7 @@ impl UserMemory {
     pub(crate) fn get(&self, id: i64) -> Option<User> {
         let inner = self.inner.read().ok()?;
         let now = Instant::now();
-        if !inner.live_until.is_some_and(|until| now < until) {
+        if inner.live_until.is_none_or(|until| now >= until) {
             return None;
         }
         let (user, at) = inner.users.get(&id)?;

@@ -356,9 +356,11 @@ async fn a_user_changed_on_one_instance_is_seen_by_the_other() {
         }
     });
     for server in [a, b] {
-        within(Duration::from_secs(1), "the deactivation is seen", || async {
-            get_user(server, Some(access)).await.status == StatusCode::UNAUTHORIZED
-        })
+        within(
+            Duration::from_secs(1),
+            "the deactivation is seen",
+            || async { get_user(server, Some(access)).await.status == StatusCode::UNAUTHORIZED },
+        )
         .await;
     }
 }

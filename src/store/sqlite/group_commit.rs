@@ -171,7 +171,9 @@ fn commit_batch(conn: &Connection, jobs: Vec<Job>) {
     }
     let commit = match broken {
         Some(e) => Err(e),
-        None => conn.execute_batch("COMMIT").map_err(|e| db_err(e).to_string()),
+        None => conn
+            .execute_batch("COMMIT")
+            .map_err(|e| db_err(e).to_string()),
     };
     if commit.is_err() && !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");
@@ -240,7 +242,11 @@ mod tests {
         }
         let expected: Vec<i64> = (0..200).filter(|n| n % 7 != 0 && n % 11 != 0).collect();
         assert_eq!(answered, expected);
-        assert_eq!(rows(&writer), expected, "exactly the answered writes are stored");
+        assert_eq!(
+            rows(&writer),
+            expected,
+            "exactly the answered writes are stored"
+        );
 
         // A write sees the earlier writes of its batch: it is answered with what it read.
         let seen = group
