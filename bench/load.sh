@@ -191,8 +191,9 @@ RJ_BIN="${RJ_BIN:-$ROOT/target/release/restjwt}"
 start_restjwt() { # start_restjwt NAME [ENV=VALUE...]: sets RJ_PID_<NAME> and RJ_PORT_<NAME>
   local name="$1"; shift
   local logf="$TMP/restjwt-$name.log" port="" cpus="${RJ_CPUS-$SERVER_CPUS}"
+  # Throttling off: every request comes from one address, as the reference's do unthrottled.
   env DATABASE_URL="sqlite://$TMP/restjwt.sqlite3" RESTJWT_ACCESS_TOKEN_LIFETIME=1h \
-      RUST_LOG=info NO_COLOR=1 "$@" \
+      RESTJWT_THROTTLE_ENABLED=false RUST_LOG=info NO_COLOR=1 "$@" \
       ${NICE:+nice -n "$NICE"} ${cpus:+taskset -c "$cpus"} "$RJ_BIN" serve --bind 127.0.0.1:0 >"$logf" 2>&1 &
   local pid=$!
   PIDS+=("$pid")

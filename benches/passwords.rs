@@ -1,6 +1,8 @@
 //! Passwords: an Argon2id hash and verify with the production parameters, and the login
-//! endpoint for an unknown user, an inactive user and a wrong password side by side (issue 2:
-//! all three must cost the same, one verification, so a timing cannot tell them apart).
+//! endpoint side by side for every refusal: an unknown user, an inactive user, an unusable
+//! password, and a wrong password for each hash format read (ours, Django's Argon2, PBKDF2 at
+//! Django's iteration counts). Issues 2 and 16: all must take the same time, so a timing
+//! cannot tell them apart.
 //!
 //! `cargo bench --bench passwords`. Under `cargo test --all-targets` each benchmark runs once
 //! and the side-by-side comparison makes two rounds.
@@ -23,9 +25,32 @@ mod common;
 const LOGINS: &[(&str, &str, &str, u16)] = &[
     ("unknown user", "nobody", common::PASSWORD, 401),
     ("inactive user", "carol", common::PASSWORD, 401),
+    ("unusable password (!)", "dora", common::PASSWORD, 401),
     ("wrong password", "bob", "wrong-pass-1234", 401),
+    ("wrong, Django Argon2", "erin", "wrong-pass-1234", 401),
+    ("wrong, PBKDF2 1,000,000", "fred", "wrong-pass-1234", 401),
+    ("wrong, PBKDF2 870,000", "gina", "wrong-pass-1234", 401),
     ("success", "bob", common::PASSWORD, 200),
 ];
+
+/// How many of [`LOGINS`] are refusals, which must take the same time.
+const REFUSALS: usize = 7;
+
+/// Django's `pbkdf2_sha256$<iterations>$<salt>$<hash>` of [`common::PASSWORD`].
+fn django_pbkdf2(iterations: u32) -> String {
+    use base64::Engine;
+    let salt = "bK0EwOzDqOEyVpqyqQ7fUL";
+    let mut out = [0u8; 32];
+    aws_lc_rs::pbkdf2::derive(
+        aws_lc_rs::pbkdf2::PBKDF2_HMAC_SHA256,
+        std::num::NonZeroU32::new(iterations).expect("iterations"),
+        salt.as_bytes(),
+        common::PASSWORD.as_bytes(),
+        &mut out,
+    );
+    let hash = base64::engine::general_purpose::STANDARD.encode(out);
+    format!("pbkdf2_sha256${iterations}${salt}${hash}")
+}
 
 /// Argon2id with `HashParams::OWASP` (m=19456 KiB, t=2, p=1), on the calling thread: the cost
 /// one login pays on a blocking thread.
@@ -75,6 +100,29 @@ fn login_fixture() -> LoginFixture {
     let fixture = rt.block_on(common::Fixture::new(HashParams::OWASP));
     rt.block_on(fixture.add_user("bob", true));
     rt.block_on(fixture.add_user("carol", false));
+    // Hashes a migrated Django database holds: an unusable password, Django's Argon2
+    // parameters (m=102400 t=2 p=8), and PBKDF2 at Django 5.2's and 4.2's iteration counts.
+    let django_argon2 = PasswordHasher::new(
+        HashParams {
+            memory_kib: 102_400,
+            iterations: 2,
+            parallelism: 8,
+        },
+        1,
+    )
+    .expect("Django's Argon2 parameters")
+    .hash_blocking(common::PASSWORD)
+    .expect("hash");
+    for (username, hash) in [
+        ("dora", "!unusable0123456789".to_owned()),
+        ("erin", django_argon2),
+        ("fred", django_pbkdf2(1_000_000)),
+        ("gina", django_pbkdf2(870_000)),
+    ] {
+        let user = rt.block_on(fixture.add_user(username, true));
+        rt.block_on(fixture.store.update_password(user.id, &hash))
+            .expect("set the hash");
+    }
     let router = restjwt::api::router(fixture.state.clone());
     for (case, username, password, status) in LOGINS {
         let got = rt.block_on(login(&router, username, password));
@@ -124,7 +172,7 @@ fn login_side_by_side(rounds: usize) {
     println!();
     println!("login side by side ({rounds} interleaved rounds, Argon2id m=19456 t=2 p=1):");
     println!(
-        "  {:<16} {:>10} {:>10} {:>10} {:>10}",
+        "  {:<24} {:>10} {:>10} {:>10} {:>10}",
         "case", "median ms", "p25 ms", "p75 ms", "IQR ms"
     );
     let mut quartiles = Vec::new();
@@ -133,7 +181,7 @@ fn login_side_by_side(rounds: usize) {
         let q = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize];
         let (p25, p50, p75) = (q(0.25), q(0.5), q(0.75));
         println!(
-            "  {:<16} {:>10.2} {:>10.2} {:>10.2} {:>10.2}",
+            "  {:<24} {:>10.2} {:>10.2} {:>10.2} {:>10.2}",
             case,
             ms(p50),
             ms(p25),
@@ -144,7 +192,7 @@ fn login_side_by_side(rounds: usize) {
     }
     // The three refusals must be indistinguishable: their medians may differ by no more than
     // the widest of their interquartile ranges (the noise of this machine, measured here).
-    let refusals = &quartiles[..3];
+    let refusals = &quartiles[..REFUSALS];
     let medians: Vec<f64> = refusals.iter().map(|q| ms(q.1)).collect();
     let spread = medians.iter().cloned().fold(f64::MIN, f64::max)
         - medians.iter().cloned().fold(f64::MAX, f64::min);
@@ -158,7 +206,7 @@ fn login_side_by_side(rounds: usize) {
         "NOT equal within noise"
     };
     println!(
-        "  refusals (unknown / inactive / wrong password): medians differ by {spread:.2} ms, \
+        "  refusals (every 401 above): medians differ by {spread:.2} ms, \
          widest IQR {noise:.2} ms: {verdict}"
     );
 }
@@ -166,6 +214,15 @@ fn login_side_by_side(rounds: usize) {
 criterion_group!(benches, hash_and_verify, login_endpoint);
 
 fn main() {
+    // LOGIN_ROUNDS runs the side-by-side comparison alone with that many rounds (say, in a
+    // debug build: `LOGIN_ROUNDS=20 cargo test --bench passwords`).
+    if let Some(rounds) = std::env::var("LOGIN_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+    {
+        login_side_by_side(rounds);
+        return;
+    }
     benches();
     let rounds = if common::is_benchmark_mode() { 60 } else { 2 };
     login_side_by_side(rounds);

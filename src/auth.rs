@@ -24,9 +24,13 @@ use crate::password::{PasswordError, PasswordHasher};
 use crate::settings::{AccessTokenRevocation, Settings, SettingsError};
 use crate::store::{Store, StoreError};
 use crate::telemetry::RefusalReason;
+use crate::throttle::Throttle;
 use crate::token::{Claims, Clock, SystemClock, TokenKind, Tokens};
 
 pub use crate::lifecycle::Authenticated;
+
+pub(crate) mod cookie;
+pub(crate) mod csrf;
 
 /// The longest device label kept from a User-Agent.
 const MAX_DEVICE_CHARS: usize = 200;
@@ -41,6 +45,7 @@ pub struct AuthState(Arc<Inner>);
 struct Inner {
     lifecycle: Arc<Lifecycle>,
     header_name: HeaderName,
+    throttle: Throttle,
 }
 
 impl std::fmt::Debug for AuthState {
@@ -170,7 +175,7 @@ impl AuthStateBuilder {
         }
         let hasher = match self.hasher {
             Some(hasher) => hasher,
-            None => PasswordHasher::production()?,
+            None => PasswordHasher::production_with(settings.password_config())?,
         };
         let header_name =
             HeaderName::from_bytes(settings.auth_header_name.as_bytes()).map_err(|_| {
@@ -182,18 +187,26 @@ impl AuthStateBuilder {
                     ),
                 }
             })?;
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let throttle = Throttle::new(
+            settings.throttle_enabled,
+            settings.throttle_rates.clone(),
+            self.store.clone(),
+            Arc::clone(&clock),
+        );
         let lifecycle = Lifecycle::new(
             settings,
             tokens,
             self.store,
             hasher,
-            self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+            clock,
             self.claims_hook,
             self.user_rule,
         );
         Ok(AuthState(Arc::new(Inner {
             lifecycle: Arc::new(lifecycle),
             header_name,
+            throttle,
         })))
     }
 }
@@ -246,6 +259,12 @@ impl AuthState {
     /// The validated settings.
     pub fn settings(&self) -> &Settings {
         self.0.lifecycle.settings()
+    }
+
+    /// The throttle (`THROTTLE_RATES`): `check(scope, key)` for any endpoint, and the login
+    /// and refresh checks the token endpoints make.
+    pub fn throttle(&self) -> &Throttle {
+        &self.0.throttle
     }
 
     /// Issues and checks tokens; [`Tokens::replace_keys`] on it rotates the keys of every
@@ -407,13 +426,50 @@ impl AuthState {
         }
     }
 
+    /// Whether the request carries the auth header at all, even empty or with another scheme:
+    /// then the header alone decides, and cookies are not read.
+    pub fn has_auth_header(&self, parts: &Parts) -> bool {
+        parts.headers.contains_key(&self.0.header_name)
+    }
+
+    /// The access token a request authenticates with: the auth header's (simplejwt's
+    /// `JWTAuthentication`), or, in cookie mode and only when the request has no auth header at
+    /// all, the access cookie's (dj-rest-auth's `JWTCookieAuthentication`, which runs after it).
+    ///
+    /// A request that reads the cookie passes Django's CSRF check first when
+    /// `JWT_AUTH_COOKIE_USE_CSRF` is on and the cookie is there, or whenever
+    /// `JWT_AUTH_COOKIE_ENFORCE_CSRF_ON_UNAUTHENTICATED` is on; a failure is
+    /// [`AuthRejection::Csrf`]. An empty access cookie is a token (an invalid one), as in Django.
+    pub fn credentials(&self, parts: &Parts) -> Result<Option<String>, AuthRejection> {
+        if self.has_auth_header(parts) {
+            return Ok(self.raw_token(parts)?.map(str::to_owned));
+        }
+        let settings = self.settings();
+        let Some(name) = &settings.jwt_auth_cookie else {
+            return Ok(None);
+        };
+        let token = cookie::get(&parts.headers, name);
+        if settings.jwt_auth_cookie_enforce_csrf_on_unauthenticated
+            || (token.is_some() && settings.jwt_auth_cookie_use_csrf)
+        {
+            csrf::check(parts, &settings.csrf_trusted_origins).map_err(AuthRejection::Csrf)?;
+        }
+        if token
+            .as_ref()
+            .is_some_and(|t| t.len() > crate::token::MAX_TOKEN_BYTES)
+        {
+            return Err(AuthRejection::HeaderTooLarge);
+        }
+        Ok(token)
+    }
+
     /// Checks a request's token without reading the user: `Ok(None)` when it carries no
     /// credentials, its claims when it is valid.
     pub async fn validate_request(&self, parts: &Parts) -> Result<Option<Claims>, AuthRejection> {
-        let Some(raw) = self.raw_token(parts)? else {
+        let Some(raw) = self.credentials(parts)? else {
             return Ok(None);
         };
-        Ok(Some(self.lifecycle().validate_token(raw).await?))
+        Ok(Some(self.lifecycle().validate_token(&raw).await?))
     }
 
     /// Authenticates a request: `Ok(None)` when it carries no credentials, the user and the
@@ -422,10 +478,10 @@ impl AuthState {
         &self,
         parts: &Parts,
     ) -> Result<Option<Authenticated>, AuthRejection> {
-        let Some(raw) = self.raw_token(parts)? else {
+        let Some(raw) = self.credentials(parts)? else {
             return Ok(None);
         };
-        Ok(Some(self.lifecycle().authenticate(raw).await?))
+        Ok(Some(self.lifecycle().authenticate(&raw).await?))
     }
 }
 
@@ -442,6 +498,10 @@ pub enum AuthRejection {
     /// 431: the auth header holds a token longer than any valid token.
     #[error("Request header fields too large.")]
     HeaderTooLarge,
+    /// 403: a request authenticated by the access cookie failed Django's CSRF check (the
+    /// reason is Django's, e.g. `CSRF token missing.`).
+    #[error("CSRF Failed: {0}")]
+    Csrf(String),
     /// 401 (or 503 when the store failed): the token does not authenticate.
     #[error(transparent)]
     Failed(#[from] AuthFailure),
@@ -452,6 +512,7 @@ impl AuthRejection {
     pub fn status(&self) -> StatusCode {
         match self {
             AuthRejection::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            AuthRejection::Csrf(_) => StatusCode::FORBIDDEN,
             AuthRejection::Failed(AuthFailure::Store(LifecycleError::NoStore)) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -474,6 +535,7 @@ impl AuthRejection {
             AuthRejection::HeaderTooLarge => {
                 json!({ "detail": "Request header fields too large." })
             }
+            AuthRejection::Csrf(reason) => json!({ "detail": format!("CSRF Failed: {reason}") }),
             AuthRejection::Failed(failure) => match failure {
                 AuthFailure::NotValidForAnyType(reasons) => json!({
                     "detail": "Given token not valid for any token type",
@@ -526,6 +588,8 @@ impl IntoResponse for AuthRejection {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static(WWW_AUTHENTICATE),
             );
+        }
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             response
                 .extensions_mut()
                 .insert(RefusalReason(self.reason().into()));
@@ -631,7 +695,8 @@ where
     }
 }
 
-/// The user of a request authenticated by an access token in the auth header.
+/// The user of a request authenticated by an access token in the auth header (in cookie
+/// mode, or the access cookie where no auth header is sent: see [`AuthState::credentials`]).
 ///
 /// Rejects with simplejwt's 401 answers: no credentials, a malformed header, an invalid,
 /// expired or wrong-kind token, an unknown or inactive user. Use `Option<CurrentUser>` where
@@ -672,12 +737,59 @@ where
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
+/// Authentication as DRF runs it on a view anyone may call (`AllowAny`: login, logout,
+/// registration, password reset): a valid auth header gives the user, a bad one is refused
+/// with simplejwt's 401, no header is anonymous.
+///
+/// The access cookie is **not** read: a stale or invalid one (which a page cannot delete, it
+/// is httpOnly) must never lock anyone out of the views that replace or clear it, as it does
+/// in dj-rest-auth. Without an auth header the CSRF check still runs where dj-rest-auth runs
+/// it: when the access cookie is sent and `JWT_AUTH_COOKIE_USE_CSRF` is on, or always with
+/// `JWT_AUTH_COOKIE_ENFORCE_CSRF_ON_UNAUTHENTICATED`.
+#[derive(Debug, Clone)]
+pub struct AllowAny(pub Option<crate::User>);
+
+impl<S> FromRequestParts<S> for AllowAny
+where
+    AuthState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let auth = AuthState::from_ref(state);
+        if auth.has_auth_header(parts) {
+            let Some(raw) = auth.raw_token(parts)? else {
+                return Ok(AllowAny(None));
+            };
+            return Ok(AllowAny(Some(
+                auth.lifecycle().authenticate(raw).await?.user,
+            )));
+        }
+        let settings = auth.settings();
+        if let Some(name) = &settings.jwt_auth_cookie
+            && (settings.jwt_auth_cookie_enforce_csrf_on_unauthenticated
+                || (settings.jwt_auth_cookie_use_csrf
+                    && cookie::get(&parts.headers, name).is_some()))
+        {
+            csrf::check(parts, &settings.csrf_trusted_origins).map_err(AuthRejection::Csrf)?;
+        }
+        Ok(AllowAny(None))
+    }
+}
+
+impl<S> FromRequestParts<S> for ClientInfo
+where
+    AuthState: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = std::convert::Infallible;
 
-    /// The User-Agent, cut to 200 characters, and the peer address (with
-    /// `into_make_service_with_connect_info`; empty without).
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+    /// The User-Agent, cut to 200 characters, and the client address: the peer address (with
+    /// `into_make_service_with_connect_info`; empty without), or with `TRUSTED_PROXY_HOPS`
+    /// the address that many hops from the right of `X-Forwarded-For`.
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let hops = AuthState::from_ref(state).settings().trusted_proxy_hops;
         let device = parts
             .headers
             .get(header::USER_AGENT)
@@ -688,11 +800,42 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
                     .collect()
             })
             .unwrap_or_default();
-        let ip = parts
+        let peer = parts
             .extensions
             .get::<ConnectInfo<std::net::SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_string())
+            .map(|ConnectInfo(addr)| addr.ip());
+        let ip = client_address(peer, &parts.headers, hops)
+            .map(|ip| ip.to_string())
             .unwrap_or_default();
         Ok(Self { device, ip })
+    }
+}
+
+/// The client's address behind `hops` trusted proxies: each proxy appends the address it saw to
+/// `X-Forwarded-For` (every such header, in order, read as one list), so the client is `hops`
+/// entries from the right; entries further left are whatever the client wrote and are never
+/// believed. With `hops = 0`, or a header too short or unreadable where it matters, the peer
+/// address. A port on an entry (`1.2.3.4:5678`) is not read: such an entry is unreadable.
+pub fn client_address(
+    peer: Option<std::net::IpAddr>,
+    headers: &axum::http::HeaderMap,
+    hops: u32,
+) -> Option<std::net::IpAddr> {
+    if hops == 0 {
+        return peer;
+    }
+    let forwarded: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let index = usize::try_from(hops).ok()?;
+    match forwarded.len().checked_sub(index) {
+        Some(at) => forwarded[at].parse().ok().or(peer),
+        // Fewer entries than proxies: the request did not come the configured way, and no
+        // entry can be told from one the client wrote.
+        None => peer,
     }
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use restjwt::accounts::validation::{PasswordValidators, UserAttributes};
 use restjwt::api;
 use restjwt::auth::{AuthState, BuildError};
 use restjwt::keys::dir::{KeyDir, KeyInfo, LegacySecret};
@@ -340,9 +341,9 @@ async fn run_command(
             println!("Migrations applied.");
             Ok(())
         }
-        Command::Createsuperuser(args) => create_user(db, args, true, env).await,
-        Command::Createuser(args) => create_user(db, args, false, env).await,
-        Command::Changepassword { username } => change_password(db, &username).await,
+        Command::Createsuperuser(args) => create_user(db, &settings, args, true, env).await,
+        Command::Createuser(args) => create_user(db, &settings, args, false, env).await,
+        Command::Changepassword { username } => change_password(db, &settings, &username).await,
         Command::Flushexpiredtokens => {
             let store = open_store(db).await?;
             let report = store.delete_expired_tokens(chrono::Utc::now()).await?;
@@ -433,10 +434,11 @@ async fn serve(settings: Settings, db: &Database, args: ServeArgs) -> Result<(),
     if let Some(kid) = keys.active_kid() {
         tracing::info!(algorithm = %keys.algorithm(), kid, "signing with");
     }
+    let hasher = PasswordHasher::production_with(settings.password_config())?;
     let state = AuthState::builder(settings)
         .store(store)
         .keys(keys)
-        .hasher(PasswordHasher::production()?)
+        .hasher(hasher)
         .build()?;
     // Installed before the server listens, so a SIGHUP from then on reloads instead of killing.
     let watcher = kept.map(|kept| {
@@ -485,7 +487,18 @@ async fn serve(settings: Settings, db: &Database, args: ServeArgs) -> Result<(),
         shutdown_signal().await;
         let _ = stop.send(true);
     });
-    api::serve_with_deadline(listener, app, stopped(), settings.graceful_shutdown_timeout).await?;
+    let mut limits = api::ConnectionLimits::from(&settings);
+    if let Some(open_files) = api::raise_open_file_limit() {
+        limits = limits.fit_open_files(open_files);
+    }
+    api::serve_hardened(
+        listener,
+        app,
+        stopped(),
+        limits,
+        settings.graceful_shutdown_timeout,
+    )
+    .await?;
     if let Some(watcher) = watcher {
         watcher.abort();
     }
@@ -1052,11 +1065,13 @@ fn check_email(email: &str) -> Result<(), String> {
 
 async fn create_user(
     db: &Database,
+    settings: &Settings,
     args: CreateUserArgs,
     is_superuser: bool,
     env: &HashMap<String, String>,
 ) -> Result<(), CliError> {
     let store = open_store(db).await?;
+    let validators = PasswordValidators::new(settings.auth_password_validators.clone());
     let (username, email, password) = if args.noinput {
         let username = args
             .username
@@ -1079,6 +1094,16 @@ async fn create_user(
             return Err(CliError::Command(
                 "Error: That username is already taken.".into(),
             ));
+        }
+        // Like Django's --noinput, nobody is there to confirm: the operator chose this
+        // password, so it is kept, with the validators' verdict on standard error.
+        let attributes = UserAttributes {
+            username: username.clone(),
+            email: email.clone(),
+            ..Default::default()
+        };
+        for message in validators.validate(&password, Some(&attributes)) {
+            eprintln!("Warning: {message}");
         }
         (username, email, password)
     } else {
@@ -1113,11 +1138,16 @@ async fn create_user(
                 (Err(e), None) => eprintln!("Error: {e}"),
             }
         };
-        let password = ask_new_password(&mut console)?;
+        let attributes = UserAttributes {
+            username: username.clone(),
+            email: email.clone(),
+            ..Default::default()
+        };
+        let password = ask_new_password(&mut console, &validators, &attributes)?;
         (username, email, password)
     };
 
-    let hasher = PasswordHasher::production()?;
+    let hasher = PasswordHasher::production_with(settings.password_config())?;
     let password_hash = hasher.hash(password).await?;
     let created = store
         .create_user(NewUser {
@@ -1147,8 +1177,13 @@ async fn create_user(
     }
 }
 
-/// Asks for a password twice until both match and it is not blank; gives up at end of input.
-fn ask_new_password(console: &mut Console) -> Result<String, CliError> {
+/// Asks for a password twice until both match, it is not blank, and it passes the validators
+/// or the operator bypasses them (Django's createsuperuser); gives up at end of input.
+fn ask_new_password(
+    console: &mut Console,
+    validators: &PasswordValidators,
+    user: &UserAttributes,
+) -> Result<String, CliError> {
     loop {
         let password = console.ask_secret("Password: ")?;
         let again = console.ask_secret("Password (again): ")?;
@@ -1160,11 +1195,25 @@ fn ask_new_password(console: &mut Console) -> Result<String, CliError> {
             eprintln!("Error: Blank passwords aren't allowed.");
             continue;
         }
+        let errors = validators.validate(&password, Some(user));
+        if !errors.is_empty() {
+            eprintln!("{}", errors.join("\n"));
+            let answer =
+                console.ask("Bypass password validation and create user anyway? [y/N]: ")?;
+            if !answer.trim().eq_ignore_ascii_case("y") {
+                continue;
+            }
+        }
         return Ok(password);
     }
 }
 
-async fn change_password(db: &Database, username: &str) -> Result<(), CliError> {
+async fn change_password(
+    db: &Database,
+    settings: &Settings,
+    username: &str,
+) -> Result<(), CliError> {
+    let validators = PasswordValidators::new(settings.auth_password_validators.clone());
     let store = open_store(db).await?;
     let user = store
         .find_user_by_username(username)
@@ -1182,8 +1231,13 @@ async fn change_password(db: &Database, username: &str) -> Result<(), CliError> 
         } else if first.trim().is_empty() {
             eprintln!("Error: Blank passwords aren't allowed.");
         } else {
-            password = Some(first);
-            break;
+            // Django's changepassword: the validators' messages count as a failed try.
+            let errors = validators.validate(&first, Some(&UserAttributes::from(&user)));
+            if errors.is_empty() {
+                password = Some(first);
+                break;
+            }
+            eprintln!("{}", errors.join("\n"));
         }
     }
     let password = password.ok_or_else(|| {
@@ -1191,10 +1245,19 @@ async fn change_password(db: &Database, username: &str) -> Result<(), CliError> 
             "Aborting password change for user '{username}' after 3 attempts"
         ))
     })?;
-    let hasher = PasswordHasher::production()?;
+    let hasher = PasswordHasher::production_with(settings.password_config())?;
     let hash = hasher.hash(password).await?;
     store.update_password(user.id, &hash).await?;
+    // The old password may be what leaked: every session it opened ends with it, so its
+    // refresh tokens stop at once (and access tokens with ACCESS_TOKEN_REVOCATION=session, as
+    // running servers read ended sessions from the store).
+    let ended = store
+        .end_sessions_of_user(user.id, None, chrono::Utc::now())
+        .await?;
     println!("Password changed successfully for user '{username}'");
+    if !ended.is_empty() {
+        println!("Ended {} session(s) of user '{username}'.", ended.len());
+    }
     Ok(())
 }
 

@@ -19,8 +19,15 @@
 //!   `sqlite`) and PostgreSQL (feature `postgres`) implementations, with their migrations.
 //! - [`lifecycle`]: the token lifecycle without HTTP: log in, refresh, rotate, verify,
 //!   blacklist, log out, sessions, and what authenticates a token.
+//! - [`accounts`]: dj-rest-auth's and allauth's account flows without HTTP: login checks,
+//!   the user's profile, passwords and their validation, reset tokens, email confirmation.
+//! - [`mail`]: Django's mail backends (console, file, SMTP) on lettre, sent off the request
+//!   path, and the account mails' templates.
 //! - [`auth`]: [`AuthState`] and its builder, and the axum extractors ([`CurrentUser`],
 //!   [`Authenticated`], [`TokenUser`]).
+//! - [`throttle`]: DRF-style throttling of logins and refreshes, per address and per
+//!   account, counted in the store (shared by instances) or in memory.
+//! - [`timing`]: the floor that makes every failed login take the same time.
 //! - [`telemetry`]: the metrics restjwt records (through the `metrics` facade) and their names.
 //! - [`api`]: the routers, [`api::app`] (the whole server), and [`ApiError`], the one place
 //!   where an error becomes HTTP.
@@ -51,6 +58,7 @@
 //! }
 //! ```
 
+pub mod accounts;
 pub mod api;
 pub mod auth;
 #[cfg(feature = "jwk-url")]
@@ -58,10 +66,13 @@ pub mod issuer;
 mod json;
 pub mod keys;
 pub mod lifecycle;
+pub mod mail;
 pub mod password;
 pub mod settings;
 pub mod store;
 pub mod telemetry;
+pub mod throttle;
+pub mod timing;
 pub mod token;
 
 pub use api::ApiError;

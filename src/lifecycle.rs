@@ -24,6 +24,7 @@ use crate::store::{
     SessionEvent, Store, StoreError, User, token_hash,
 };
 use crate::telemetry::{self, LoginOutcome};
+use crate::timing::TimingFloor;
 use crate::token::{Claims, Clock, SESSION_CLAIM, TokenError, TokenKind, Tokens, new_jti};
 
 /// A session's `last_refreshed_at` is written at most this often when refreshes do not rotate,
@@ -140,6 +141,10 @@ pub enum LifecycleError {
     /// With `CHECK_REVOKE_TOKEN`: the user's password changed since the token was issued.
     #[error("the user's password has been changed")]
     PasswordChanged,
+    /// With `USERNAME_FIELD = "email"`: another account already has that address (compared
+    /// without regard to case).
+    #[error("user with this email address already exists")]
+    EmailTaken,
     /// The user has no live session with that id (ended, unknown, or someone else's: one
     /// answer, so ids cannot be probed).
     #[error("no such session")]
@@ -201,6 +206,7 @@ pub struct Lifecycle {
     claims_hook: Option<ClaimsHook>,
     user_rule: Option<UserRule>,
     ended: EndedSessions,
+    timing: TimingFloor,
 }
 
 /// Sessions ended while their access tokens may still be unexpired, with the end time (Unix
@@ -246,6 +252,7 @@ impl Lifecycle {
             claims_hook,
             user_rule,
             ended: EndedSessions::default(),
+            timing: TimingFloor::default(),
         }
     }
 
@@ -286,8 +293,9 @@ impl Lifecycle {
     /// email with `USERNAME_FIELD = "email"`.
     ///
     /// An unknown user, an inactive one and a wrong password are all
-    /// [`LifecycleError::InvalidCredentials`], after the same work: one password verification,
-    /// against a dummy hash when there is no user. An imported hash (Django's PBKDF2) is
+    /// [`LifecycleError::InvalidCredentials`], after the same work and the same time: one
+    /// password verification (against a dummy hash when there is no user, the user is
+    /// inactive or the password unusable), then a wait up to the floor of [`crate::timing`]. An imported hash (Django's PBKDF2) is
     /// upgraded to Argon2id once the password is known to be right.
     pub async fn check_credentials(
         &self,
@@ -303,16 +311,22 @@ impl Lifecycle {
                 if users.len() == 1 { users.pop() } else { None }
             }
         };
-        let verification = self
+        // An inactive user, and a password Django marked unusable ("!…"), are checked
+        // against the dummy hash like an unknown user: the same work, whatever their own hash.
+        let user = user.filter(|u| self.is_user_allowed(u) && !u.password.starts_with('!'));
+        let (verification, took) = self
             .hasher
-            .verify(
+            .verify_timed(
                 password.to_owned(),
                 user.as_ref().map(|u| u.password.clone()),
             )
             .await?;
+        let floor = self.timing.observe(took);
         let user = match user {
-            Some(user) if verification.is_valid && self.is_user_allowed(&user) => user,
+            Some(user) if verification.is_valid => user,
             _ => {
+                // Every failure lasts the floor: the slowest verification seen lately.
+                tokio::time::sleep(floor.saturating_sub(took)).await;
                 telemetry::record_login(LoginOutcome::Failed);
                 return Err(LifecycleError::InvalidCredentials);
             }
@@ -379,19 +393,35 @@ impl Lifecycle {
     /// Logs in for one sliding token, which authenticates requests when `AUTH_TOKEN_CLASSES`
     /// includes `sliding` and is refreshed in place. It is recorded as outstanding, so it can
     /// be blacklisted.
+    ///
+    /// Like a pair, the token starts a session of its own (its `sid` claim), so a logout
+    /// (`/api/logout/` of any scope), a password change or the CLI's `sessions revoke` stops
+    /// it, and it is listed among the user's sessions.
     pub async fn log_in_sliding(
         &self,
         login: &str,
         password: &str,
+        client: ClientInfo,
     ) -> Result<String, LifecycleError> {
         let user = self.check_credentials(login, password).await?;
+        let store = self.need_store()?;
         let now = self.now();
+        let session_id = new_jti();
         let (token, claims) = self
             .tokens
-            .issue_sliding(&self.claims_for_user(&user, None), now)?;
-        self.need_store()?
-            .create_outstanding(self.sliding_outstanding(&token, &claims, Some(user.id)))
-            .await?;
+            .issue_sliding(&self.claims_for_user(&user, Some(&session_id)), now)?;
+        let record = self.sliding_outstanding(&token, &claims, Some(user.id));
+        let session = Session {
+            id: session_id,
+            user_id: Some(user.id),
+            device: client.device,
+            ip: client.ip,
+            created_at: time(now),
+            last_refreshed_at: time(now),
+            expires_at: record.expires_at,
+            revoked_at: None,
+        };
+        store.create_session(session, record).await?;
         self.note_login(&user).await?;
         Ok(token)
     }
@@ -561,8 +591,18 @@ impl Lifecycle {
     /// simplejwt's verify: a token of any kind that is signed, unexpired and has an id is
     /// [`TokenVerdict::Valid`]; with `BLACKLIST_AFTER_ROTATION`, a blacklisted one (or one of
     /// an ended session) is [`TokenVerdict::Blacklisted`].
+    ///
+    /// With `ACCESS_TOKEN_REVOCATION = "session"`, a token whose session has ended is
+    /// [`TokenVerdict::Blacklisted`] whatever `BLACKLIST_AFTER_ROTATION` says: the request
+    /// endpoints refuse it, so a gateway that asks verify must not be told it is good.
     pub async fn verify(&self, token: &str) -> Result<TokenVerdict, LifecycleError> {
         let claims = self.tokens.verify(token, None, self.now())?;
+        if self.settings.access_token_revocation == AccessTokenRevocation::Session
+            && let Some(sid) = claims.get_str(SESSION_CLAIM)
+            && self.is_session_ended(sid)
+        {
+            return Ok(TokenVerdict::Blacklisted);
+        }
         if self.settings.blacklist_after_rotation
             && let Some(jti) = claims.get_str(self.tokens.jti_claim())
             && self
@@ -858,15 +898,29 @@ impl Lifecycle {
 
     /// Changes the profile fields `update` gives (email, first and last name) and returns the
     /// user as stored.
+    ///
+    /// With `USERNAME_FIELD = "email"` an address logs its one account in, and an address
+    /// shared by two accounts logs neither in: so an address another account has (in any
+    /// case) is refused with [`LifecycleError::EmailTaken`], or any user could lock another
+    /// out by taking their address.
     pub async fn update_profile(
         &self,
         user_id: i64,
         update: ProfileUpdate,
     ) -> Result<User, LifecycleError> {
-        Ok(self
-            .need_store()?
-            .update_user_profile(user_id, update)
-            .await?)
+        let store = self.need_store()?;
+        if self.settings.username_field == UsernameField::Email
+            && let Some(email) = update.email.as_deref()
+            && !email.is_empty()
+            && store
+                .find_users_by_email(email)
+                .await?
+                .iter()
+                .any(|other| other.id != user_id)
+        {
+            return Err(LifecycleError::EmailTaken);
+        }
+        Ok(store.update_user_profile(user_id, update).await?)
     }
 
     /// Whether `user` may log in or refresh: the configured rule, or else `is_active`.
@@ -1576,7 +1630,7 @@ mod tests {
         let f = fixture(settings).await;
         let token = f
             .lifecycle
-            .log_in_sliding("bob", "bob-pass-1234")
+            .log_in_sliding("bob", "bob-pass-1234", ClientInfo::default())
             .await
             .expect("log in");
         let store = f.lifecycle.store().expect("a store");
@@ -1618,7 +1672,7 @@ mod tests {
         let issuing = fixture(sliding).await;
         let token = issuing
             .lifecycle
-            .log_in_sliding("bob", "bob-pass-1234")
+            .log_in_sliding("bob", "bob-pass-1234", ClientInfo::default())
             .await
             .expect("log in");
         let f = fixture(Settings::default()).await;

@@ -24,7 +24,12 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::keys::{Algorithm, KeyError, Keys};
+use crate::password::{Algorithm as PasswordAlgorithm, DjangoVersion, HashParams, PasswordConfig};
+use crate::throttle::ThrottleRates;
 use crate::token::{SESSION_CLAIM, TokenConfig, TokenKind};
+
+mod browser;
+pub use browser::{CSRF_COOKIE_NAME, SameSite};
 
 /// The prefix of every environment variable that holds a setting.
 pub const ENV_PREFIX: &str = "RESTJWT_";
@@ -156,7 +161,9 @@ pub struct Settings {
     #[serde(deserialize_with = "field::boolean")]
     pub blacklist_after_rotation: bool,
     /// How long a rotated-out refresh token may be presented again and get the same successor
-    /// pair back (for clients that lost a response). Whole seconds. Defaults to 0: no retry.
+    /// pair back: two tabs, or a client that sends requests in parallel, refreshing one token
+    /// at once all get one successor, and a client that lost a response can retry. Whole
+    /// seconds; 0 turns retries off. Defaults to 10 seconds (GoTrue's interval).
     #[serde(deserialize_with = "field::duration")]
     pub refresh_token_reuse_grace: Duration,
     /// Whether presenting a rotated-out refresh token outside the grace ends the whole session
@@ -243,14 +250,196 @@ pub struct Settings {
     #[serde(deserialize_with = "field::duration")]
     pub jwks_max_age: Duration,
     // Issue 12 (accounts: registration, mail, password validators) adds its settings below this line.
-
+    /// Where dj-rest-auth's account endpoints are mounted (`<prefix>/login/`, …): a path that
+    /// starts with `/` and does not end with one. Defaults to `/api/auth`.
+    #[serde(deserialize_with = "field::path_prefix")]
+    pub auth_prefix: String,
+    /// dj-rest-auth's registration endpoints (`<prefix>/registration/…`) answer only when this
+    /// is on. Defaults to false: nobody signs up unless the operator says so.
+    #[serde(deserialize_with = "field::boolean")]
+    pub registration_open: bool,
+    /// allauth's `ACCOUNT_EMAIL_VERIFICATION`: `none` (no mail), `optional` (mail, login
+    /// allowed before confirming) or `mandatory` (login refused until the address is
+    /// confirmed). Defaults to `optional`.
+    #[serde(deserialize_with = "field::email_verification")]
+    pub account_email_verification: EmailVerification,
+    /// How long a confirmation key stays valid (allauth's
+    /// `ACCOUNT_EMAIL_CONFIRMATION_EXPIRE_DAYS`, as a duration). Defaults to 3 days.
+    #[serde(deserialize_with = "field::lifetime")]
+    pub account_email_confirmation_expire: Duration,
+    /// The least time between two confirmation mails to one address (allauth's
+    /// `ACCOUNT_EMAIL_CONFIRMATION_COOLDOWN`); a resend within it answers as usual and sends
+    /// nothing. Defaults to 3 minutes.
+    #[serde(deserialize_with = "field::duration")]
+    pub account_email_confirmation_cooldown: Duration,
+    /// dj-rest-auth's `OLD_PASSWORD_FIELD_ENABLED`: a password change must give the current
+    /// password as `old_password`. Defaults to false.
+    #[serde(deserialize_with = "field::boolean")]
+    pub old_password_field_enabled: bool,
+    /// dj-rest-auth's `LOGOUT_ON_PASSWORD_CHANGE`: a password change ends every session of
+    /// the user, the one asking too. Defaults to false (the other sessions end either way).
+    #[serde(deserialize_with = "field::boolean")]
+    pub logout_on_password_change: bool,
+    /// Django's `PASSWORD_RESET_TIMEOUT`: how long a reset link works. Defaults to 3 days.
+    #[serde(deserialize_with = "field::lifetime")]
+    pub password_reset_timeout: Duration,
+    /// The frontend's origin (`https://app.example.com`) put in mailed links. Defaults to
+    /// none: the request's scheme and `Host`, as Django does (set it behind a proxy that
+    /// does not check `Host`, or a forged `Host` could redirect reset links).
+    #[serde(deserialize_with = "field::optional_string")]
+    pub frontend_origin: Option<String>,
+    /// The frontend's path of the reset page; the link is `<origin><path><uid>/<token>/`.
+    /// Defaults to `/password-reset/confirm/`, the reference's.
+    #[serde(deserialize_with = "field::path_prefix_slash")]
+    pub password_reset_confirm_path: String,
+    /// The site's name in mail subjects (`[example.com] …`) and texts (Django's sites
+    /// framework). Defaults to `example.com`.
+    pub site_name: String,
+    /// Django's `EMAIL_BACKEND`: `console` (standard error), `file` (one RFC 5322 file a
+    /// message in `EMAIL_FILE_PATH`) or `smtp`. Defaults to `console`.
+    #[serde(deserialize_with = "field::email_backend")]
+    pub email_backend: EmailBackend,
+    /// Django's `EMAIL_FILE_PATH`: the directory of the `file` backend. Defaults to none.
+    #[serde(deserialize_with = "field::optional_string")]
+    pub email_file_path: Option<String>,
+    /// Django's `EMAIL_HOST`. Defaults to `localhost`.
+    pub email_host: String,
+    /// Django's `EMAIL_PORT`. Defaults to 25.
+    pub email_port: u16,
+    /// Django's `EMAIL_HOST_USER`: SMTP login, none when empty. Defaults to empty.
+    pub email_host_user: String,
+    /// Django's `EMAIL_HOST_PASSWORD`. Defaults to empty. Never logged.
+    #[serde(deserialize_with = "field::secret")]
+    pub email_host_password: Option<String>,
+    /// Django's `EMAIL_USE_TLS`: STARTTLS, required. Defaults to false.
+    #[serde(deserialize_with = "field::boolean")]
+    pub email_use_tls: bool,
+    /// Django's `EMAIL_USE_SSL`: implicit TLS (port 465). Defaults to false.
+    #[serde(deserialize_with = "field::boolean")]
+    pub email_use_ssl: bool,
+    /// Django's `EMAIL_TIMEOUT`. Defaults to 30 seconds (Django's is none).
+    #[serde(deserialize_with = "field::lifetime")]
+    pub email_timeout: Duration,
+    /// Django's `DEFAULT_FROM_EMAIL`. Defaults to `webmaster@localhost`.
+    pub default_from_email: String,
+    /// A directory whose files replace the built-in mail templates (`password_reset_subject.txt`,
+    /// `password_reset_message.txt`, `email_confirmation_subject.txt`,
+    /// `email_confirmation_message.txt`). Defaults to none.
+    #[serde(deserialize_with = "field::optional_string")]
+    pub email_template_dir: Option<String>,
+    /// Django's `AUTH_PASSWORD_VALIDATORS`: a list of validator names (Django's dotted ones or
+    /// the class names) or `{"NAME": …, "OPTIONS": {…}}` tables. Defaults to Django's four:
+    /// user-attribute similarity, minimum length 8, common passwords, numeric.
+    #[serde(deserialize_with = "field::password_validators")]
+    pub auth_password_validators: Vec<PasswordValidatorConfig>,
+    /// Django's `SECRET_KEY`: keys password reset tokens and email confirmation keys, so that
+    /// links made by Django on a shared database work here and the other way round. Defaults
+    /// to `SIGNING_KEY` when that is an HMAC secret (Django's own arrangement); otherwise to a
+    /// random secret per process (links then die at a restart: set it). Never logged.
+    #[serde(deserialize_with = "field::secret")]
+    pub secret_key: Option<String>,
     // Issue 13 (browser clients: cookie mode, CSRF, account page) adds its settings below this line.
-
+    /// dj-rest-auth's `JWT_AUTH_COOKIE`: the name of the cookie login and refresh set to the
+    /// access token, and that authenticates a request without an auth header (cookie mode).
+    /// Defaults to none: cookie mode off.
+    #[serde(deserialize_with = "browser::cookie_name")]
+    pub jwt_auth_cookie: Option<String>,
+    /// dj-rest-auth's `JWT_AUTH_REFRESH_COOKIE`: the name of the cookie login and refresh set to
+    /// the refresh token, which `token/refresh/` and `logout/` read. Defaults to none.
+    #[serde(deserialize_with = "browser::cookie_name")]
+    pub jwt_auth_refresh_cookie: Option<String>,
+    /// dj-rest-auth's `JWT_AUTH_REFRESH_COOKIE_PATH`: the refresh cookie's `Path`. Defaults to
+    /// `/`.
+    #[serde(deserialize_with = "browser::cookie_path")]
+    pub jwt_auth_refresh_cookie_path: String,
+    /// dj-rest-auth's `JWT_AUTH_SECURE`: the JWT cookies carry `Secure` (HTTPS only). Defaults
+    /// to false.
+    #[serde(deserialize_with = "field::boolean")]
+    pub jwt_auth_secure: bool,
+    /// dj-rest-auth's `JWT_AUTH_HTTPONLY`: the JWT cookies carry `HttpOnly` (scripts cannot read
+    /// them), and a refresh token set as a cookie is left out of the body (`"refresh":""`).
+    /// Defaults to true.
+    #[serde(deserialize_with = "field::boolean")]
+    pub jwt_auth_httponly: bool,
+    /// dj-rest-auth's `JWT_AUTH_SAMESITE`: the JWT cookies' `SameSite`, `Lax`, `Strict` or
+    /// `None` (which needs `JWT_AUTH_SECURE`). Defaults to `Lax`.
+    #[serde(deserialize_with = "browser::samesite")]
+    pub jwt_auth_samesite: SameSite,
+    /// dj-rest-auth's `JWT_AUTH_COOKIE_USE_CSRF`: an unsafe request (not GET, HEAD, OPTIONS,
+    /// TRACE) authenticated by the access cookie must pass Django's CSRF check (the `csrftoken`
+    /// cookie sent back in `X-CSRFToken`). Needs `JWT_AUTH_COOKIE`. Defaults to false.
+    #[serde(deserialize_with = "field::boolean")]
+    pub jwt_auth_cookie_use_csrf: bool,
+    /// dj-rest-auth's `JWT_AUTH_COOKIE_ENFORCE_CSRF_ON_UNAUTHENTICATED`: the CSRF check also
+    /// runs on unsafe requests without an auth header and without the access cookie (login,
+    /// registration, logout). Needs `JWT_AUTH_COOKIE`. Defaults to false.
+    #[serde(deserialize_with = "field::boolean")]
+    pub jwt_auth_cookie_enforce_csrf_on_unauthenticated: bool,
+    /// dj-rest-auth's `JWT_AUTH_RETURN_EXPIRATION`: login answers `access_expiration` and
+    /// `refresh_expiration` too. Defaults to false.
+    #[serde(deserialize_with = "field::boolean")]
+    pub jwt_auth_return_expiration: bool,
+    /// Django's `CSRF_TRUSTED_ORIGINS`: origins (`scheme://host[:port]`) other than the
+    /// server's own whose unsafe requests pass the CSRF check's `Origin` test (a frontend on
+    /// another host, with CORS credentials). Defaults to none.
+    #[serde(deserialize_with = "field::origins")]
+    pub csrf_trusted_origins: Vec<String>,
+    /// Serve the account page at `/account/` (sign in, profile, sessions, password), which
+    /// uses cookie mode: needs `JWT_AUTH_COOKIE` and `JWT_AUTH_REFRESH_COOKIE`. Defaults to
+    /// false.
+    #[serde(deserialize_with = "field::boolean")]
+    pub account_page: bool,
     // Issue 14 (speed: caches, batching) adds its settings below this line.
 
     // Issue 15 (side by side with Django: hashers, shared blacklist) adds its settings below this line.
-
+    /// Django's `PASSWORD_HASHERS`: the hash formats read, by algorithm name (`argon2`,
+    /// `pbkdf2_sha256`, `pbkdf2_sha1`, `bcrypt_sha256`, `bcrypt`, `scrypt`, `md5`) or Django's
+    /// dotted class name. The first makes every new hash and is what a login upgrades an older
+    /// hash to. Defaults to `argon2, pbkdf2_sha256, pbkdf2_sha1, bcrypt_sha256, scrypt`, or with
+    /// `DJANGO_VERSION` set to that release's own default (`pbkdf2_sha256` first).
+    #[serde(deserialize_with = "field::password_hashers")]
+    pub password_hashers: Option<Vec<PasswordAlgorithm>>,
+    /// The Django release (`6.1`) that shares the database, for running side by side: new
+    /// PBKDF2 hashes use its iteration count, and `PASSWORD_HASHERS` defaults to its default
+    /// list, so Django reads every hash restjwt writes and upgrades none. Defaults to none.
+    #[serde(deserialize_with = "field::django_version")]
+    pub django_version: Option<DjangoVersion>,
     // Issue 16 (hostile traffic: connections, throttling) adds its settings below this line.
+    /// Throttle logins and refreshes (`THROTTLE_RATES`). Defaults to true; load benchmarks
+    /// and wire tests against Django (which throttles nothing) turn it off.
+    #[serde(deserialize_with = "field::boolean")]
+    pub throttle_enabled: bool,
+    /// DRF's `DEFAULT_THROTTLE_RATES`: scope to rate (`{"login": "5/min"}`, a TOML table, or
+    /// that JSON in the environment); `null` turns a scope off. Given scopes replace their
+    /// defaults, the others keep theirs: `login` 10/min (per account and address),
+    /// `login_address` 60/min, `login_account` 30/min (delays, never refuses), `refresh`
+    /// 600/min (per address), `refresh_account` 60/min (per user).
+    #[serde(deserialize_with = "field::throttle_rates")]
+    pub throttle_rates: ThrottleRates,
+    /// How many proxies in front of the server append to `X-Forwarded-For`: the client address
+    /// (for throttles and sessions) is that many hops from the right of the header. Defaults
+    /// to 0: the header is ignored and the peer address is the client's.
+    #[serde(deserialize_with = "field::count")]
+    pub trusted_proxy_hops: u32,
+    /// How long a client has to send a request's headers, from the moment the connection
+    /// opens (or the previous answer is sent). Defaults to 30 seconds.
+    #[serde(deserialize_with = "field::lifetime")]
+    pub header_read_timeout: Duration,
+    /// How long a client has to send a request's whole body once its headers are in.
+    /// Defaults to 30 seconds.
+    #[serde(deserialize_with = "field::lifetime")]
+    pub body_read_timeout: Duration,
+    /// How long a kept-alive connection may sit idle between requests before it is closed.
+    /// Keep it above the idle timeout of any load balancer in front (AWS's is 60 s), or the
+    /// balancer may send a request down a connection as it closes. Defaults to 75 seconds.
+    #[serde(deserialize_with = "field::lifetime")]
+    pub keep_alive_timeout: Duration,
+    /// The most connections served at once. When full, a new connection closes the one idle
+    /// longest (no request in flight), or is itself closed at once if none is idle; the
+    /// listener keeps accepting. Lowered at start to fit the open-file limit. Defaults to
+    /// 10000.
+    #[serde(deserialize_with = "field::count")]
+    pub max_connections: u32,
 }
 
 /// The field a user logs in with (simplejwt follows the user model's `USERNAME_FIELD`).
@@ -367,7 +556,7 @@ impl Default for Settings {
             check_user_is_active: true,
             rotate_refresh_tokens: false,
             blacklist_after_rotation: false,
-            refresh_token_reuse_grace: Duration::ZERO,
+            refresh_token_reuse_grace: Duration::from_secs(10),
             refresh_token_reuse_detection: None,
             access_token_revocation: AccessTokenRevocation::None,
             sliding_token_lifetime: tokens.sliding_lifetime,
@@ -390,14 +579,55 @@ impl Default for Settings {
             graceful_shutdown_timeout: Duration::from_secs(25),
             jwks_max_age: Duration::from_secs(300),
             // Issue 12 (accounts: registration, mail, password validators) adds its settings below this line.
-
+            auth_prefix: "/api/auth".to_owned(),
+            registration_open: false,
+            account_email_verification: EmailVerification::Optional,
+            account_email_confirmation_expire: Duration::from_secs(3 * 86_400),
+            account_email_confirmation_cooldown: Duration::from_secs(180),
+            old_password_field_enabled: false,
+            logout_on_password_change: false,
+            password_reset_timeout: Duration::from_secs(3 * 86_400),
+            frontend_origin: None,
+            password_reset_confirm_path: "/password-reset/confirm/".to_owned(),
+            site_name: "example.com".to_owned(),
+            email_backend: EmailBackend::Console,
+            email_file_path: None,
+            email_host: "localhost".to_owned(),
+            email_port: 25,
+            email_host_user: String::new(),
+            email_host_password: None,
+            email_use_tls: false,
+            email_use_ssl: false,
+            email_timeout: Duration::from_secs(30),
+            default_from_email: "webmaster@localhost".to_owned(),
+            email_template_dir: None,
+            auth_password_validators: PasswordValidatorConfig::django_defaults(),
+            secret_key: None,
             // Issue 13 (browser clients: cookie mode, CSRF, account page) adds its settings below this line.
-
+            jwt_auth_cookie: None,
+            jwt_auth_refresh_cookie: None,
+            jwt_auth_refresh_cookie_path: "/".to_owned(),
+            jwt_auth_secure: false,
+            jwt_auth_httponly: true,
+            jwt_auth_samesite: SameSite::Lax,
+            jwt_auth_cookie_use_csrf: false,
+            jwt_auth_cookie_enforce_csrf_on_unauthenticated: false,
+            jwt_auth_return_expiration: false,
+            csrf_trusted_origins: Vec::new(),
+            account_page: false,
             // Issue 14 (speed: caches, batching) adds its settings below this line.
 
             // Issue 15 (side by side with Django: hashers, shared blacklist) adds its settings below this line.
-
+            password_hashers: None,
+            django_version: None,
             // Issue 16 (hostile traffic: connections, throttling) adds its settings below this line.
+            throttle_enabled: true,
+            throttle_rates: ThrottleRates::default(),
+            trusted_proxy_hops: 0,
+            header_read_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(30),
+            keep_alive_timeout: Duration::from_secs(75),
+            max_connections: 10_000,
         }
     }
 }
@@ -466,10 +696,92 @@ impl fmt::Debug for Settings {
             .field("graceful_shutdown_timeout", &self.graceful_shutdown_timeout)
             .field("jwks_max_age", &self.jwks_max_age)
             // Issue 12 (accounts: registration, mail, password validators) adds its settings below this line.
+            .field("auth_prefix", &self.auth_prefix)
+            .field("registration_open", &self.registration_open)
+            .field(
+                "account_email_verification",
+                &self.account_email_verification,
+            )
+            .field(
+                "account_email_confirmation_expire",
+                &self.account_email_confirmation_expire,
+            )
+            .field(
+                "account_email_confirmation_cooldown",
+                &self.account_email_confirmation_cooldown,
+            )
+            .field(
+                "old_password_field_enabled",
+                &self.old_password_field_enabled,
+            )
+            .field("logout_on_password_change", &self.logout_on_password_change)
+            .field("password_reset_timeout", &self.password_reset_timeout)
+            .field("frontend_origin", &self.frontend_origin)
+            .field(
+                "password_reset_confirm_path",
+                &self.password_reset_confirm_path,
+            )
+            .field("site_name", &self.site_name)
+            .field("email_backend", &self.email_backend)
+            .field("email_file_path", &self.email_file_path)
+            .field("email_host", &self.email_host)
+            .field("email_port", &self.email_port)
+            .field("email_host_user", &self.email_host_user)
+            .field(
+                "email_host_password",
+                &self.email_host_password.as_ref().map(|_| "<redacted>"),
+            )
+            .field("email_use_tls", &self.email_use_tls)
+            .field("email_use_ssl", &self.email_use_ssl)
+            .field("email_timeout", &self.email_timeout)
+            .field("default_from_email", &self.default_from_email)
+            .field("email_template_dir", &self.email_template_dir)
+            .field(
+                "auth_password_validators",
+                &self
+                    .auth_password_validators
+                    .iter()
+                    .map(PasswordValidatorConfig::name)
+                    .collect::<Vec<_>>()
+                    .join("+"),
+            )
+            .field(
+                "secret_key",
+                &self.secret_key.as_ref().map(|_| "<redacted>"),
+            )
             // Issue 13 (browser clients: cookie mode, CSRF, account page) adds its settings below this line.
+            .field("jwt_auth_cookie", &self.jwt_auth_cookie)
+            .field("jwt_auth_refresh_cookie", &self.jwt_auth_refresh_cookie)
+            .field(
+                "jwt_auth_refresh_cookie_path",
+                &self.jwt_auth_refresh_cookie_path,
+            )
+            .field("jwt_auth_secure", &self.jwt_auth_secure)
+            .field("jwt_auth_httponly", &self.jwt_auth_httponly)
+            .field("jwt_auth_samesite", &self.jwt_auth_samesite)
+            .field("jwt_auth_cookie_use_csrf", &self.jwt_auth_cookie_use_csrf)
+            .field(
+                "jwt_auth_cookie_enforce_csrf_on_unauthenticated",
+                &self.jwt_auth_cookie_enforce_csrf_on_unauthenticated,
+            )
+            .field(
+                "jwt_auth_return_expiration",
+                &self.jwt_auth_return_expiration,
+            )
+            .field("csrf_trusted_origins", &self.csrf_trusted_origins)
+            .field("account_page", &self.account_page)
             // Issue 14 (speed: caches, batching) adds its settings below this line.
             // Issue 15 (side by side with Django: hashers, shared blacklist) adds its settings below this line.
+            .field("password_hashers", &self.password_hashers)
+            .field("django_version", &self.django_version)
             // Issue 16 (hostile traffic: connections, throttling) adds its settings below this line.
+            .field("throttle_enabled", &self.throttle_enabled)
+            .field("throttle_rates", &self.throttle_rates)
+            .field("trusted_proxy_hops", &self.trusted_proxy_hops)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("body_read_timeout", &self.body_read_timeout)
+            .field("keep_alive_timeout", &self.keep_alive_timeout)
+            .field("max_connections", &self.max_connections)
             .finish()
     }
 }
@@ -587,6 +899,42 @@ impl Settings {
         if let Some(url) = &self.jwk_url {
             self.jwk_url = Some(jwk_url("JWK_URL", url)?);
         }
+        // Issue 12: the mail and link settings against each other.
+        if self.email_use_tls && self.email_use_ssl {
+            return Err(invalid(
+                "EMAIL_USE_SSL",
+                "EMAIL_USE_TLS and EMAIL_USE_SSL are mutually exclusive, set one of them",
+            ));
+        }
+        if self
+            .default_from_email
+            .parse::<lettre::message::Mailbox>()
+            .is_err()
+        {
+            return Err(invalid(
+                "DEFAULT_FROM_EMAIL",
+                format!("{:?} is not a mail address", self.default_from_email),
+            ));
+        }
+        if self.email_backend == EmailBackend::File && self.email_file_path.is_none() {
+            return Err(invalid(
+                "EMAIL_FILE_PATH",
+                "the file mail backend needs a directory",
+            ));
+        }
+        if let Some(origin) = &self.frontend_origin {
+            let trimmed = origin.trim_end_matches('/').to_owned();
+            let is_origin = (trimmed.starts_with("http://") || trimmed.starts_with("https://"))
+                && !trimmed[trimmed.find("://").map_or(0, |i| i + 3)..]
+                    .contains(['/', '?', '#', ' ']);
+            if !is_origin {
+                return Err(invalid(
+                    "FRONTEND_ORIGIN",
+                    format!("{origin:?} is not an origin (http(s)://host[:port], no path)"),
+                ));
+            }
+            self.frontend_origin = Some(trimmed);
+        }
         resolve_pem_keys(&mut self)?;
         let mut claims = [
             ("USER_ID_CLAIM", &self.user_id_claim),
@@ -600,6 +948,7 @@ impl Settings {
                 format!("{:?} is already used by {}", w[1].1, w[0].0),
             ));
         }
+        browser::validate(&self)?;
         Ok(self)
     }
 
@@ -607,6 +956,19 @@ impl Settings {
     pub fn is_reuse_detection_on(&self) -> bool {
         self.refresh_token_reuse_detection
             .unwrap_or(self.rotate_refresh_tokens && self.blacklist_after_rotation)
+    }
+
+    /// How passwords are hashed and read under these settings (`PASSWORD_HASHERS`,
+    /// `DJANGO_VERSION`), with Argon2id at OWASP's parameters when it writes.
+    pub fn password_config(&self) -> PasswordConfig {
+        let mut config = match self.django_version {
+            Some(version) => PasswordConfig::django(version),
+            None => PasswordConfig::restjwt_default(HashParams::OWASP),
+        };
+        if let Some(hashers) = &self.password_hashers {
+            config.hashers = hashers.clone();
+        }
+        config
     }
 
     /// How tokens are made and checked under these settings.
@@ -875,8 +1237,8 @@ mod field {
     use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
     use super::{
-        AccessTokenRevocation, LogFormat, MetricsEndpoint, UserField, UserIdField, UsernameField,
-        parse_duration,
+        AccessTokenRevocation, EmailBackend, EmailVerification, LogFormat, MetricsEndpoint,
+        PasswordValidatorConfig, UserField, UserIdField, UsernameField, parse_duration,
     };
     use crate::keys::Algorithm;
     use crate::token::TokenKind;
@@ -1046,6 +1408,61 @@ mod field {
         })
     }
 
+    /// A whole number, 0 or more.
+    pub(super) fn count<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        read(d, |v| match v {
+            Raw::Int(i) => u32::try_from(i).map_err(|_| format!("{i} is not a count")),
+            Raw::Str(s) => s
+                .trim()
+                .parse::<u32>()
+                .map_err(|_| format!("{s:?} is not a whole number")),
+            other => Err(format!("expected a whole number, got {}", other.kind())),
+        })
+    }
+
+    /// DRF's `DEFAULT_THROTTLE_RATES`: a table (or a JSON object in a string) of scope to
+    /// `N/period` or null, laid over the default rates.
+    pub(super) fn throttle_rates<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<crate::throttle::ThrottleRates, D::Error> {
+        read(d, |v| {
+            let entries: Vec<(String, Option<String>)> = match v {
+                Raw::Table(entries) => entries
+                    .into_iter()
+                    .map(|(k, v)| match v {
+                        Raw::Str(rate) => Ok((k, Some(rate))),
+                        Raw::Null => Ok((k, None)),
+                        other => Err(format!("{k:?} must be a rate, got {}", other.kind())),
+                    })
+                    .collect::<Result<_, _>>()?,
+                Raw::Str(text) => {
+                    let map: serde_json::Map<String, serde_json::Value> =
+                        serde_json::from_str(text.trim()).map_err(|_| {
+                            "expected a JSON object of scope to rate, like {\"login\": \"5/min\"}"
+                                .to_owned()
+                        })?;
+                    map.into_iter()
+                        .map(|(k, v)| match v {
+                            serde_json::Value::String(rate) => Ok((k, Some(rate))),
+                            serde_json::Value::Null => Ok((k, None)),
+                            _ => Err(format!("{k:?} must be a rate like \"5/min\" or null")),
+                        })
+                        .collect::<Result<_, _>>()?
+                }
+                other => Err(format!("expected a table of rates, got {}", other.kind()))?,
+            };
+            let mut rates = crate::throttle::ThrottleRates::default();
+            for (scope, rate) in entries {
+                let rate = match rate {
+                    Some(rate) => Some(rate.parse::<crate::throttle::Rate>()?),
+                    None => None,
+                };
+                rates.0.insert(scope, rate);
+            }
+            Ok(rates)
+        })
+    }
+
     pub(super) fn boolean<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
         read(d, parse_boolean)
     }
@@ -1150,6 +1567,33 @@ mod field {
                 "{other:?} is not a revocation mode (use \"none\" or \"session\")"
             )),
         })
+    }
+
+    /// `PASSWORD_HASHERS`: a non-empty list of Django's hashers, each once.
+    pub(super) fn password_hashers<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Vec<crate::password::Algorithm>>, D::Error> {
+        read(d, |v| {
+            let mut hashers = Vec::new();
+            for name in parse_list(v)? {
+                let hasher: crate::password::Algorithm = name.parse()?;
+                if hashers.contains(&hasher) {
+                    return Err(format!("{hasher} is listed twice"));
+                }
+                hashers.push(hasher);
+            }
+            if hashers.is_empty() {
+                return Err("must name at least one hasher".into());
+            }
+            Ok(Some(hashers))
+        })
+    }
+
+    /// `DJANGO_VERSION`: `6.1`; empty means not set.
+    pub(super) fn django_version<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<crate::password::DjangoVersion>, D::Error> {
+        read(d, |v| optional(v)?.map(|s| s.parse()).transpose())
     }
 
     pub(super) fn token_classes<'de, D: Deserializer<'de>>(
@@ -1296,6 +1740,104 @@ mod field {
         })
     }
 
+    // Issue 12's parsers.
+
+    /// A URL path prefix: starts with `/`, does not end with one (`/api/auth`).
+    pub(super) fn path_prefix<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        read(d, |v| {
+            let s = string(v)?.trim().to_owned();
+            if !s.starts_with('/') || s.ends_with('/') || s.contains(['?', '#', ' ']) {
+                return Err(format!(
+                    "{s:?} is not a path prefix (starts with /, no trailing /, e.g. /api/auth)"
+                ));
+            }
+            Ok(s)
+        })
+    }
+
+    /// A URL path that starts and ends with `/`.
+    pub(super) fn path_prefix_slash<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        read(d, |v| {
+            let s = string(v)?.trim().to_owned();
+            if !s.starts_with('/') || !s.ends_with('/') || s.contains(['?', '#', ' ']) {
+                return Err(format!("{s:?} is not a path that starts and ends with /"));
+            }
+            Ok(s)
+        })
+    }
+
+    pub(super) fn email_verification<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<EmailVerification, D::Error> {
+        read(d, |v| match string(v)?.trim() {
+            "none" => Ok(EmailVerification::None),
+            "optional" => Ok(EmailVerification::Optional),
+            "mandatory" => Ok(EmailVerification::Mandatory),
+            other => Err(format!(
+                "{other:?} is not an email verification mode (none, optional, mandatory)"
+            )),
+        })
+    }
+
+    pub(super) fn email_backend<'de, D: Deserializer<'de>>(d: D) -> Result<EmailBackend, D::Error> {
+        read(d, |v| {
+            let s = string(v)?;
+            // Django's dotted names are accepted as well as the short ones.
+            match s
+                .trim()
+                .trim_start_matches("django.core.mail.backends.")
+                .trim_end_matches(".EmailBackend")
+            {
+                "console" => Ok(EmailBackend::Console),
+                "file" | "filebased" => Ok(EmailBackend::File),
+                "smtp" => Ok(EmailBackend::Smtp),
+                other => Err(format!(
+                    "{other:?} is not a mail backend (console, file, smtp)"
+                )),
+            }
+        })
+    }
+
+    fn raw_json(v: Raw) -> serde_json::Value {
+        match v {
+            Raw::Str(s) => serde_json::Value::String(s),
+            Raw::Int(i) => i.into(),
+            Raw::Float | Raw::Null => serde_json::Value::Null,
+            Raw::Bool(b) => b.into(),
+            Raw::List(items) => items.into_iter().map(raw_json).collect(),
+            Raw::Table(entries) => entries
+                .into_iter()
+                .map(|(k, v)| (k, raw_json(v)))
+                .collect::<serde_json::Map<_, _>>()
+                .into(),
+        }
+    }
+
+    pub(super) fn password_validators<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<PasswordValidatorConfig>, D::Error> {
+        read(d, |v| {
+            let value = match v {
+                Raw::Str(s) if s.trim().starts_with('[') => serde_json::from_str(s.trim())
+                    .map_err(|_| "expected a JSON array of validators".to_owned())?,
+                Raw::Str(s) => s
+                    .split(',')
+                    .map(|p| p.trim())
+                    .filter(|p| !p.is_empty())
+                    .map(|p| serde_json::Value::String(p.to_owned()))
+                    .collect(),
+                other => raw_json(other),
+            };
+            let serde_json::Value::Array(items) = value else {
+                return Err("expected a list of validators".into());
+            };
+            items
+                .iter()
+                .map(PasswordValidatorConfig::from_json)
+                .collect()
+        })
+    }
+
     /// The field names serde expects of `T`: asked of the derived implementation itself, by a
     /// deserializer that only listens to what `deserialize_struct` is told.
     pub(super) fn names_of<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
@@ -1323,5 +1865,151 @@ mod field {
         let mut names: &'static [&'static str] = &[];
         let _ = T::deserialize(Listener(&mut names));
         names
+    }
+}
+
+// Issue 12's setting types.
+
+/// allauth's `ACCOUNT_EMAIL_VERIFICATION`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailVerification {
+    /// No confirmation mail is sent.
+    None,
+    /// A confirmation mail is sent; login works before the address is confirmed.
+    Optional,
+    /// A confirmation mail is sent; login is refused until the address is confirmed.
+    Mandatory,
+}
+
+/// Django's `EMAIL_BACKEND`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailBackend {
+    /// Each message written to standard error.
+    Console,
+    /// Each message written as an RFC 5322 file into `EMAIL_FILE_PATH`.
+    File,
+    /// Sent through `EMAIL_HOST`.
+    Smtp,
+}
+
+/// One of Django's password validators, with its options (`AUTH_PASSWORD_VALIDATORS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordValidatorConfig {
+    /// `UserAttributeSimilarityValidator`: refuses a password too similar to the username,
+    /// first or last name or email address (`user_attributes`), by Django's `SequenceMatcher`
+    /// quick ratio at `max_similarity` (per mille; Django's 0.7 is 700).
+    UserAttributeSimilarity {
+        /// The user fields compared.
+        user_attributes: Vec<String>,
+        /// The refusing ratio, per mille (at least 100).
+        max_similarity_permille: u32,
+    },
+    /// `MinimumLengthValidator`: at least `min_length` characters (8).
+    MinimumLength {
+        /// The least number of characters.
+        min_length: usize,
+    },
+    /// `CommonPasswordValidator`: not in Django's list of 20,000 common passwords.
+    CommonPassword,
+    /// `NumericPasswordValidator`: not entirely digits.
+    NumericPassword,
+}
+
+impl PasswordValidatorConfig {
+    /// Django's class name of the validator.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PasswordValidatorConfig::UserAttributeSimilarity { .. } => {
+                "UserAttributeSimilarityValidator"
+            }
+            PasswordValidatorConfig::MinimumLength { .. } => "MinimumLengthValidator",
+            PasswordValidatorConfig::CommonPassword => "CommonPasswordValidator",
+            PasswordValidatorConfig::NumericPassword => "NumericPasswordValidator",
+        }
+    }
+
+    /// Django's four validators with their default options, as `startproject` writes them.
+    pub fn django_defaults() -> Vec<Self> {
+        vec![
+            PasswordValidatorConfig::UserAttributeSimilarity {
+                user_attributes: ["username", "first_name", "last_name", "email"]
+                    .map(String::from)
+                    .to_vec(),
+                max_similarity_permille: 700,
+            },
+            PasswordValidatorConfig::MinimumLength { min_length: 8 },
+            PasswordValidatorConfig::CommonPassword,
+            PasswordValidatorConfig::NumericPassword,
+        ]
+    }
+
+    /// One entry of the setting: a name, or `{"NAME": …, "OPTIONS": {…}}` (keys in either case).
+    fn from_json(entry: &serde_json::Value) -> Result<Self, String> {
+        let (name, options) = match entry {
+            serde_json::Value::String(name) => (name.as_str(), serde_json::Map::new()),
+            serde_json::Value::Object(map) => {
+                let get = |k: &str| map.get(k).or_else(|| map.get(&k.to_ascii_lowercase()));
+                let name = get("NAME")
+                    .and_then(serde_json::Value::as_str)
+                    .ok_or("a validator table needs a NAME")?;
+                let options = get("OPTIONS")
+                    .and_then(serde_json::Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
+                (name, options)
+            }
+            _ => return Err("a validator is a name or a {NAME, OPTIONS} table".into()),
+        };
+        let short = name.rsplit('.').next().unwrap_or(name);
+        let known = ["user_attributes", "max_similarity", "min_length"];
+        if let Some(unknown) = options.keys().find(|k| !known.contains(&k.as_str())) {
+            return Err(format!("{short}: unknown option {unknown:?}"));
+        }
+        match short {
+            "UserAttributeSimilarityValidator" => {
+                let user_attributes = match options.get("user_attributes") {
+                    None => ["username", "first_name", "last_name", "email"]
+                        .map(String::from)
+                        .to_vec(),
+                    Some(serde_json::Value::Array(items)) => items
+                        .iter()
+                        .map(|i| match i.as_str() {
+                            Some(a @ ("username" | "first_name" | "last_name" | "email")) => {
+                                Ok(a.to_owned())
+                            }
+                            _ => Err(format!("user_attributes: {i} is not a user field")),
+                        })
+                        .collect::<Result<_, _>>()?,
+                    Some(_) => return Err("user_attributes must be a list".into()),
+                };
+                let max = match options.get("max_similarity") {
+                    None => 0.7,
+                    Some(v) => v.as_f64().ok_or("max_similarity must be a number")?,
+                };
+                // Django refuses values under 0.1: they would refuse almost every password.
+                if !(0.1..=1.0).contains(&max) {
+                    return Err("max_similarity must be between 0.1 and 1.0".into());
+                }
+                Ok(PasswordValidatorConfig::UserAttributeSimilarity {
+                    user_attributes,
+                    max_similarity_permille: (max * 1000.0).round() as u32,
+                })
+            }
+            "MinimumLengthValidator" => {
+                let min_length = match options.get("min_length") {
+                    None => 8,
+                    Some(v) => v
+                        .as_u64()
+                        .and_then(|n| usize::try_from(n).ok())
+                        .ok_or("min_length must be a whole number")?,
+                };
+                Ok(PasswordValidatorConfig::MinimumLength { min_length })
+            }
+            "CommonPasswordValidator" => Ok(PasswordValidatorConfig::CommonPassword),
+            "NumericPasswordValidator" => Ok(PasswordValidatorConfig::NumericPassword),
+            other => Err(format!(
+                "{other:?} is not one of Django's validators (UserAttributeSimilarityValidator, MinimumLengthValidator, CommonPasswordValidator, NumericPasswordValidator)"
+            )),
+        }
     }
 }

@@ -43,6 +43,12 @@ pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 pub trait Clock: Send + Sync + 'static {
     /// Seconds since the Unix epoch.
     fn now(&self) -> i64;
+
+    /// Milliseconds since the Unix epoch, for rate limits finer than a second. Defaults to
+    /// [`Clock::now`] in milliseconds (a test clock moves in whole seconds).
+    fn now_millis(&self) -> i64 {
+        self.now().saturating_mul(1000)
+    }
 }
 
 /// The system clock.
@@ -52,6 +58,10 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> i64 {
         chrono::Utc::now().timestamp()
+    }
+
+    fn now_millis(&self) -> i64 {
+        chrono::Utc::now().timestamp_millis()
     }
 }
 
@@ -491,6 +501,8 @@ impl Tokens {
             serde_json::to_vec(claims.as_map())
         }
         .map_err(|e| KeyError::Rejected(e.to_string()))?;
+        // PyJWT's bytes: a claim with non-ASCII text signs the same payload as simplejwt.
+        let payload = crate::json::escape_non_ascii(payload);
         let keys = self.keys();
         let header = keys.header_segment();
         let mut token = String::with_capacity(header.len() + payload.len() * 4 / 3 + 90);

@@ -35,6 +35,14 @@ impl<S: Send + Sync> FromRequest<S> for Payload {
             .to_ascii_lowercase();
 
         if media_type == "multipart/form-data" {
+            // The limit counts the raw body as it arrives, boundaries and part headers
+            // included: counting only field values let 20,000 empty fields through, and a big
+            // field was buffered whole before it was refused.
+            let (parts, body) = req.into_parts();
+            let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
+                .await
+                .map_err(body_error)?;
+            let req = Request::from_parts(parts, axum::body::Body::from(body));
             // Django's own message for a multipart body without a usable boundary.
             let multipart = Multipart::from_request(req, state).await.map_err(|_| {
                 ApiError::Parse(
@@ -46,7 +54,7 @@ impl<S: Send + Sync> FromRequest<S> for Payload {
 
         let body = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
             .await
-            .map_err(|_| ApiError::PayloadTooLarge)?;
+            .map_err(body_error)?;
         // DRF reads an empty body as no data at all, whatever its media type says.
         if body.is_empty() {
             return Ok(Payload::default());
@@ -58,6 +66,20 @@ impl<S: Send + Sync> FromRequest<S> for Payload {
             _ => Err(ApiError::UnsupportedMediaType(content_type)),
         }
     }
+}
+
+/// A body that could not be read: too slow (`BODY_READ_TIMEOUT`, 408), or else too large (or
+/// cut off, which the client will not read an answer to anyway).
+fn body_error(e: axum::Error) -> ApiError {
+    // The timeout comes wrapped (the body's error inside the length limit's inside axum's).
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(error) = cause {
+        if error.is::<super::BodyTimeout>() {
+            return ApiError::RequestTimeout;
+        }
+        cause = error.source();
+    }
+    ApiError::PayloadTooLarge
 }
 
 fn read_json(body: &Bytes, content_type: &str) -> Result<Payload, ApiError> {
@@ -128,7 +150,6 @@ fn read_form(body: &Bytes) -> Result<Payload, ApiError> {
 
 async fn read_multipart(mut multipart: Multipart) -> Result<Payload, ApiError> {
     let mut map = Map::new();
-    let mut total = 0usize;
     // Django reads a garbled multipart body as no fields at all; keep what parsed before the
     // damage and let the field rules answer.
     while let Ok(Some(field)) = multipart.next_field().await {
@@ -137,10 +158,6 @@ async fn read_multipart(mut multipart: Multipart) -> Result<Payload, ApiError> {
         let Ok(bytes) = field.bytes().await else {
             break;
         };
-        total += bytes.len();
-        if total > MAX_BODY_BYTES {
-            return Err(ApiError::PayloadTooLarge);
-        }
         // An uploaded file is not a string; CharField refuses it as "Not a valid string.".
         let value = if is_file {
             json!({ "file": true })
@@ -225,6 +242,38 @@ impl Fields {
                 None
             }
         }
+    }
+
+    /// A password field of dj-rest-auth's serializers: a `CharField(max_length=128)`.
+    pub fn password_field(&mut self, payload: &Payload, name: &str) -> Option<String> {
+        let value = self.char_field(payload, name)?;
+        if value.chars().count() > 128 {
+            self.errors.insert(
+                name.to_owned(),
+                json!(["Ensure this field has no more than 128 characters."]),
+            );
+            return None;
+        }
+        Some(value)
+    }
+
+    /// DRF's `EmailField()`: required, not blank, a valid address.
+    pub fn email_field(&mut self, payload: &Payload, name: &str) -> Option<String> {
+        let value = self.char_field(payload, name)?;
+        if !is_valid_email(&value) {
+            self.errors
+                .insert(name.to_owned(), json!(["Enter a valid email address."]));
+            return None;
+        }
+        Some(value)
+    }
+
+    /// The one required `EmailField` of a body, or the 400 that names it.
+    pub fn single_email(payload: &Payload, name: &str) -> Result<String, ApiError> {
+        let mut fields = Fields::default();
+        let value = fields.email_field(payload, name);
+        fields.finish()?;
+        Ok(value.unwrap_or_default())
     }
 
     /// The one required `CharField` of a body (`refresh`, `token`): its trimmed value, or the

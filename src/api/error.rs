@@ -5,12 +5,14 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
+use crate::accounts::AccountError;
 use crate::auth::{AuthRejection, WWW_AUTHENTICATE};
 use crate::keys::KeyError;
 use crate::lifecycle::LifecycleError;
 use crate::password::PasswordError;
 use crate::store::StoreError;
 use crate::telemetry::RefusalReason;
+use crate::throttle::{ThrottleError, wait_secs};
 use crate::token::TokenError;
 
 /// Field errors in field order: `{"username":["This field is required."]}`.
@@ -35,6 +37,12 @@ pub enum ApiError {
     /// 401: a refresh token whose user is gone or inactive.
     #[error("No active account found for the given token.")]
     NoActiveAccountForToken,
+    /// 401: dj-rest-auth's `token/refresh/` got no refresh token at all.
+    #[error("No valid refresh token found.")]
+    NoRefreshToken,
+    /// 401: dj-rest-auth's logout refused the refresh token (`{"detail": …}`, no `code`).
+    #[error("{0}")]
+    LogoutRefused(String),
     /// 400: request fields failed validation.
     #[error("invalid fields")]
     Fields(FieldErrors),
@@ -45,6 +53,9 @@ pub enum ApiError {
     /// than any valid token.
     #[error("Request body is too large.")]
     PayloadTooLarge,
+    /// 408: the body did not arrive within `BODY_READ_TIMEOUT`.
+    #[error("Request body took too long to arrive.")]
+    RequestTimeout,
     /// 415: a body in a media type no parser reads.
     #[error("Unsupported media type \"{0}\" in request.")]
     UnsupportedMediaType(String),
@@ -60,6 +71,10 @@ pub enum ApiError {
     /// 404 with DRF's message for a missing object (`No Session matches the given query.`).
     #[error("{0}")]
     NotFoundDetail(&'static str),
+    /// 429: past a throttle's rate; DRF's body and `Retry-After` with the whole seconds to
+    /// wait (rounded up, "1 second" singular as DRF words it).
+    #[error("Request was throttled. Expected available in {0} second{s}.", s = if *.0 == 1 { "" } else { "s" })]
+    Throttled(u64),
     /// 503: the database cannot be reached or failed; the cause goes to the log only.
     #[error("Service temporarily unavailable, try again later.")]
     Unavailable(#[source] StoreError),
@@ -74,15 +89,20 @@ impl ApiError {
         use ApiError::*;
         match self {
             Auth(rejection) => rejection.status(),
-            InvalidToken(_) | PasswordChanged | NoActiveAccount | NoActiveAccountForToken => {
-                StatusCode::UNAUTHORIZED
-            }
+            InvalidToken(_)
+            | PasswordChanged
+            | NoActiveAccount
+            | NoActiveAccountForToken
+            | NoRefreshToken
+            | LogoutRefused(_) => StatusCode::UNAUTHORIZED,
             Fields(_) | Parse(_) => StatusCode::BAD_REQUEST,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             NotAcceptable => StatusCode::NOT_ACCEPTABLE,
             NotFound | NotFoundDetail(_) => StatusCode::NOT_FOUND,
+            Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -94,7 +114,7 @@ impl ApiError {
         let with_code = |code: &str| json!({ "detail": detail, "code": code });
         match self {
             ApiError::Auth(rejection) => rejection.body(),
-            ApiError::InvalidToken(_) => with_code("token_not_valid"),
+            ApiError::InvalidToken(_) | ApiError::NoRefreshToken => with_code("token_not_valid"),
             ApiError::PasswordChanged => with_code("password_changed"),
             ApiError::Fields(fields) => Value::Object(fields.clone()),
             _ => json!({ "detail": detail }),
@@ -133,17 +153,26 @@ impl IntoResponse for ApiError {
                 .extensions_mut()
                 .insert(RefusalReason(self.to_string().into()));
         }
+        if let ApiError::Throttled(wait) = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+            response
+                .extensions_mut()
+                .insert(RefusalReason("throttled".into()));
+        }
         response
     }
 }
 
-/// A JSON response body with DRF's content type (no charset) and compact rendering.
+/// A JSON response body with DRF's content type (no charset) and rendering: compact, UTF-8,
+/// U+2028 and U+2029 escaped.
 pub(crate) fn json_body<T: serde::Serialize + ?Sized>(
     value: &T,
 ) -> ([(header::HeaderName, HeaderValue); 1], Vec<u8>) {
     // Serializing cannot fail: every body is a Value or a struct of strings and numbers, so
     // every key is a string.
-    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    let bytes = crate::json::escape_line_separators(serde_json::to_vec(value).unwrap_or_default());
     (
         [(
             header::CONTENT_TYPE,
@@ -167,6 +196,15 @@ impl From<StoreError> for ApiError {
                 ApiError::Fields(fields)
             }
             other => ApiError::Unavailable(other),
+        }
+    }
+}
+
+impl From<ThrottleError> for ApiError {
+    fn from(e: ThrottleError) -> Self {
+        match e {
+            ThrottleError::Throttled { wait } => ApiError::Throttled(wait_secs(wait)),
+            ThrottleError::Store(e) => e.into(),
         }
     }
 }
@@ -200,6 +238,15 @@ impl From<LifecycleError> for ApiError {
             LifecycleError::Token(e) => e.into(),
             LifecycleError::NoActiveAccountForToken => ApiError::NoActiveAccountForToken,
             LifecycleError::PasswordChanged => ApiError::PasswordChanged,
+            LifecycleError::EmailTaken => {
+                // DRF's UniqueValidator on Django's `email` field ("email address").
+                let mut fields = FieldErrors::new();
+                fields.insert(
+                    "email".into(),
+                    json!(["user with this email address already exists."]),
+                );
+                ApiError::Fields(fields)
+            }
             LifecycleError::SessionNotFound => {
                 ApiError::NotFoundDetail("No Session matches the given query.")
             }
@@ -209,6 +256,21 @@ impl From<LifecycleError> for ApiError {
             LifecycleError::Store(e) => e.into(),
             LifecycleError::Key(e) => e.into(),
             LifecycleError::Password(e) => e.into(),
+        }
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::Invalid(fields) => ApiError::Fields(
+                fields
+                    .into_iter()
+                    .map(|(name, messages)| (name, json!(messages)))
+                    .collect(),
+            ),
+            AccountError::NotFound => ApiError::NotFound,
+            AccountError::Lifecycle(e) => e.into(),
         }
     }
 }

@@ -25,10 +25,14 @@ use tokens::{
 };
 use user::{get_token_user, get_user, update_user};
 
+mod account_page;
+mod accounts;
 mod body;
+mod cookies;
 mod cors;
 mod drf;
 mod error;
+mod listener;
 mod metadata;
 mod openapi;
 
@@ -40,10 +44,13 @@ mod tokens;
 mod trace;
 mod user;
 
+pub use account_page::ACCOUNT_PATH;
+pub use accounts::{AccountsState, IssuedTokens, account_router};
 pub use body::MAX_BODY_BYTES;
 use drf::{DrfLayer, SECURITY_HEADERS, add_headers};
 pub use error::{ApiError, FieldErrors};
-pub use shutdown::serve_with_deadline;
+pub use listener::{BodyTimeout, ConnectionLimits, raise_open_file_limit};
+pub use shutdown::{serve_hardened, serve_with_deadline};
 pub use trace::{REQUEST_ID, TraceLayer};
 
 /// A 200 JSON response rendered as DRF renders it: compact, UTF-8, `application/json`.
@@ -55,6 +62,26 @@ impl IntoResponse for JsonResponse {
         error::json_body(&self.0).into_response()
     }
 }
+
+/// A 200 JSON response that holds a token: [`JsonResponse`] with `Cache-Control: no-store` and
+/// `Pragma: no-cache`, as RFC 6749 (section 5.1) requires of every answer carrying a token, so
+/// no browser or proxy cache keeps one. Every endpoint that answers a token answers with this.
+#[derive(Debug, Clone)]
+pub(crate) struct TokenJson(pub Value);
+
+impl IntoResponse for TokenJson {
+    fn into_response(self) -> Response {
+        let mut response = error::json_body(&self.0).into_response();
+        add_headers(&mut response, &NO_STORE);
+        response
+    }
+}
+
+/// The headers of [`TokenJson`].
+pub(crate) const NO_STORE: [(header::HeaderName, &str); 2] = [
+    (header::CACHE_CONTROL, "no-store"),
+    (header::PRAGMA, "no-cache"),
+];
 
 const TOKEN_ALLOW: &str = "POST, OPTIONS";
 
@@ -127,12 +154,16 @@ pub fn session_router(state: AuthState) -> Router {
         .with_state(state)
 }
 
-/// The whole `restjwt serve` app: [`router`], [`health_router`], and Django's 404 for every
-/// other path; CORS when the settings ask for it; and a span, metrics and a request id for
+/// The whole `restjwt serve` app: [`router`], [`health_router`], the account page at
+/// [`ACCOUNT_PATH`] with `ACCOUNT_PAGE`, and Django's 404 for every other path; CORS when the settings ask for it; and a span, metrics and a request id for
 /// every request ([`TraceLayer`]). The HTTP tests drive exactly this.
 pub fn app(state: AuthState) -> Router {
     let cors = cors::layer(state.settings());
-    let app = router(state.clone())
+    let mut app = router(state.clone());
+    if state.settings().account_page {
+        app = app.merge(account_page::router(state.clone()));
+    }
+    let app = app
         .merge(health_router(state))
         .merge(openapi::router())
         .fallback(not_found);
@@ -140,11 +171,11 @@ pub fn app(state: AuthState) -> Router {
         Some(cors) => app.layer(cors),
         None => app,
     };
-    app.layer(TraceLayer)
+    app.layer(TraceLayer::default())
 }
 
-/// Everything restjwt answers on `/api/`: the token endpoints, the sessions, and the seed's
-/// `GET /api/user/`.
+/// Everything restjwt answers on `/api/`: the token endpoints, the sessions, the seed's
+/// `GET /api/user/`, and dj-rest-auth's account endpoints under `AUTH_PREFIX`.
 pub fn router(state: AuthState) -> Router {
     // Stateless, the view has no user row to read or write: GET only, from the claims.
     let user_view = if state.settings().stateless_user_authentication {
@@ -165,8 +196,9 @@ pub fn router(state: AuthState) -> Router {
         .merge(slash_redirects(&["/api/user"]))
         .with_state(state.clone());
     token_router(state.clone())
-        .merge(session_router(state))
+        .merge(session_router(state.clone()))
         .merge(user_routes)
+        .merge(account_router(state))
 }
 
 /// Where the public keys are published (RFC 8615's well-known location, as identity providers
@@ -271,18 +303,14 @@ pub fn health_router(state: AuthState) -> Router {
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then finishes the requests in flight.
+/// Connections have the default [`ConnectionLimits`] (header, body and idle timeouts, a cap),
+/// and requests carry the peer address (`ConnectInfo<SocketAddr>`) for sessions and throttles.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // Connect info gives sessions their client address.
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    listener::serve_limited(listener, app, shutdown, ConnectionLimits::default()).await
 }
 
 /// A token view: POST, OPTIONS with DRF's metadata, 405 with DRF's body for the rest, and
@@ -347,7 +375,7 @@ fn slash_redirects(paths: &[&'static str]) -> Router<AuthState> {
     })
 }
 
-async fn redirect_to_slash(uri: Uri) -> Response {
+pub(super) async fn redirect_to_slash(uri: Uri) -> Response {
     let location = match uri.query() {
         Some(query) => format!("{}/?{}", uri.path(), query),
         None => format!("{}/", uri.path()),

@@ -34,6 +34,7 @@ pub fn openapi() -> OpenApi {
     doc.merge(super::tokens::Doc::openapi());
     doc.merge(super::user::Doc::openapi());
     doc.merge(super::sessions::Doc::openapi());
+    doc.merge(super::accounts::Doc::openapi());
     doc.merge(super::Doc::openapi());
     doc
 }
@@ -61,6 +62,7 @@ pub fn openapi() -> OpenApi {
         (name = "token", description = "simplejwt's token endpoints"),
         (name = "user", description = "The signed-in user"),
         (name = "sessions", description = "The signed-in user's sessions (devices)"),
+        (name = "accounts", description = "dj-rest-auth's account endpoints (under AUTH_PREFIX)"),
         (name = "operations", description = "Health checks and public keys"),
     )
 )]
@@ -228,6 +230,9 @@ pub(super) enum TokenErrors {
     /// A body in a media type no parser reads.
     #[response(status = 415)]
     UnsupportedMediaType(#[to_schema] Detail),
+    /// Logins and refreshes past a throttle's rate (`THROTTLE_RATES`), with `Retry-After`.
+    #[response(status = 429, headers(("Retry-After" = String, description = "Whole seconds to wait.")))]
+    Throttled(#[to_schema] Detail),
     /// The database cannot be reached.
     #[response(status = 503)]
     Unavailable(#[to_schema] Detail),

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use axum::Router;
 
+use super::listener::ConnectionLimits;
+
 /// [`super::serve`] with a deadline on the goodbye: once `shutdown` completes, new connections
 /// are refused and the requests in flight may finish, for at most `deadline`; then this
 /// returns anyway, and connections still open are cut when the runtime stops (the `restjwt`
@@ -15,12 +17,31 @@ pub async fn serve_with_deadline(
     shutdown: impl Future<Output = ()> + Send + 'static,
     deadline: Duration,
 ) -> std::io::Result<()> {
+    serve_hardened(
+        listener,
+        app,
+        shutdown,
+        ConnectionLimits::default(),
+        deadline,
+    )
+    .await
+}
+
+/// [`serve_with_deadline`] within `limits` (the `restjwt` server's: header, body and idle
+/// timeouts, and the connection cap, from the settings).
+pub async fn serve_hardened(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    limits: ConnectionLimits,
+    deadline: Duration,
+) -> std::io::Result<()> {
     let (started, mut stopping) = tokio::sync::watch::channel(false);
     let signal = async move {
         shutdown.await;
         let _ = started.send(true);
     };
-    let server = super::serve(listener, app, signal);
+    let server = super::listener::serve_limited(listener, app, signal, limits);
     let expired = async move {
         // The sender lives inside the server future, so this never ends while it runs unless
         // the signal came.

@@ -6,9 +6,10 @@ use serde_json::json;
 
 use super::body::{Fields, Payload};
 use super::openapi::TokenErrors;
-use super::{ApiError, JsonResponse};
+use super::{ApiError, JsonResponse, TokenJson};
 use crate::auth::AuthState;
 use crate::lifecycle::{ClientInfo, TokenVerdict};
+use crate::token::TokenKind;
 
 /// simplejwt's token endpoints in the OpenAPI document.
 #[derive(utoipa::OpenApi)]
@@ -110,10 +111,11 @@ pub(super) async fn obtain_token_pair(
     State(auth): State<AuthState>,
     client: ClientInfo,
     payload: Payload,
-) -> Result<JsonResponse, ApiError> {
+) -> Result<TokenJson, ApiError> {
     let (login, password) = credentials(&auth, &payload)?;
+    auth.throttle().check_login(&login, &client.ip).await?;
     let logged_in = auth.lifecycle().log_in(&login, &password, client).await?;
-    Ok(JsonResponse(
+    Ok(TokenJson(
         json!({ "refresh": logged_in.refresh, "access": logged_in.access }),
     ))
 }
@@ -132,11 +134,16 @@ pub(super) async fn obtain_token_pair(
 )]
 pub(super) async fn obtain_sliding_token(
     State(auth): State<AuthState>,
+    client: ClientInfo,
     payload: Payload,
-) -> Result<JsonResponse, ApiError> {
+) -> Result<TokenJson, ApiError> {
     let (login, password) = credentials(&auth, &payload)?;
-    let token = auth.lifecycle().log_in_sliding(&login, &password).await?;
-    Ok(JsonResponse(json!({ "token": token })))
+    auth.throttle().check_login(&login, &client.ip).await?;
+    let token = auth
+        .lifecycle()
+        .log_in_sliding(&login, &password, client)
+        .await?;
+    Ok(TokenJson(json!({ "token": token })))
 }
 
 /// `POST /api/token/sliding/refresh/`: a sliding token (expired or not) whose `refresh_exp`
@@ -154,11 +161,13 @@ pub(super) async fn obtain_sliding_token(
 )]
 pub(super) async fn refresh_sliding_token(
     State(auth): State<AuthState>,
+    client: ClientInfo,
     payload: Payload,
-) -> Result<JsonResponse, ApiError> {
+) -> Result<TokenJson, ApiError> {
     let token = Fields::single(&payload, "token")?;
+    auth.throttle().check_refresh(&client.ip, None).await?;
     let token = auth.lifecycle().refresh_sliding(&token).await?;
-    Ok(JsonResponse(json!({ "token": token })))
+    Ok(TokenJson(json!({ "token": token })))
 }
 
 /// `POST /api/token/refresh/`: a refresh token for a new access token, and with
@@ -176,11 +185,28 @@ pub(super) async fn refresh_sliding_token(
 )]
 pub(super) async fn refresh_token(
     State(auth): State<AuthState>,
+    client: ClientInfo,
     payload: Payload,
-) -> Result<JsonResponse, ApiError> {
+) -> Result<TokenJson, ApiError> {
     let refresh = Fields::single(&payload, "refresh")?;
+    if auth.throttle().is_enabled() {
+        // Per user only for a token that verifies: a forged one must not empty a real
+        // user's bucket. One HMAC or signature check more, on the throttled path only.
+        let user = auth
+            .tokens()
+            .verify(&refresh, Some(TokenKind::Refresh), auth.now())
+            .ok()
+            .and_then(|claims| {
+                claims
+                    .get(auth.tokens().user_id_claim())
+                    .map(|id| id.as_str().map_or_else(|| id.to_string(), str::to_owned))
+            });
+        auth.throttle()
+            .check_refresh(&client.ip, user.as_deref())
+            .await?;
+    }
     let refreshed = auth.lifecycle().refresh(&refresh).await?;
-    Ok(JsonResponse(match refreshed.refresh {
+    Ok(TokenJson(match refreshed.refresh {
         Some(refresh) => json!({ "access": refreshed.access, "refresh": refresh }),
         None => json!({ "access": refreshed.access }),
     }))

@@ -15,8 +15,10 @@
 //! A plain tower layer, like [`super::drf::DrfLayer`]: `middleware::from_fn` clones and boxes
 //! the inner service per request, which costs more than the work here.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -34,15 +36,21 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const MAX_REQUEST_ID: usize = 128;
 
 /// Traces every request of the routes it wraps: [`super::app`] applies it; an app of one's own
-/// can add it to its router with `.layer(restjwt::api::TraceLayer)`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TraceLayer;
+/// can add it to its router with `.layer(restjwt::api::TraceLayer::default())`. Install the
+/// metrics recorder (if any) before the first request: the histogram handles are kept.
+#[derive(Debug, Clone, Default)]
+pub struct TraceLayer {
+    histograms: Arc<Histograms>,
+}
 
 impl<S> tower::Layer<S> for TraceLayer {
     type Service = Trace<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Trace { inner }
+        Trace {
+            inner,
+            histograms: Arc::clone(&self.histograms),
+        }
     }
 }
 
@@ -50,6 +58,41 @@ impl<S> tower::Layer<S> for TraceLayer {
 #[derive(Debug, Clone)]
 pub struct Trace<S> {
     inner: S,
+    histograms: Arc<Histograms>,
+}
+
+/// The latency histogram of each method, status and route, kept once made: registering the
+/// labels with the recorder on every request (three labels hashed, two strings allocated, the
+/// recorder's map locked) was a tenth of a token check.
+#[derive(Debug, Default)]
+struct Histograms(RwLock<HashMap<(&'static str, u16), RouteHistograms>>);
+
+/// The histograms of one method and status, by matched route.
+type RouteHistograms = HashMap<Box<str>, metrics::Histogram>;
+
+impl Histograms {
+    fn record(&self, method: &'static str, route: &str, status: StatusCode, seconds: f64) {
+        let key = (method, status.as_u16());
+        {
+            let known = self.0.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(histogram) = known.get(&key).and_then(|routes| routes.get(route)) {
+                histogram.record(seconds);
+                return;
+            }
+        }
+        let labels = vec![
+            metrics::Label::new("method", method),
+            metrics::Label::new("route", route.to_owned()),
+            metrics::Label::new("status", status.as_str().to_owned()),
+        ];
+        let histogram = metrics::histogram!(HTTP_REQUEST_DURATION, labels);
+        histogram.record(seconds);
+        let mut known = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        known
+            .entry(key)
+            .or_default()
+            .insert(route.into(), histogram);
+    }
 }
 
 impl<S> tower::Service<Request> for Trace<S>
@@ -70,11 +113,9 @@ where
         let start = Instant::now();
         let request_id = request_id(&req);
         let method = method_label(req.method());
-        let route = req
-            .extensions()
-            .get::<MatchedPath>()
-            .map_or("unmatched", MatchedPath::as_str)
-            .to_owned();
+        // The matched path is shared (an `Arc<str>` inside): a clone allocates nothing.
+        let matched = req.extensions().get::<MatchedPath>().cloned();
+        let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
         let span = tracing::debug_span!(
             target: "restjwt::http",
             "request",
@@ -84,20 +125,16 @@ where
         );
         span.in_scope(|| tracing::debug!(target: "restjwt::http", "request started"));
         let answer = self.inner.call(req).instrument(span.clone());
+        let histograms = Arc::clone(&self.histograms);
         Box::pin(async move {
+            let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
             let mut response = answer.await?;
             let latency = start.elapsed();
             let status = response.status();
             let _entered = span.enter();
             let id = request_id.to_str().unwrap_or_default();
-            log(
-                &response,
-                method,
-                &route,
-                id,
-                latency.as_secs_f64() * 1000.0,
-            );
-            record(method, route, status, latency.as_secs_f64());
+            log(&response, method, route, id, latency.as_secs_f64() * 1000.0);
+            histograms.record(method, route, status, latency.as_secs_f64());
             response.headers_mut().insert(REQUEST_ID, request_id);
             Ok(response)
         })
@@ -140,15 +177,6 @@ fn method_label(method: &Method) -> &'static str {
         Method::CONNECT => "CONNECT",
         _ => "other",
     }
-}
-
-fn record(method: &'static str, route: String, status: StatusCode, seconds: f64) {
-    let labels = vec![
-        metrics::Label::new("method", method),
-        metrics::Label::new("route", route),
-        metrics::Label::new("status", status.as_str().to_owned()),
-    ];
-    metrics::histogram!(HTTP_REQUEST_DURATION, labels).record(seconds);
 }
 
 fn log(response: &Response, method: &str, route: &str, request_id: &str, latency_ms: f64) {

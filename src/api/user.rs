@@ -139,6 +139,7 @@ pub(super) async fn update_user(
 ) -> Result<Response, ApiError> {
     let mut fields = Fields::default();
     let update = ProfileUpdate {
+        username: None,
         email: fields.optional_char_field(&payload, "email", 254, true),
         first_name: fields.optional_char_field(&payload, "first_name", 150, false),
         last_name: fields.optional_char_field(&payload, "last_name", 150, false),

@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 mod options;
 #[cfg(feature = "postgres")]
 mod postgres;
+pub(crate) mod simplejwt;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 #[cfg(feature = "postgres")]
@@ -101,12 +102,30 @@ pub struct NewUser {
 /// The profile fields a user may change themselves; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProfileUpdate {
+    /// New username (already normalised and checked to be free); a taken one is
+    /// [`StoreError::Conflict`]`("username")`.
+    pub username: Option<String>,
     /// New email address.
     pub email: Option<String>,
     /// New first name.
     pub first_name: Option<String>,
     /// New last name.
     pub last_name: Option<String>,
+}
+
+/// One of a user's addresses, as allauth's `account_emailaddress` keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailAddress {
+    /// The primary key (what a confirmation key names).
+    pub id: i64,
+    /// The user it belongs to.
+    pub user_id: i64,
+    /// The address as given.
+    pub email: String,
+    /// Confirmed by following a mailed key.
+    pub verified: bool,
+    /// The user's primary address.
+    pub primary: bool,
 }
 
 /// A login session: the family of refresh tokens descended from one login (one device).
@@ -315,6 +334,17 @@ pub enum SessionEvent {
     Ended(String),
 }
 
+/// A rate-limit bucket after a hit ([`Store::hit_bucket`]). The bucket is one number, the
+/// theoretical arrival time of the next request (GCRA): a hit is admitted when that time is
+/// at most the tolerance ahead of now, and then moves it one interval on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BucketHit {
+    /// Whether the hit was admitted (and charged).
+    pub admitted: bool,
+    /// The bucket's theoretical arrival time after the hit, in Unix milliseconds.
+    pub tat_ms: i64,
+}
+
 /// SHA-256 of an encoded token, as hex: what the store keeps instead of the token, so a copy
 /// of the database holds no usable refresh token.
 pub(crate) fn token_hash(token: &str) -> String {
@@ -361,6 +391,13 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the database answers and every migration of this build is applied (what
     /// `GET /readyz` reports); an error says why not.
     async fn check_ready(&self) -> Result<(), StoreError>;
+    /// Whether this database holds simplejwt's blacklist tables (Django's
+    /// `rest_framework_simplejwt.token_blacklist` app), so that one blacklist serves both
+    /// systems: a token in either is refused, and every token blacklisted here is written to
+    /// both. Looked for when the store opens and after [`Store::migrate`]. Defaults to false.
+    fn shares_simplejwt_blacklist(&self) -> bool {
+        false
+    }
     /// How many of the pool's connections are idle and in use, for the metrics; `None` for a
     /// store without a pool to report.
     fn pool_use(&self) -> Option<crate::telemetry::PoolUse> {
@@ -441,6 +478,85 @@ pub trait Store: Send + Sync + 'static {
     /// [`Store::find_sessions_ended_since`] is the only way to learn of them.
     fn watch_ended_sessions(&self) -> Option<tokio::sync::mpsc::Receiver<SessionEvent>> {
         None
+    }
+
+    // Accounts (issue 12): dj-rest-auth's and allauth's checks.
+
+    /// Whether another user than `except` has this username, compared without regard to case
+    /// (allauth's `clean_username`).
+    async fn is_username_taken(
+        &self,
+        username: &str,
+        except: Option<i64>,
+    ) -> Result<bool, StoreError>;
+
+    /// Whether any user has this address, in `auth_user` or allauth's addresses (verified or
+    /// not), compared without regard to case.
+    async fn is_email_taken(&self, email: &str) -> Result<bool, StoreError>;
+
+    /// Creates a user and its primary allauth address (unverified unless `verified`) in one
+    /// transaction. A taken username is [`StoreError::Conflict`]`("username")`.
+    async fn create_user_with_email(
+        &self,
+        user: NewUser,
+        verified: bool,
+    ) -> Result<(User, EmailAddress), StoreError>;
+
+    /// The user's allauth addresses, oldest first.
+    async fn find_email_addresses_of_user(
+        &self,
+        user_id: i64,
+    ) -> Result<Vec<EmailAddress>, StoreError>;
+
+    /// An allauth address by its primary key.
+    async fn find_email_address(&self, id: i64) -> Result<Option<EmailAddress>, StoreError>;
+
+    /// The oldest allauth address spelled exactly `email` (allauth's resend matches exactly).
+    async fn find_email_address_by_email(
+        &self,
+        email: &str,
+    ) -> Result<Option<EmailAddress>, StoreError>;
+
+    /// Marks an address verified; false when it was verified already (or is gone), so two
+    /// confirmations of one key cannot both succeed.
+    async fn update_email_address_verified(&self, id: i64) -> Result<bool, StoreError>;
+
+    /// Every user with this address in `auth_user` or among allauth's addresses, compared
+    /// without regard to case, by id (allauth's `filter_users_by_email`).
+    async fn find_users_by_any_email(&self, email: &str) -> Result<Vec<User>, StoreError>;
+
+    /// Records that a confirmation key was mailed for an address.
+    async fn create_email_confirmation(
+        &self,
+        email_address_id: i64,
+        key: &str,
+        sent: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// When a confirmation was last mailed for an address.
+    async fn find_last_confirmation_sent(
+        &self,
+        email_address_id: i64,
+    ) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Charges one hit to the rate-limit bucket `key` shared by every process on this
+    /// database: admitted when the bucket's time is at most `tolerance_ms` ahead of `now_ms`,
+    /// and then moved on by `interval_ms`; refused (and left alone) otherwise. `None` (the
+    /// default) when the backend keeps no shared buckets: the caller keeps them in memory.
+    async fn hit_bucket(
+        &self,
+        key: &str,
+        now_ms: i64,
+        interval_ms: i64,
+        tolerance_ms: i64,
+    ) -> Result<Option<BucketHit>, StoreError> {
+        let _ = (key, now_ms, interval_ms, tolerance_ms);
+        Ok(None)
+    }
+    /// Forgets the rate-limit buckets that are empty at `now_ms` (their time has passed).
+    async fn delete_idle_buckets(&self, now_ms: i64) -> Result<(), StoreError> {
+        let _ = now_ms;
+        Ok(())
     }
     /// Deletes outstanding and blacklisted tokens that expired by `now`, and sessions whose
     /// every token has.

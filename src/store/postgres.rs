@@ -40,9 +40,9 @@ use tokio::sync::{mpsc, watch};
 use super::user_cache::{HEARTBEAT, LEASE, USER_CHANGED_CHANNEL, UserMemory};
 
 use super::{
-    BlacklistOutcome, BlacklistStep, DatabaseOptions, FlushReport, NewOutstanding, NewUser,
-    ProfileUpdate, Rotation, RotationOutcome, RotationStep, Session, SessionEvent, Store,
-    StoreError, TokenState, User,
+    BlacklistOutcome, BlacklistStep, BucketHit, DatabaseOptions, EmailAddress, FlushReport,
+    NewOutstanding, NewUser, ProfileUpdate, Rotation, RotationOutcome, RotationStep, Session,
+    SessionEvent, Store, StoreError, TokenState, User,
 };
 
 /// The migrations, in order. All pending ones run in one transaction.
@@ -59,8 +59,18 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (
         3,
+        "accounts (allauth's email addresses)",
+        include_str!("../../migrations/postgres/0003_accounts.sql"),
+    ),
+    (
+        4,
+        "throttle buckets",
+        include_str!("../../migrations/postgres/0004_throttle.sql"),
+    ),
+    (
+        5,
         "user change notifications",
-        include_str!("../../migrations/postgres/0003_user_changed.sql"),
+        include_str!("../../migrations/postgres/0005_user_changed.sql"),
     ),
 ];
 
@@ -180,6 +190,9 @@ pub struct PgStore {
     host: String,
     database: String,
     pool_size: u32,
+    /// Whether simplejwt's blacklist tables are in the database (see `super::simplejwt`):
+    /// looked for after migrating.
+    shares_simplejwt: AtomicBool,
 }
 
 impl fmt::Debug for PgStore {
@@ -244,6 +257,7 @@ impl PgStore {
             host,
             database,
             pool_size: options.pool_size,
+            shares_simplejwt: AtomicBool::new(false),
         })
     }
 
@@ -308,6 +322,11 @@ impl PgStore {
         ));
     }
 
+    /// Whether the blacklist is shared with simplejwt's tables (read at migration).
+    fn shares(&self) -> bool {
+        self.shares_simplejwt.load(Ordering::Relaxed)
+    }
+
     async fn retrying<'a, T>(&'a self, op: impl Fn() -> Op<'a, T>) -> Result<T, sqlx::Error> {
         self.retrying_when(op, is_transient).await
     }
@@ -355,6 +374,23 @@ fn is_connection_lost(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Io(_) | sqlx::Error::Protocol(_))
 }
 
+/// The address columns in the order [`email_from_row`] reads them.
+macro_rules! email_columns {
+    () => {
+        "id::int8, user_id::int8, email, verified, \"primary\""
+    };
+}
+
+fn email_from_row(row: &PgRow) -> Result<EmailAddress, sqlx::Error> {
+    Ok(EmailAddress {
+        id: row.try_get(0)?,
+        user_id: row.try_get(1)?,
+        email: row.try_get(2)?,
+        verified: row.try_get(3)?,
+        primary: row.try_get(4)?,
+    })
+}
+
 fn user_from_row(row: &PgRow) -> Result<User, sqlx::Error> {
     Ok(User {
         id: row.try_get(0)?,
@@ -384,11 +420,77 @@ fn session_from_row(row: &PgRow) -> Result<Session, sqlx::Error> {
     })
 }
 
+/// Whether Django's `token_blacklist` app has made its tables here (on the search path).
+async fn has_simplejwt_tables(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT to_regclass('token_blacklist_outstandingtoken') IS NOT NULL \
+            AND to_regclass('token_blacklist_blacklistedtoken') IS NOT NULL",
+    )
+    .fetch_one(&mut *conn)
+    .await
+}
+
+/// Whether simplejwt's blacklist holds a `jti`.
+const SIMPLEJWT_BLACKLISTED_SQL: &str = "SELECT EXISTS(SELECT 1 \
+    FROM token_blacklist_blacklistedtoken b \
+    JOIN token_blacklist_outstandingtoken o ON o.id = b.token_id WHERE o.jti = $1)";
+
+/// Copies our tokens (one `jti`, or every unexpired one of a session) into simplejwt's
+/// blacklist, recording them as outstanding there first (by hash: the token itself is kept
+/// nowhere). Rows already there, or written meanwhile by Django, are left as they are.
+async fn share_blacklist(
+    conn: &mut PgConnection,
+    which: super::simplejwt::Tokens<'_>,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    let (outstanding, blacklisted, key) = match which {
+        super::simplejwt::Tokens::One(jti) => (
+            // `$2` is unused here but bound, so it must appear.
+            "INSERT INTO token_blacklist_outstandingtoken \
+                 (token, created_at, expires_at, user_id, jti) \
+             SELECT $3 || t.token_hash, t.created_at, t.expires_at, t.user_id, t.jti \
+             FROM restjwt_outstanding_token t WHERE t.jti = $1 AND $2::timestamptz IS NOT NULL \
+             ON CONFLICT (jti) DO NOTHING",
+            "INSERT INTO token_blacklist_blacklistedtoken (blacklisted_at, token_id) \
+             SELECT $2, o.id FROM token_blacklist_outstandingtoken o WHERE o.jti = $1 \
+             ON CONFLICT (token_id) DO NOTHING",
+            jti,
+        ),
+        super::simplejwt::Tokens::OfSession(id) => (
+            "INSERT INTO token_blacklist_outstandingtoken \
+                 (token, created_at, expires_at, user_id, jti) \
+             SELECT $3 || t.token_hash, t.created_at, t.expires_at, t.user_id, t.jti \
+             FROM restjwt_outstanding_token t WHERE t.session_id = $1 AND t.expires_at > $2 \
+             ON CONFLICT (jti) DO NOTHING",
+            "INSERT INTO token_blacklist_blacklistedtoken (blacklisted_at, token_id) \
+             SELECT $2, o.id FROM token_blacklist_outstandingtoken o \
+             JOIN restjwt_outstanding_token t ON t.jti = o.jti \
+             WHERE t.session_id = $1 AND t.expires_at > $2 \
+             ON CONFLICT (token_id) DO NOTHING",
+            id,
+        ),
+    };
+    sqlx::query(outstanding)
+        .bind(key)
+        .bind(now)
+        .bind(super::simplejwt::TOKEN_PREFIX)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(blacklisted)
+        .bind(key)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// Records a token unless its row exists, locks its row, then reads it (simplejwt's
-/// `get_or_create`, made safe for concurrent callers: see the module doc).
+/// `get_or_create`, made safe for concurrent callers: see the module doc). With `shared`, a
+/// token in simplejwt's blacklist counts as blacklisted.
 async fn find_or_create_token(
     conn: &mut PgConnection,
     token: &NewOutstanding,
+    shared: bool,
 ) -> Result<super::TokenRow, sqlx::Error> {
     const LOCK: &str = "SELECT 1 FROM restjwt_outstanding_token WHERE jti = $1 FOR UPDATE";
     // A token is normally recorded already (at login or by the rotation that issued it): lock
@@ -415,14 +517,21 @@ async fn find_or_create_token(
     .bind(&token.jti)
     .fetch_one(&mut *conn)
     .await?;
-    Ok(super::TokenRow {
+    let mut row = super::TokenRow {
         session_id: row.try_get(0)?,
         successor_jti: row.try_get(1)?,
         successor_access_jti: row.try_get(2)?,
         rotated_at: row.try_get(3)?,
         is_blacklisted: row.try_get(4)?,
         is_session_ended: row.try_get(5)?,
-    })
+    };
+    if shared && !row.is_blacklisted {
+        row.is_blacklisted = sqlx::query_scalar(SIMPLEJWT_BLACKLISTED_SQL)
+            .bind(&token.jti)
+            .fetch_one(&mut *conn)
+            .await?;
+    }
+    Ok(row)
 }
 
 /// Inserts a token row; a session or user that does not exist is recorded as none, so a
@@ -457,10 +566,12 @@ async fn insert_outstanding(
     Ok(())
 }
 
+/// Ends a session; with `shared`, its unexpired tokens go into simplejwt's blacklist too.
 async fn end_session(
     conn: &mut PgConnection,
     session_id: &str,
     now: DateTime<Utc>,
+    shared: bool,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE restjwt_session SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
@@ -469,13 +580,19 @@ async fn end_session(
     .bind(session_id)
     .execute(&mut *conn)
     .await?;
-    Ok(done.rows_affected() > 0)
+    let ended = done.rows_affected() > 0;
+    if ended && shared {
+        share_blacklist(conn, super::simplejwt::Tokens::OfSession(session_id), now).await?;
+    }
+    Ok(ended)
 }
 
+/// Blacklists a recorded token; with `shared`, in simplejwt's blacklist too.
 async fn blacklist(
     conn: &mut PgConnection,
     jti: &str,
     now: DateTime<Utc>,
+    shared: bool,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO restjwt_blacklisted_token (jti, blacklisted_at) VALUES ($1, $2) \
@@ -485,6 +602,9 @@ async fn blacklist(
     .bind(now)
     .execute(&mut *conn)
     .await?;
+    if shared {
+        share_blacklist(conn, super::simplejwt::Tokens::One(jti), now).await?;
+    }
     Ok(())
 }
 
@@ -510,9 +630,13 @@ fn unix(t: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(t, 0).unwrap_or_default()
 }
 
-async fn rotate(conn: &mut PgConnection, r: &Rotation) -> Result<RotationOutcome, sqlx::Error> {
+async fn rotate(
+    conn: &mut PgConnection,
+    r: &Rotation,
+    shared: bool,
+) -> Result<RotationOutcome, sqlx::Error> {
     let mut tx = conn.begin().await?;
-    let row = find_or_create_token(&mut tx, &r.old).await?;
+    let row = find_or_create_token(&mut tx, &r.old, shared).await?;
     let now = unix(r.now);
     let step = super::rotation_step(&row, r);
     let outcome = match step {
@@ -521,43 +645,68 @@ async fn rotate(conn: &mut PgConnection, r: &Rotation) -> Result<RotationOutcome
         },
         RotationStep::Replay(outcome) => outcome,
         RotationStep::EndSession(id) => {
-            let ended = end_session(&mut tx, &id, now).await?;
+            let ended = end_session(&mut tx, &id, now, shared).await?;
             RotationOutcome::Refused {
                 revoked_session: ended.then_some(id),
             }
         }
         RotationStep::Rotate => {
-            // The four writes in one statement (one round trip): data-modifying WITH clauses
-            // run exactly once each, referenced or not. The successor inherits the session.
-            sqlx::query(
-                "WITH rotated AS ( \
-                     UPDATE restjwt_outstanding_token \
+            if !shared {
+                // The four writes in one statement (one round trip): data-modifying WITH
+                // clauses run exactly once each, referenced or not. The successor inherits the
+                // session.
+                sqlx::query(
+                    "WITH rotated AS ( \
+                         UPDATE restjwt_outstanding_token \
+                         SET successor_jti = $1, successor_access_jti = $2, rotated_at = $3 \
+                         WHERE jti = $4), \
+                     blacklisted AS ( \
+                         INSERT INTO restjwt_blacklisted_token (jti, blacklisted_at) VALUES ($4, $5) \
+                         ON CONFLICT (jti) DO NOTHING), \
+                     successor AS ( \
+                         INSERT INTO restjwt_outstanding_token \
+                             (jti, token_hash, user_id, session_id, created_at, expires_at) \
+                         VALUES ($1, $6, (SELECT id FROM auth_user WHERE id = $7), \
+                                 (SELECT id FROM restjwt_session WHERE id = $8), $9, $10)) \
+                     UPDATE restjwt_session \
+                     SET last_refreshed_at = $5, expires_at = GREATEST(expires_at, $10) \
+                     WHERE id = $8",
+                )
+                .bind(&r.new.jti)
+                .bind(&r.access_jti)
+                .bind(r.now)
+                .bind(&r.old.jti)
+                .bind(now)
+                .bind(&r.new.token_hash)
+                .bind(r.new.user_id)
+                .bind(&row.session_id)
+                .bind(r.new.created_at)
+                .bind(r.new.expires_at)
+                .execute(&mut *tx)
+                .await?;
+            } else {
+                // simplejwt's tables take the blacklisting too: the writes one by one.
+                sqlx::query(
+                    "UPDATE restjwt_outstanding_token \
                      SET successor_jti = $1, successor_access_jti = $2, rotated_at = $3 \
-                     WHERE jti = $4), \
-                 blacklisted AS ( \
-                     INSERT INTO restjwt_blacklisted_token (jti, blacklisted_at) VALUES ($4, $5) \
-                     ON CONFLICT (jti) DO NOTHING), \
-                 successor AS ( \
-                     INSERT INTO restjwt_outstanding_token \
-                         (jti, token_hash, user_id, session_id, created_at, expires_at) \
-                     VALUES ($1, $6, (SELECT id FROM auth_user WHERE id = $7), \
-                             (SELECT id FROM restjwt_session WHERE id = $8), $9, $10)) \
-                 UPDATE restjwt_session \
-                 SET last_refreshed_at = $5, expires_at = GREATEST(expires_at, $10) \
-                 WHERE id = $8",
-            )
-            .bind(&r.new.jti)
-            .bind(&r.access_jti)
-            .bind(r.now)
-            .bind(&r.old.jti)
-            .bind(now)
-            .bind(&r.new.token_hash)
-            .bind(r.new.user_id)
-            .bind(&row.session_id)
-            .bind(r.new.created_at)
-            .bind(r.new.expires_at)
-            .execute(&mut *tx)
-            .await?;
+                     WHERE jti = $4",
+                )
+                .bind(&r.new.jti)
+                .bind(&r.access_jti)
+                .bind(r.now)
+                .bind(&r.old.jti)
+                .execute(&mut *tx)
+                .await?;
+                blacklist(&mut tx, &r.old.jti, now, shared).await?;
+                let new = NewOutstanding {
+                    session_id: row.session_id.clone(),
+                    ..r.new.clone()
+                };
+                insert_outstanding(&mut tx, &new, false).await?;
+                if let Some(id) = &row.session_id {
+                    touch_session(&mut tx, id, now, Some(new.expires_at)).await?;
+                }
+            }
             RotationOutcome::Rotated
         }
     };
@@ -569,24 +718,25 @@ async fn blacklist_token(
     conn: &mut PgConnection,
     token: &NewOutstanding,
     detect_reuse: bool,
+    shared: bool,
 ) -> Result<BlacklistOutcome, sqlx::Error> {
     let now = token.created_at;
     let mut tx = conn.begin().await?;
-    let row = find_or_create_token(&mut tx, token).await?;
+    let row = find_or_create_token(&mut tx, token, shared).await?;
     let outcome = match super::blacklist_step(&row, detect_reuse) {
         BlacklistStep::Refuse => BlacklistOutcome::AlreadyBlacklisted {
             ended_session: None,
         },
         BlacklistStep::EndSession(id) => {
-            let ended = end_session(&mut tx, &id, now).await?;
+            let ended = end_session(&mut tx, &id, now, shared).await?;
             BlacklistOutcome::AlreadyBlacklisted {
                 ended_session: ended.then_some(id),
             }
         }
         BlacklistStep::Blacklist => {
-            blacklist(&mut tx, &token.jti, now).await?;
+            blacklist(&mut tx, &token.jti, now, shared).await?;
             let session_id = match &row.session_id {
-                Some(id) if end_session(&mut tx, id, now).await? => Some(id.clone()),
+                Some(id) if end_session(&mut tx, id, now, shared).await? => Some(id.clone()),
                 _ => None,
             };
             BlacklistOutcome::Blacklisted { session_id }
@@ -831,9 +981,19 @@ async fn listen_for_user_changes(
 impl Store for PgStore {
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut conn = self.connect_alone().await?;
-        let result = migrate(&mut conn).await.map_err(|e| self.db_err(e));
+        let result = async {
+            migrate(&mut conn).await?;
+            has_simplejwt_tables(&mut conn).await
+        }
+        .await
+        .map_err(|e| self.db_err(e));
         let _ = conn.close().await;
-        result
+        self.shares_simplejwt.store(result?, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn shares_simplejwt_blacklist(&self) -> bool {
+        self.shares()
     }
 
     fn pool_use(&self) -> Option<crate::telemetry::PoolUse> {
@@ -999,7 +1159,8 @@ impl Store for PgStore {
     ) -> Result<User, StoreError> {
         let sql = concat!(
             "UPDATE auth_user SET email = COALESCE($1, email), \
-                 first_name = COALESCE($2, first_name), last_name = COALESCE($3, last_name) \
+                 first_name = COALESCE($2, first_name), last_name = COALESCE($3, last_name), \
+                 username = COALESCE($5, username) \
              WHERE id = $4 RETURNING ",
             user_columns!()
         );
@@ -1012,6 +1173,7 @@ impl Store for PgStore {
                         .bind(update.first_name.as_deref())
                         .bind(update.last_name.as_deref())
                         .bind(id)
+                        .bind(update.username.as_deref())
                         .fetch_optional(&self.pool)
                         .await?
                         .map(|row| user_from_row(&row))
@@ -1021,6 +1183,243 @@ impl Store for PgStore {
             .await;
         self.users.forget(Some(id));
         row?.ok_or(StoreError::NotFound)
+    }
+
+    async fn is_username_taken(
+        &self,
+        username: &str,
+        except: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        if username.contains('\0') {
+            return Ok(false);
+        }
+        self.run(move || {
+            Box::pin(async move {
+                sqlx::query_scalar(
+                    "SELECT EXISTS(SELECT 1 FROM auth_user WHERE UPPER(username) = UPPER($1) \
+                     AND id IS DISTINCT FROM $2)",
+                )
+                .bind(username)
+                .bind(except)
+                .fetch_one(&self.pool)
+                .await
+            })
+        })
+        .await
+    }
+
+    async fn is_email_taken(&self, email: &str) -> Result<bool, StoreError> {
+        if email.contains('\0') {
+            return Ok(false);
+        }
+        self.run(move || {
+            Box::pin(async move {
+                sqlx::query_scalar(
+                    "SELECT EXISTS(SELECT 1 FROM auth_user WHERE UPPER(email) = UPPER($1)) \
+                     OR EXISTS(SELECT 1 FROM account_emailaddress WHERE UPPER(email) = UPPER($1))",
+                )
+                .bind(email)
+                .fetch_one(&self.pool)
+                .await
+            })
+        })
+        .await
+    }
+
+    async fn create_user_with_email(
+        &self,
+        user: NewUser,
+        verified: bool,
+    ) -> Result<(User, EmailAddress), StoreError> {
+        let insert_user = concat!(
+            "INSERT INTO auth_user (username, password, email, first_name, last_name, \
+             is_active, is_staff, is_superuser, last_login, date_joined) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9) RETURNING ",
+            user_columns!()
+        );
+        let insert_email = concat!(
+            "INSERT INTO account_emailaddress (user_id, email, verified, \"primary\") \
+             VALUES ($1, $2, $3, true) RETURNING ",
+            email_columns!()
+        );
+        let user = &user;
+        self.run(move || {
+            Box::pin(async move {
+                let mut tx = self.pool.begin().await?;
+                let row = sqlx::query(insert_user)
+                    .bind(&user.username)
+                    .bind(&user.password_hash)
+                    .bind(&user.email)
+                    .bind(&user.first_name)
+                    .bind(&user.last_name)
+                    .bind(user.is_active)
+                    .bind(user.is_staff)
+                    .bind(user.is_superuser)
+                    .bind(user.date_joined)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let created = user_from_row(&row)?;
+                let row = sqlx::query(insert_email)
+                    .bind(created.id)
+                    .bind(&created.email)
+                    .bind(verified)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let address = email_from_row(&row)?;
+                tx.commit().await?;
+                Ok((created, address))
+            })
+        })
+        .await
+    }
+
+    async fn find_email_addresses_of_user(
+        &self,
+        user_id: i64,
+    ) -> Result<Vec<EmailAddress>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            email_columns!(),
+            " FROM account_emailaddress WHERE user_id = $1 ORDER BY id"
+        );
+        self.run(move || {
+            Box::pin(async move {
+                sqlx::query(sql)
+                    .bind(user_id)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(email_from_row)
+                    .collect()
+            })
+        })
+        .await
+    }
+
+    async fn find_email_address(&self, id: i64) -> Result<Option<EmailAddress>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            email_columns!(),
+            " FROM account_emailaddress WHERE id = $1"
+        );
+        self.run(move || {
+            Box::pin(async move {
+                sqlx::query(sql)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .map(|row| email_from_row(&row))
+                    .transpose()
+            })
+        })
+        .await
+    }
+
+    async fn find_email_address_by_email(
+        &self,
+        email: &str,
+    ) -> Result<Option<EmailAddress>, StoreError> {
+        if email.contains('\0') {
+            return Ok(None);
+        }
+        let sql = concat!(
+            "SELECT ",
+            email_columns!(),
+            " FROM account_emailaddress WHERE email = $1 ORDER BY id LIMIT 1"
+        );
+        self.run(move || {
+            Box::pin(async move {
+                sqlx::query(sql)
+                    .bind(email)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .map(|row| email_from_row(&row))
+                    .transpose()
+            })
+        })
+        .await
+    }
+
+    async fn update_email_address_verified(&self, id: i64) -> Result<bool, StoreError> {
+        let done = self
+            .run(move || {
+                Box::pin(async move {
+                    sqlx::query(
+                        "UPDATE account_emailaddress SET verified = true \
+                         WHERE id = $1 AND NOT verified",
+                    )
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await
+                })
+            })
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn find_users_by_any_email(&self, email: &str) -> Result<Vec<User>, StoreError> {
+        if email.contains('\0') {
+            return Ok(Vec::new());
+        }
+        let sql = concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM auth_user WHERE UPPER(email) = UPPER($1) \
+             OR id IN (SELECT user_id FROM account_emailaddress \
+                       WHERE UPPER(email) = UPPER($1)) ORDER BY id"
+        );
+        self.run(move || {
+            Box::pin(async move {
+                sqlx::query(sql)
+                    .bind(email)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(user_from_row)
+                    .collect()
+            })
+        })
+        .await
+    }
+
+    async fn create_email_confirmation(
+        &self,
+        email_address_id: i64,
+        key: &str,
+        sent: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.run(move || {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO account_emailconfirmation (created, sent, key, email_address_id) \
+                     VALUES ($1, $1, $2, $3) ON CONFLICT (key) DO NOTHING",
+                )
+                .bind(sent)
+                .bind(key)
+                .bind(email_address_id)
+                .execute(&self.pool)
+                .await
+            })
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn find_last_confirmation_sent(
+        &self,
+        email_address_id: i64,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.run(move || {
+            Box::pin(async move {
+                sqlx::query_scalar(
+                    "SELECT MAX(sent) FROM account_emailconfirmation WHERE email_address_id = $1",
+                )
+                .bind(email_address_id)
+                .fetch_one(&self.pool)
+                .await
+            })
+        })
+        .await
     }
 
     async fn update_last_login(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
@@ -1090,6 +1489,7 @@ impl Store for PgStore {
         if jti.contains('\0') {
             return Ok(TokenState::default());
         }
+        let shared = self.shares();
         self.run_read(move || {
             Box::pin(async move {
                 let row = sqlx::query(
@@ -1103,15 +1503,85 @@ impl Store for PgStore {
                 .bind(jti)
                 .fetch_optional(&self.pool)
                 .await?;
-                let Some(row) = row else {
-                    return Ok(TokenState::default());
+                let mut state = match row {
+                    Some(row) => {
+                        let session: Option<String> = row.try_get(1)?;
+                        let refreshed: Option<DateTime<Utc>> = row.try_get(2)?;
+                        TokenState {
+                            is_blacklisted: row.try_get(0)?,
+                            session: session.zip(refreshed),
+                        }
+                    }
+                    None => TokenState::default(),
                 };
-                let session: Option<String> = row.try_get(1)?;
-                let refreshed: Option<DateTime<Utc>> = row.try_get(2)?;
-                Ok(TokenState {
-                    is_blacklisted: row.try_get(0)?,
-                    session: session.zip(refreshed),
-                })
+                if shared && !state.is_blacklisted {
+                    // A token Django blacklisted may never have been seen here.
+                    state.is_blacklisted = sqlx::query_scalar(SIMPLEJWT_BLACKLISTED_SQL)
+                        .bind(jti)
+                        .fetch_one(&self.pool)
+                        .await?;
+                }
+                Ok(state)
+            })
+        })
+        .await
+    }
+
+    async fn hit_bucket(
+        &self,
+        key: &str,
+        now_ms: i64,
+        interval_ms: i64,
+        tolerance_ms: i64,
+    ) -> Result<Option<BucketHit>, StoreError> {
+        self.run(move || {
+            Box::pin(async move {
+                let mut conn = self.pool.acquire().await?;
+                // One statement: the row lock makes concurrent hits of one bucket from any
+                // number of instances count one after the other.
+                let charged: Option<i64> = sqlx::query_scalar(
+                    "INSERT INTO restjwt_throttle (key, tat) VALUES ($1, $2 + $3)
+                     ON CONFLICT (key) DO UPDATE
+                       SET tat = GREATEST(restjwt_throttle.tat, $2) + $3
+                       WHERE GREATEST(restjwt_throttle.tat, $2) - $2 <= $4
+                     RETURNING tat",
+                )
+                .bind(key)
+                .bind(now_ms)
+                .bind(interval_ms)
+                .bind(tolerance_ms)
+                .fetch_optional(&mut *conn)
+                .await?;
+                if let Some(tat_ms) = charged {
+                    return Ok(Some(BucketHit {
+                        admitted: true,
+                        tat_ms,
+                    }));
+                }
+                let tat_ms: i64 =
+                    sqlx::query_scalar("SELECT tat FROM restjwt_throttle WHERE key = $1")
+                        .bind(key)
+                        .fetch_optional(&mut *conn)
+                        .await?
+                        .unwrap_or(now_ms);
+                Ok(Some(BucketHit {
+                    admitted: false,
+                    tat_ms,
+                }))
+            })
+        })
+        .await
+    }
+
+    async fn delete_idle_buckets(&self, now_ms: i64) -> Result<(), StoreError> {
+        self.run(move || {
+            Box::pin(async move {
+                let mut conn = self.pool.acquire().await?;
+                sqlx::query("DELETE FROM restjwt_throttle WHERE tat < $1")
+                    .bind(now_ms)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
             })
         })
         .await
@@ -1133,10 +1603,11 @@ impl Store for PgStore {
 
     async fn rotate_refresh(&self, rotation: Rotation) -> Result<RotationOutcome, StoreError> {
         let rotation = &rotation;
+        let shared = self.shares();
         self.run(move || {
             Box::pin(async move {
                 let mut conn = self.pool.acquire().await?;
-                rotate(&mut conn, rotation).await
+                rotate(&mut conn, rotation, shared).await
             })
         })
         .await
@@ -1148,10 +1619,11 @@ impl Store for PgStore {
         detect_reuse: bool,
     ) -> Result<BlacklistOutcome, StoreError> {
         let token = &token;
+        let shared = self.shares();
         self.run(move || {
             Box::pin(async move {
                 let mut conn = self.pool.acquire().await?;
-                blacklist_token(&mut conn, token, detect_reuse).await
+                blacklist_token(&mut conn, token, detect_reuse, shared).await
             })
         })
         .await
@@ -1193,22 +1665,29 @@ impl Store for PgStore {
         if session_id.contains('\0') {
             return Ok(false);
         }
-        let done = self
-            .run(move || {
-                Box::pin(async move {
-                    sqlx::query(
-                        "UPDATE restjwt_session SET revoked_at = $1 \
+        let shared = self.shares();
+        self.run(move || {
+            Box::pin(async move {
+                let mut tx = self.pool.begin().await?;
+                let done = sqlx::query(
+                    "UPDATE restjwt_session SET revoked_at = $1 \
                      WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL AND expires_at > $1",
-                    )
-                    .bind(now)
-                    .bind(session_id)
-                    .bind(user_id)
-                    .execute(&self.pool)
-                    .await
-                })
+                )
+                .bind(now)
+                .bind(session_id)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+                let ended = done.rows_affected() > 0;
+                if ended && shared {
+                    let which = super::simplejwt::Tokens::OfSession(session_id);
+                    share_blacklist(&mut tx, which, now).await?;
+                }
+                tx.commit().await?;
+                Ok(ended)
             })
-            .await?;
-        Ok(done.rows_affected() > 0)
+        })
+        .await
     }
 
     async fn end_sessions_of_user(
@@ -1217,9 +1696,11 @@ impl Store for PgStore {
         except: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Vec<String>, StoreError> {
+        let shared = self.shares();
         self.run(move || {
             Box::pin(async move {
-                sqlx::query_scalar(
+                let mut tx = self.pool.begin().await?;
+                let ended: Vec<String> = sqlx::query_scalar(
                     "UPDATE restjwt_session SET revoked_at = $1 \
                  WHERE user_id = $2 AND revoked_at IS NULL AND expires_at > $1 \
                    AND id IS DISTINCT FROM $3 \
@@ -1228,8 +1709,16 @@ impl Store for PgStore {
                 .bind(now)
                 .bind(user_id)
                 .bind(except)
-                .fetch_all(&self.pool)
-                .await
+                .fetch_all(&mut *tx)
+                .await?;
+                if shared {
+                    for id in &ended {
+                        let which = super::simplejwt::Tokens::OfSession(id);
+                        share_blacklist(&mut tx, which, now).await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(ended)
             })
         })
         .await

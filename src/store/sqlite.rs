@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -19,8 +20,9 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavio
 use wal_index::{Stamp, WalIndex};
 
 use super::{
-    BlacklistOutcome, BlacklistStep, FlushReport, NewOutstanding, NewUser, ProfileUpdate, Rotation,
-    RotationOutcome, RotationStep, Session, Store, StoreError, TokenState, User,
+    BlacklistOutcome, BlacklistStep, EmailAddress, FlushReport, NewOutstanding, NewUser,
+    ProfileUpdate, Rotation, RotationOutcome, RotationStep, Session, Store, StoreError, TokenState,
+    User,
 };
 
 /// How long a statement waits for another connection's lock before failing.
@@ -43,6 +45,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "refresh lifecycle",
         include_str!("../../migrations/sqlite/0002_refresh_lifecycle.sql"),
     ),
+    (
+        3,
+        "accounts (allauth's email addresses)",
+        include_str!("../../migrations/sqlite/0003_accounts.sql"),
+    ),
 ];
 
 /// Users in a SQLite file (or in memory, for tests and tools).
@@ -56,6 +63,9 @@ pub struct SqliteStore {
     group: GroupCommit,
     /// `None` for an in-memory database, or a file SQLite could not put in WAL mode.
     users: Option<UserCache>,
+    /// Whether simplejwt's blacklist tables are in the database (see `super::simplejwt`):
+    /// looked for when the store opens and after it migrates.
+    shares_simplejwt: AtomicBool,
 }
 
 /// The users read since the last commit to the database, by id: what every authenticated
@@ -112,13 +122,15 @@ const USER_COLUMNS: &str = "id, username, password, email, first_name, last_name
 
 impl SqliteStore {
     /// Opens (and creates, if missing) the database at `url`: `sqlite://path`, `sqlite:path`
-    /// or `sqlite::memory:`. Query parameters (`?mode=rwc`) are ignored.
+    /// or `sqlite::memory:`. `?synchronous=full` makes commits durable across power loss
+    /// as well as a crash; other query parameters (`?mode=rwc`) are ignored.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let rest = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
             .ok_or_else(|| StoreError::UnsupportedUrl("not a sqlite: URL".into()))?;
-        let path = rest.split('?').next().unwrap_or_default();
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let synchronous = synchronous_of(query)?;
         let path = match path {
             "" => {
                 return Err(StoreError::UnsupportedUrl(
@@ -129,13 +141,19 @@ impl SqliteStore {
             path => Some(PathBuf::from(path)),
         };
         let opened = path.clone();
-        let (writer, users) = tokio::task::spawn_blocking(move || {
+        let (writer, users, shares) = tokio::task::spawn_blocking(move || {
             let writer = open(opened.as_ref())?;
+            if let Some(mode) = synchronous {
+                writer
+                    .pragma_update(None, "synchronous", mode)
+                    .map_err(db_err)?;
+            }
             let users = match &opened {
                 Some(path) => user_cache(&writer, path)?,
                 None => None,
             };
-            Ok::<_, StoreError>((writer, users))
+            let shares = has_simplejwt_tables(&writer)?;
+            Ok::<_, StoreError>((writer, users, shares))
         })
         .await
         .map_err(db_err)??;
@@ -146,7 +164,12 @@ impl SqliteStore {
             group: GroupCommit::new(Arc::clone(&writer)),
             writer,
             users,
+            shares_simplejwt: AtomicBool::new(shares),
         })
+    }
+
+    fn shares(&self) -> bool {
+        self.shares_simplejwt.load(Ordering::Relaxed)
     }
 
     /// Runs `f` on a read connection, in place.
@@ -184,6 +207,9 @@ impl SqliteStore {
 }
 
 fn open(path: Option<&PathBuf>) -> Result<Connection, StoreError> {
+    if let Some(path) = path {
+        create_private(path)?;
+    }
     let conn = match path {
         Some(path) => Connection::open_with_flags(
             path,
@@ -204,6 +230,47 @@ fn open(path: Option<&PathBuf>) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(db_err)?;
     Ok(conn)
+}
+
+/// The `synchronous` parameter of a SQLite URL (`sqlite://PATH?synchronous=full`): `FULL`
+/// makes every commit durable across power loss too, at the cost of an fsync each; `NORMAL`
+/// (the default) is durable across a crash of the process, and on power loss may lose the
+/// commits since the last checkpoint (never corrupting the file). Other parameters are
+/// ignored, as before.
+fn synchronous_of(query: &str) -> Result<Option<&'static str>, StoreError> {
+    for pair in query.split('&') {
+        let Some((name, value)) = pair.split_once('=') else {
+            continue;
+        };
+        if name.eq_ignore_ascii_case("synchronous") {
+            return match value.to_ascii_lowercase().as_str() {
+                "full" => Ok(Some("FULL")),
+                "normal" => Ok(Some("NORMAL")),
+                "extra" => Ok(Some("EXTRA")),
+                _ => Err(StoreError::UnsupportedUrl(format!(
+                    "synchronous={value:?}: use full, normal or extra"
+                ))),
+            };
+        }
+    }
+    Ok(None)
+}
+
+/// Creates the database file, if missing, readable by its owner alone (0600): it holds password
+/// hashes, client addresses and User-Agents. SQLite gives the `-wal` and `-shm` files it makes
+/// later the mode of the database file, so they are private too. An existing file keeps its
+/// mode (an operator may have chosen one), and so does the directory.
+fn create_private(path: &std::path::Path) -> Result<(), StoreError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        // An empty file is an empty SQLite database.
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(db_err(e)),
+    }
 }
 
 /// The user cache of the database at `path`, if SQLite runs it in WAL mode (it stays in its
@@ -311,6 +378,18 @@ fn time_column(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<DateTime<
     }
 }
 
+const EMAIL_COLUMNS: &str = "id, user_id, email, verified, \"primary\"";
+
+fn email_from_row(row: &Row<'_>) -> rusqlite::Result<EmailAddress> {
+    Ok(EmailAddress {
+        id: row.get(0)?,
+        user_id: row.get(1)?,
+        email: row.get(2)?,
+        verified: row.get(3)?,
+        primary: row.get(4)?,
+    })
+}
+
 fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
     Ok(User {
         id: row.get(0)?,
@@ -365,9 +444,80 @@ const TOKEN_STATE_SQL: &str = "SELECT \
         (SELECT s.last_refreshed_at FROM restjwt_session s WHERE s.id = t.session_id) \
     FROM restjwt_outstanding_token t WHERE t.jti = ?";
 
+/// Whether Django's `token_blacklist` app has made its tables here.
+fn has_simplejwt_tables(conn: &Connection) -> Result<bool, StoreError> {
+    conn.query_row(
+        "SELECT COUNT(*) = 2 FROM sqlite_master WHERE type = 'table' \
+         AND name IN ('token_blacklist_outstandingtoken', 'token_blacklist_blacklistedtoken')",
+        [],
+        |row| row.get(0),
+    )
+    .map_err(db_err)
+}
+
+/// Whether simplejwt's blacklist holds a `jti`.
+const SIMPLEJWT_BLACKLISTED_SQL: &str = "SELECT EXISTS(SELECT 1 \
+    FROM token_blacklist_blacklistedtoken b \
+    JOIN token_blacklist_outstandingtoken o ON o.id = b.token_id WHERE o.jti = ?)";
+
+/// Whether simplejwt's blacklist holds this `jti`.
+fn is_in_simplejwt_blacklist(conn: &Connection, jti: &str) -> Result<bool, StoreError> {
+    conn.prepare_cached(SIMPLEJWT_BLACKLISTED_SQL)
+        .and_then(|mut stmt| stmt.query_row([jti], |row| row.get(0)))
+        .map_err(db_err)
+}
+
+/// Copies our tokens (one `jti`, or every unexpired one of a session) into simplejwt's
+/// blacklist, recording them as outstanding there first (by hash: the token itself is kept
+/// nowhere). Rows already there are left as they are.
+fn share_blacklist(
+    conn: &Connection,
+    which: super::simplejwt::Tokens<'_>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    // Both statements take both parameters; `?2 = ?2` binds the time where the filter does
+    // not use it.
+    let (filter, key) = match which {
+        super::simplejwt::Tokens::One(jti) => ("t.jti = ?1 AND ?2 = ?2", jti),
+        super::simplejwt::Tokens::OfSession(id) => ("t.session_id = ?1 AND t.expires_at > ?2", id),
+    };
+    let now = django_time(now);
+    conn.prepare_cached(&format!(
+        "INSERT INTO token_blacklist_outstandingtoken (token, created_at, expires_at, user_id, jti) \
+         SELECT '{prefix}' || t.token_hash, t.created_at, t.expires_at, t.user_id, t.jti \
+         FROM restjwt_outstanding_token t WHERE {filter} \
+           AND NOT EXISTS (SELECT 1 FROM token_blacklist_outstandingtoken o WHERE o.jti = t.jti)",
+        prefix = super::simplejwt::TOKEN_PREFIX,
+    ))
+    .and_then(|mut stmt| stmt.execute(params![key, now]))
+    .map_err(db_err)?;
+    conn.prepare_cached(&format!(
+        "INSERT INTO token_blacklist_blacklistedtoken (blacklisted_at, token_id) \
+         SELECT ?2, o.id FROM token_blacklist_outstandingtoken o \
+         JOIN restjwt_outstanding_token t ON t.jti = o.jti WHERE {filter} \
+           AND NOT EXISTS (SELECT 1 FROM token_blacklist_blacklistedtoken b WHERE b.token_id = o.id)"
+    ))
+    .and_then(|mut stmt| stmt.execute(params![key, now]))
+    .map_err(db_err)?;
+    Ok(())
+}
+
 /// Reads a token's row, recording the token first when it was never seen (simplejwt's
 /// `get_or_create`): a token issued elsewhere with the same key can still be blacklisted.
+/// With `shared`, a token in simplejwt's blacklist counts as blacklisted.
 fn find_or_create_token(
+    tx: &Connection,
+    token: &NewOutstanding,
+    shared: bool,
+) -> Result<super::TokenRow, StoreError> {
+    let mut row = find_or_create_own_token(tx, token)?;
+    if shared && !row.is_blacklisted {
+        row.is_blacklisted = is_in_simplejwt_blacklist(tx, &token.jti)?;
+    }
+    Ok(row)
+}
+
+fn find_or_create_own_token(
     tx: &Connection,
     token: &NewOutstanding,
 ) -> Result<super::TokenRow, StoreError> {
@@ -417,10 +567,12 @@ fn insert_outstanding(conn: &Connection, token: &NewOutstanding) -> Result<(), S
     Ok(())
 }
 
+/// Ends a session; with `shared`, its unexpired tokens go into simplejwt's blacklist too.
 fn end_session(
     conn: &Connection,
     session_id: &str,
     now: DateTime<Utc>,
+    shared: bool,
 ) -> Result<bool, StoreError> {
     let changed = conn
         .prepare_cached(
@@ -428,15 +580,27 @@ fn end_session(
         )
         .and_then(|mut stmt| stmt.execute(params![django_time(now), session_id]))
         .map_err(db_err)?;
+    if changed > 0 && shared {
+        share_blacklist(conn, super::simplejwt::Tokens::OfSession(session_id), now)?;
+    }
     Ok(changed > 0)
 }
 
-fn blacklist(conn: &Connection, jti: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+/// Blacklists a recorded token; with `shared`, in simplejwt's blacklist too.
+fn blacklist(
+    conn: &Connection,
+    jti: &str,
+    now: DateTime<Utc>,
+    shared: bool,
+) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT OR IGNORE INTO restjwt_blacklisted_token (jti, blacklisted_at) VALUES (?, ?)",
     )
     .and_then(|mut stmt| stmt.execute(params![jti, django_time(now)]))
     .map_err(db_err)?;
+    if shared {
+        share_blacklist(conn, super::simplejwt::Tokens::One(jti), now)?;
+    }
     Ok(())
 }
 
@@ -447,8 +611,8 @@ fn unix(t: i64) -> DateTime<Utc> {
 /// Runs inside a group commit's `BEGIN IMMEDIATE` transaction: the write lock is taken before
 /// the read, so two rotations of one token, from this process or another, run one after the
 /// other and the second sees the first.
-fn rotate(tx: &Connection, r: Rotation) -> Result<RotationOutcome, StoreError> {
-    let row = find_or_create_token(tx, &r.old)?;
+fn rotate(tx: &Connection, r: Rotation, shared: bool) -> Result<RotationOutcome, StoreError> {
+    let row = find_or_create_token(tx, &r.old, shared)?;
     let now = unix(r.now);
     let step = super::rotation_step(&row, &r);
     let outcome = match step {
@@ -457,7 +621,7 @@ fn rotate(tx: &Connection, r: Rotation) -> Result<RotationOutcome, StoreError> {
         },
         RotationStep::Replay(outcome) => outcome,
         RotationStep::EndSession(id) => RotationOutcome::Refused {
-            revoked_session: end_session(tx, &id, now)?.then_some(id),
+            revoked_session: end_session(tx, &id, now, shared)?.then_some(id),
         },
         RotationStep::Rotate => {
             tx.prepare_cached(
@@ -466,7 +630,7 @@ fn rotate(tx: &Connection, r: Rotation) -> Result<RotationOutcome, StoreError> {
             )
             .and_then(|mut stmt| stmt.execute(params![r.new.jti, r.access_jti, r.now, r.old.jti]))
             .map_err(db_err)?;
-            blacklist(tx, &r.old.jti, now)?;
+            blacklist(tx, &r.old.jti, now, shared)?;
             let new = NewOutstanding {
                 session_id: row.session_id.clone(),
                 ..r.new
@@ -534,7 +698,18 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<(), StoreError> {
-        self.write(migrate).await
+        let shares = self
+            .write(|conn| {
+                migrate(conn)?;
+                has_simplejwt_tables(conn)
+            })
+            .await?;
+        self.shares_simplejwt.store(shares, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn shares_simplejwt_blacklist(&self) -> bool {
+        self.shares()
     }
 
     async fn check_ready(&self) -> Result<(), StoreError> {
@@ -669,17 +844,189 @@ impl Store for SqliteStore {
             conn.query_row(
                 &format!(
                     "UPDATE auth_user SET email = COALESCE(?1, email), \
-                         first_name = COALESCE(?2, first_name), last_name = COALESCE(?3, last_name) \
+                         first_name = COALESCE(?2, first_name), last_name = COALESCE(?3, last_name), \
+                         username = COALESCE(?5, username) \
                      WHERE id = ?4 RETURNING {USER_COLUMNS}"
                 ),
-                params![update.email, update.first_name, update.last_name, id],
+                params![update.email, update.first_name, update.last_name, id, update.username],
                 user_from_row,
             )
             .optional()
-            .map_err(db_err)?
+            .map_err(|e| match e.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Conflict("username"),
+                _ => db_err(e),
+            })?
             .ok_or(StoreError::NotFound)
         })
         .await
+    }
+
+    async fn is_username_taken(
+        &self,
+        username: &str,
+        except: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT EXISTS(SELECT 1 FROM auth_user WHERE username = ? COLLATE NOCASE \
+                 AND id IS NOT ?)",
+            )?
+            .query_row(params![username, except], |row| row.get(0))
+        })
+    }
+
+    async fn is_email_taken(&self, email: &str) -> Result<bool, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT EXISTS(SELECT 1 FROM auth_user WHERE email = ?1 COLLATE NOCASE) \
+                 OR EXISTS(SELECT 1 FROM account_emailaddress WHERE email = ?1 COLLATE NOCASE)",
+            )?
+            .query_row([email], |row| row.get(0))
+        })
+    }
+
+    async fn create_user_with_email(
+        &self,
+        user: NewUser,
+        verified: bool,
+    ) -> Result<(User, EmailAddress), StoreError> {
+        self.write(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err)?;
+            let created = tx
+                .query_row(
+                    &format!(
+                        "INSERT INTO auth_user (username, password, email, first_name, last_name, \
+                         is_active, is_staff, is_superuser, last_login, date_joined) \
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?) RETURNING {USER_COLUMNS}"
+                    ),
+                    params![
+                        user.username,
+                        user.password_hash,
+                        user.email,
+                        user.first_name,
+                        user.last_name,
+                        user.is_active,
+                        user.is_staff,
+                        user.is_superuser,
+                        django_time(user.date_joined),
+                    ],
+                    user_from_row,
+                )
+                .map_err(|e| match e.sqlite_error_code() {
+                    Some(rusqlite::ErrorCode::ConstraintViolation) => {
+                        StoreError::Conflict("username")
+                    }
+                    _ => db_err(e),
+                })?;
+            let address = tx
+                .query_row(
+                    &format!(
+                        "INSERT INTO account_emailaddress (user_id, email, verified, \"primary\") \
+                         VALUES (?, ?, ?, 1) RETURNING {EMAIL_COLUMNS}"
+                    ),
+                    params![created.id, created.email, verified],
+                    email_from_row,
+                )
+                .map_err(db_err)?;
+            tx.commit().map_err(db_err)?;
+            Ok((created, address))
+        })
+        .await
+    }
+
+    async fn find_email_addresses_of_user(
+        &self,
+        user_id: i64,
+    ) -> Result<Vec<EmailAddress>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {EMAIL_COLUMNS} FROM account_emailaddress WHERE user_id = ? ORDER BY id"
+            ))?
+            .query_map([user_id], email_from_row)?
+            .collect()
+        })
+    }
+
+    async fn find_email_address(&self, id: i64) -> Result<Option<EmailAddress>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {EMAIL_COLUMNS} FROM account_emailaddress WHERE id = ?"
+            ))?
+            .query_row([id], email_from_row)
+            .optional()
+        })
+    }
+
+    async fn find_email_address_by_email(
+        &self,
+        email: &str,
+    ) -> Result<Option<EmailAddress>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {EMAIL_COLUMNS} FROM account_emailaddress WHERE email = ? \
+                 ORDER BY id LIMIT 1"
+            ))?
+            .query_row([email], email_from_row)
+            .optional()
+        })
+    }
+
+    async fn update_email_address_verified(&self, id: i64) -> Result<bool, StoreError> {
+        self.write(move |conn| {
+            let changed = conn
+                .execute(
+                    "UPDATE account_emailaddress SET verified = 1 WHERE id = ? AND NOT verified",
+                    [id],
+                )
+                .map_err(db_err)?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn find_users_by_any_email(&self, email: &str) -> Result<Vec<User>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {USER_COLUMNS} FROM auth_user WHERE email = ?1 COLLATE NOCASE \
+                 OR id IN (SELECT user_id FROM account_emailaddress \
+                           WHERE email = ?1 COLLATE NOCASE) ORDER BY id"
+            ))?
+            .query_map([email], user_from_row)?
+            .collect()
+        })
+    }
+
+    async fn create_email_confirmation(
+        &self,
+        email_address_id: i64,
+        key: &str,
+        sent: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO account_emailconfirmation (created, sent, key, email_address_id) \
+                 VALUES (?1, ?1, ?2, ?3) ON CONFLICT (key) DO NOTHING",
+                params![django_time(sent), key, email_address_id],
+            )
+            .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn find_last_confirmation_sent(
+        &self,
+        email_address_id: i64,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT MAX(sent) FROM account_emailconfirmation WHERE email_address_id = ?",
+            )?
+            .query_row([email_address_id], |row| time_column(row, 0))
+        })
     }
 
     async fn create_session(
@@ -724,7 +1071,7 @@ impl Store for SqliteStore {
     }
 
     async fn find_token_state(&self, jti: &str) -> Result<TokenState, StoreError> {
-        self.read(|conn| {
+        let mut state = self.read(|conn| {
             conn.prepare_cached(TOKEN_STATE_SQL)?
                 .query_row([jti], |row| {
                     let session: Option<String> = row.get(1)?;
@@ -736,7 +1083,15 @@ impl Store for SqliteStore {
                 })
                 .optional()
                 .map(Option::unwrap_or_default)
-        })
+        })?;
+        if self.shares() && !state.is_blacklisted {
+            // A token Django blacklisted may never have been seen here.
+            state.is_blacklisted = self.read(|conn| {
+                conn.prepare_cached(SIMPLEJWT_BLACKLISTED_SQL)?
+                    .query_row([jti], |row| row.get(0))
+            })?;
+        }
+        Ok(state)
     }
 
     async fn update_session_refreshed(
@@ -751,7 +1106,8 @@ impl Store for SqliteStore {
     }
 
     async fn rotate_refresh(&self, rotation: Rotation) -> Result<RotationOutcome, StoreError> {
-        self.group.run(move |tx| rotate(tx, rotation)).await
+        let shared = self.shares();
+        self.group.run(move |tx| rotate(tx, rotation, shared)).await
     }
 
     async fn blacklist_token(
@@ -759,21 +1115,22 @@ impl Store for SqliteStore {
         token: NewOutstanding,
         detect_reuse: bool,
     ) -> Result<BlacklistOutcome, StoreError> {
+        let shared = self.shares();
         self.group
             .run(move |tx| {
                 let now = token.created_at;
-                let row = find_or_create_token(tx, &token)?;
+                let row = find_or_create_token(tx, &token, shared)?;
                 let outcome = match super::blacklist_step(&row, detect_reuse) {
                     BlacklistStep::Refuse => BlacklistOutcome::AlreadyBlacklisted {
                         ended_session: None,
                     },
                     BlacklistStep::EndSession(id) => BlacklistOutcome::AlreadyBlacklisted {
-                        ended_session: end_session(tx, &id, now)?.then_some(id),
+                        ended_session: end_session(tx, &id, now, shared)?.then_some(id),
                     },
                     BlacklistStep::Blacklist => {
-                        blacklist(tx, &token.jti, now)?;
+                        blacklist(tx, &token.jti, now, shared)?;
                         let session_id = match &row.session_id {
-                            Some(id) if end_session(tx, id, now)? => Some(id.clone()),
+                            Some(id) if end_session(tx, id, now, shared)? => Some(id.clone()),
                             _ => None,
                         };
                         BlacklistOutcome::Blacklisted { session_id }
@@ -807,15 +1164,19 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let session_id = session_id.to_owned();
+        let shared = self.shares();
         self.group
-            .run(move |conn| {
-                let changed = conn
+            .run(move |tx| {
+                let changed = tx
                     .execute(
                         "UPDATE restjwt_session SET revoked_at = ?1 \
-                     WHERE id = ?2 AND user_id = ?3 AND revoked_at IS NULL AND expires_at > ?1",
+                         WHERE id = ?2 AND user_id = ?3 AND revoked_at IS NULL AND expires_at > ?1",
                         params![django_time(now), session_id, user_id],
                     )
                     .map_err(db_err)?;
+                if changed > 0 && shared {
+                    share_blacklist(tx, super::simplejwt::Tokens::OfSession(&session_id), now)?;
+                }
                 Ok(changed > 0)
             })
             .await
@@ -828,19 +1189,29 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<String>, StoreError> {
         let except = except.map(str::to_owned);
+        let shared = self.shares();
         self.group
-            .run(move |conn| {
-                conn.prepare(
-                    "UPDATE restjwt_session SET revoked_at = ?1 \
-                 WHERE user_id = ?2 AND revoked_at IS NULL AND expires_at > ?1 \
-                   AND id IS NOT ?3 \
-                 RETURNING id",
-                )
-                .and_then(|mut stmt| {
-                    stmt.query_map(params![django_time(now), user_id, except], |row| row.get(0))?
+            .run(move |tx| {
+                let ended: Vec<String> = tx
+                    .prepare(
+                        "UPDATE restjwt_session SET revoked_at = ?1 \
+                         WHERE user_id = ?2 AND revoked_at IS NULL AND expires_at > ?1 \
+                           AND id IS NOT ?3 \
+                         RETURNING id",
+                    )
+                    .and_then(|mut stmt| {
+                        stmt.query_map(params![django_time(now), user_id, except], |row| {
+                            row.get(0)
+                        })?
                         .collect()
-                })
-                .map_err(db_err)
+                    })
+                    .map_err(db_err)?;
+                if shared {
+                    for id in &ended {
+                        share_blacklist(tx, super::simplejwt::Tokens::OfSession(id), now)?;
+                    }
+                }
+                Ok(ended)
             })
             .await
     }

@@ -48,8 +48,10 @@ impl Server {
     /// Starts `serve --bind 127.0.0.1:0` on the workspace's database and waits for its
     /// "listening on" line.
     pub(crate) fn start(ws: &Workspace, env: &[(&str, &str)]) -> Self {
+        // Every client of a test shares 127.0.0.1: throttles off unless the test asks.
         let mut child = ws
             .command(&["serve", "--bind", "127.0.0.1:0"])
+            .env("RESTJWT_THROTTLE_ENABLED", "false")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -541,8 +543,8 @@ async fn sigterm_and_sigint_stop_the_server_with_status_0(backend: Backend) {
     }
 }
 
-/// Rotation with the blacklist is one atomic step on the real server: 50 parallel refreshes of
-/// one token, ten rounds, exactly one success a round and no 5xx.
+/// Rotation with the blacklist is one atomic step on the real server: without a reuse grace,
+/// 50 parallel refreshes of one token, ten rounds, exactly one success a round and no 5xx.
 async fn fifty_parallel_refreshes_of_one_token_give_exactly_one_pair(backend: Backend) {
     let ws = Workspace::with_backend(backend);
     ws.create_user("createuser", "racer", "race-pass-1");
@@ -551,6 +553,7 @@ async fn fifty_parallel_refreshes_of_one_token_give_exactly_one_pair(backend: Ba
         &[
             ("RESTJWT_ROTATE_REFRESH_TOKENS", "true"),
             ("RESTJWT_BLACKLIST_AFTER_ROTATION", "true"),
+            ("RESTJWT_REFRESH_TOKEN_REUSE_GRACE", "0"),
         ],
     );
     let blacklisted = r#"{"detail":"Token is blacklisted","code":"token_not_valid"}"#;
@@ -576,6 +579,48 @@ async fn fifty_parallel_refreshes_of_one_token_give_exactly_one_pair(backend: Ba
     }
     let output = server.output();
     assert!(!output.contains("database is locked"), "{output}");
+}
+
+/// Racing clients (tabs, parallel requests) on the real server with the default reuse grace:
+/// every refresh of one token succeeds with the same successor pair, the chain never forks, and
+/// the successor refreshes on.
+async fn racing_clients_get_one_successor_pair_within_the_default_grace(backend: Backend) {
+    let ws = Workspace::with_backend(backend);
+    ws.create_user("createuser", "racer", "race-pass-1");
+    let server = Server::start(
+        &ws,
+        &[
+            ("RESTJWT_ROTATE_REFRESH_TOKENS", "true"),
+            ("RESTJWT_BLACKLIST_AFTER_ROTATION", "true"),
+        ],
+    );
+    let (mut refresh, _) = login(&server, "racer", "race-pass-1").await;
+    for round in 0..5 {
+        let url = server.url("/api/token/refresh/");
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let request = client().post(&url).json(&json!({ "refresh": refresh }));
+                tokio::spawn(async move { Answer::read(request.send().await.expect("send")).await })
+            })
+            .collect();
+        let mut bodies = Vec::new();
+        for task in tasks {
+            let answer = task.await.expect("task");
+            assert_eq!(
+                answer.status,
+                StatusCode::OK,
+                "round {round}: {}",
+                answer.body
+            );
+            bodies.push(answer.body);
+        }
+        bodies.dedup();
+        assert_eq!(bodies.len(), 1, "round {round}: one successor pair");
+        refresh = serde_json::from_str::<Value>(&bodies[0]).expect("json")["refresh"]
+            .as_str()
+            .expect("refresh")
+            .to_owned();
+    }
 }
 
 /// Sessions ended by another process (here the CLI) stop refresh tokens at once and, with
@@ -687,6 +732,37 @@ async fn a_password_changed_from_the_cli_refuses_the_running_servers_tokens_at_o
     assert_eq!(get_user(&server, Some(&fresh)).await.status, StatusCode::OK);
 }
 
+/// `changepassword` ends every session of the user: the refresh tokens the old password got
+/// stop at once, even without `CHECK_REVOKE_TOKEN` (issue 16, item 10).
+async fn changepassword_from_the_cli_ends_the_users_sessions(backend: Backend) {
+    let ws = Workspace::with_backend(backend);
+    ws.create_user("createuser", "fern", "fern-pass-1");
+    let server = Server::start(&ws, &[]);
+    let (refresh, _) = login(&server, "fern", "fern-pass-1").await;
+    let (other_device, _) = login(&server, "fern", "fern-pass-1").await;
+
+    let out = ws.run(
+        &["changepassword", "fern"],
+        &[],
+        "fern-pass-2\nfern-pass-2\n",
+    );
+    out.assert_success();
+    assert!(
+        out.stdout.contains("Ended 2 session(s) of user 'fern'."),
+        "{}",
+        out.stdout
+    );
+    for token in [refresh, other_device] {
+        post(&server, "/api/token/refresh/", json!({ "refresh": token }))
+            .await
+            .assert(
+                StatusCode::UNAUTHORIZED,
+                r#"{"detail":"Token is blacklisted","code":"token_not_valid"}"#,
+            );
+    }
+    login(&server, "fern", "fern-pass-2").await;
+}
+
 backend_tests!(
     blog_flow_over_a_real_socket,
     an_expired_access_token_is_refused_until_refreshed,
@@ -694,6 +770,8 @@ backend_tests!(
     a_restart_reuses_the_key_file_and_its_tokens,
     sigterm_and_sigint_stop_the_server_with_status_0,
     fifty_parallel_refreshes_of_one_token_give_exactly_one_pair,
+    racing_clients_get_one_successor_pair_within_the_default_grace,
     sessions_ended_from_the_cli_stop_the_running_servers_tokens,
     a_password_changed_from_the_cli_refuses_the_running_servers_tokens_at_once,
+    changepassword_from_the_cli_ends_the_users_sessions,
 );

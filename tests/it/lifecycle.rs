@@ -94,11 +94,15 @@ async fn rotation_and_blacklist_combinations_answer_as_the_reference_does(backen
     ];
     for (rotate, blacklist, again, verify, logout, verify_after) in expected {
         let case = format!("rotate={rotate} blacklist={blacklist}");
+        // The reference has no reuse grace: an immediate second refresh is refused there,
+        // where restjwt's default 10 s grace answers it with the same pair (see
+        // side_by_side.rs).
         let app = app(
             backend,
             &[
                 ("RESTJWT_ROTATE_REFRESH_TOKENS", rotate),
                 ("RESTJWT_BLACKLIST_AFTER_ROTATION", blacklist),
+                ("RESTJWT_REFRESH_TOKEN_REUSE_GRACE", "0"),
             ],
         )
         .await;
@@ -219,6 +223,8 @@ async fn reusing_a_rotated_out_token_ends_the_whole_session(backend: Backend) {
         &[
             ("RESTJWT_ROTATE_REFRESH_TOKENS", "true"),
             ("RESTJWT_BLACKLIST_AFTER_ROTATION", "true"),
+            // No grace: the reuse (or the race) counts from the first moment.
+            ("RESTJWT_REFRESH_TOKEN_REUSE_GRACE", "0"),
         ],
     )
     .await;
@@ -249,6 +255,8 @@ async fn reuse_detection_can_be_turned_off_and_needs_rotation_with_the_blacklist
         &[
             ("RESTJWT_ROTATE_REFRESH_TOKENS", "true"),
             ("RESTJWT_BLACKLIST_AFTER_ROTATION", "true"),
+            // No grace: the reuse (or the race) counts from the first moment.
+            ("RESTJWT_REFRESH_TOKEN_REUSE_GRACE", "0"),
             ("RESTJWT_REFRESH_TOKEN_REUSE_DETECTION", "false"),
         ],
     )
@@ -311,8 +319,11 @@ async fn parallel_refreshes_of_one_token_yield_exactly_one_pair(backend: Backend
     let app = app(
         backend,
         &[
+            ("RESTJWT_THROTTLE_ENABLED", "false"),
             ("RESTJWT_ROTATE_REFRESH_TOKENS", "true"),
             ("RESTJWT_BLACKLIST_AFTER_ROTATION", "true"),
+            // No grace: the reuse (or the race) counts from the first moment.
+            ("RESTJWT_REFRESH_TOKEN_REUSE_GRACE", "0"),
         ],
     )
     .await;

@@ -37,7 +37,13 @@ fn defaults_are_simplejwts() {
     assert!(s.check_user_is_active);
     assert!(!s.rotate_refresh_tokens);
     assert!(!s.blacklist_after_rotation);
-    assert_eq!(s.refresh_token_reuse_grace, Duration::ZERO);
+    assert_eq!(s.refresh_token_reuse_grace, Duration::from_secs(10));
+    assert_eq!(s.password_hashers, None);
+    assert_eq!(s.django_version, None);
+    assert_eq!(
+        s.password_config().preferred(),
+        restjwt::password::Algorithm::Argon2
+    );
     assert_eq!(s.refresh_token_reuse_detection, None);
     assert!(!s.is_reuse_detection_on());
     assert_eq!(s.access_token_revocation, AccessTokenRevocation::None);
