@@ -43,6 +43,8 @@ fn settings_for(env: &Value, mail_dir: &std::path::Path) -> Settings {
     // simplejwt has no reuse detection: a rotated-out token presented again is refused, and
     // its successor keeps working.
     settings.refresh_token_reuse_detection = Some(false);
+    // Nor a reuse grace: an immediate second refresh of a rotated-out token is refused there.
+    settings.refresh_token_reuse_grace = std::time::Duration::ZERO;
     settings.registration_open = true;
     settings.old_password_field_enabled = var("REFERENCE_OLD_PASSWORD_FIELD_ENABLED") == "1";
     settings.logout_on_password_change = var("REFERENCE_LOGOUT_ON_PASSWORD_CHANGE") == "1";
