@@ -274,6 +274,7 @@ pub(super) fn logged_in_response(access: String, refresh: String, user: &User) -
         user: user.into(),
     })
     .into_response();
+    super::drf::add_headers(&mut response, &super::NO_STORE);
     response.extensions_mut().insert(tokens);
     response
 }
@@ -316,6 +317,11 @@ pub(super) async fn log_in(
             state.accounts.missing_credentials_message(),
         ));
     };
+    state
+        .auth
+        .throttle()
+        .check_login(&login, &client.ip)
+        .await?;
     let logged_in = state.accounts.log_in(&login, &password, client).await?;
     Ok(logged_in_response(
         logged_in.access,
@@ -478,9 +484,11 @@ fn expiration(at: i64) -> String {
 /// client's chain). A cookie layer calls this with the refresh cookie's value.
 pub(super) async fn refresh_with(
     auth: &AuthState,
+    client: &ClientInfo,
     refresh: Option<String>,
 ) -> Result<Response, ApiError> {
     let refresh = refresh.ok_or(ApiError::NoRefreshToken)?;
+    super::tokens::throttle_refresh(auth, client, &refresh).await?;
     let refreshed = auth.lifecycle().refresh(&refresh).await?;
     let now = auth.now();
     let settings = auth.settings();
@@ -499,6 +507,7 @@ pub(super) async fn refresh_with(
         None => json!({ "access": refreshed.access, "access_expiration": access_expiration }),
     };
     let mut response = JsonResponse(body).into_response();
+    super::drf::add_headers(&mut response, &super::NO_STORE);
     response.extensions_mut().insert(IssuedTokens {
         access: refreshed.access,
         refresh: refreshed.refresh,
@@ -517,6 +526,7 @@ pub(super) async fn refresh_with(
 )]
 pub(super) async fn refresh_account_token(
     State(state): State<AccountsState>,
+    client: ClientInfo,
     payload: Payload,
 ) -> Result<Response, ApiError> {
     let refresh = if payload.0.contains_key("refresh") {
@@ -524,7 +534,7 @@ pub(super) async fn refresh_account_token(
     } else {
         None
     };
-    refresh_with(&state.auth, refresh).await
+    refresh_with(&state.auth, &client, refresh).await
 }
 
 fn detail(text: &str) -> JsonResponse {

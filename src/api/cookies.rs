@@ -258,6 +258,7 @@ pub(super) async fn log_in(
 /// expiry) left out of the body when it went into its cookie.
 pub(super) async fn refresh(
     State(state): State<AccountsState>,
+    client: ClientInfo,
     headers: HeaderMap,
     payload: Payload,
 ) -> Result<Response, ApiError> {
@@ -266,8 +267,8 @@ pub(super) async fn refresh(
     // is refused), else the cookie.
     let cookie = refresh_cookie(&headers, settings).filter(|_| !payload.0.contains_key("refresh"));
     let response = match cookie {
-        Some(refresh) => accounts::refresh_with(&state.auth, Some(refresh)).await?,
-        None => accounts::refresh_account_token(State(state.clone()), payload).await?,
+        Some(refresh) => accounts::refresh_with(&state.auth, &client, Some(refresh)).await?,
+        None => accounts::refresh_account_token(State(state.clone()), client, payload).await?,
     };
     if !is_on(settings) {
         return Ok(response);

@@ -189,22 +189,7 @@ pub(super) async fn refresh_token(
     payload: Payload,
 ) -> Result<TokenJson, ApiError> {
     let refresh = Fields::single(&payload, "refresh")?;
-    if auth.throttle().is_enabled() {
-        // Per user only for a token that verifies: a forged one must not empty a real
-        // user's bucket. One HMAC or signature check more, on the throttled path only.
-        let user = auth
-            .tokens()
-            .verify(&refresh, Some(TokenKind::Refresh), auth.now())
-            .ok()
-            .and_then(|claims| {
-                claims
-                    .get(auth.tokens().user_id_claim())
-                    .map(|id| id.as_str().map_or_else(|| id.to_string(), str::to_owned))
-            });
-        auth.throttle()
-            .check_refresh(&client.ip, user.as_deref())
-            .await?;
-    }
+    throttle_refresh(&auth, &client, &refresh).await?;
     let refreshed = auth.lifecycle().refresh(&refresh).await?;
     Ok(TokenJson(match refreshed.refresh {
         Some(refresh) => json!({ "access": refreshed.access, "refresh": refresh }),
@@ -256,4 +241,31 @@ pub(super) async fn blacklist_token(
     let refresh = Fields::single(&payload, "refresh")?;
     auth.lifecycle().blacklist(&refresh).await?;
     Ok(JsonResponse(json!({})))
+}
+
+/// The refresh throttles (`refresh` per address, `refresh_account` per user) of every endpoint
+/// that refreshes: simplejwt's and dj-rest-auth's (body or cookie).
+pub(super) async fn throttle_refresh(
+    auth: &AuthState,
+    client: &ClientInfo,
+    refresh: &str,
+) -> Result<(), ApiError> {
+    if !auth.throttle().is_enabled() {
+        return Ok(());
+    }
+    // Per user only for a token that verifies: a forged one must not empty a real user's
+    // bucket. One HMAC or signature check more, on the throttled path only.
+    let user = auth
+        .tokens()
+        .verify(refresh, Some(TokenKind::Refresh), auth.now())
+        .ok()
+        .and_then(|claims| {
+            claims
+                .get(auth.tokens().user_id_claim())
+                .map(|id| id.as_str().map_or_else(|| id.to_string(), str::to_owned))
+        });
+    auth.throttle()
+        .check_refresh(&client.ip, user.as_deref())
+        .await?;
+    Ok(())
 }

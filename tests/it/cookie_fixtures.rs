@@ -40,6 +40,8 @@ fn settings_of(env: &Value) -> restjwt::Settings {
         ),
         // simplejwt has no reuse detection: a rotated-out token refused leaves the session.
         ("RESTJWT_REFRESH_TOKEN_REUSE_DETECTION", "false".to_owned()),
+        // simplejwt has no grace: a rotated-out token is refused at once.
+        ("RESTJWT_REFRESH_TOKEN_REUSE_GRACE", "0".to_owned()),
         ("RESTJWT_REGISTRATION_OPEN", "true".to_owned()),
         (
             "RESTJWT_ACCOUNT_EMAIL_VERIFICATION",

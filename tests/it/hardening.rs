@@ -285,7 +285,25 @@ async fn answers_holding_tokens_are_never_cached(backend: Backend) {
     let slid = app
         .post("/api/token/sliding/refresh/", json!({ "token": token }))
         .await;
+    let account_login = app
+        .post(
+            "/api/auth/login/",
+            json!({"username": "alice", "password": "alice-pass-1"}),
+        )
+        .await;
+    let account_refresh = account_login.json()["refresh"]
+        .as_str()
+        .expect("refresh")
+        .to_owned();
+    let account_refreshed = app
+        .post(
+            "/api/auth/token/refresh/",
+            json!({ "refresh": account_refresh }),
+        )
+        .await;
     for (name, answer) in [
+        ("account login", account_login),
+        ("account refresh", account_refreshed),
         ("login", login),
         ("refresh", refreshed),
         ("sliding login", sliding),

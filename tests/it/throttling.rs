@@ -318,7 +318,52 @@ async fn an_attacker_who_knows_only_the_username_cannot_lock_the_user_out(backen
     assert_eq!(status, 200, "{body}");
 }
 
+/// dj-rest-auth's login and refresh under `AUTH_PREFIX` share the token endpoints' buckets: a
+/// second door must not double the attempts (or skip the limit altogether).
+async fn the_account_endpoints_are_throttled_with_the_token_endpoints(backend: Backend) {
+    let app = app(
+        backend,
+        &[(
+            "RESTJWT_THROTTLE_RATES",
+            r#"{"login": "3/min", "refresh": "2/min"}"#,
+        )],
+    )
+    .await;
+    for path in ["/api/token/", "/api/auth/login/", "/api/token/"] {
+        let answer = app
+            .post(path, json!({"username": "alice", "password": "wrong"}))
+            .await;
+        assert_ne!(answer.status, 429, "{path}: {}", answer.text());
+    }
+    let refused = app
+        .post(
+            "/api/auth/login/",
+            json!({"username": "alice", "password": "alice-pass-1"}),
+        )
+        .await;
+    refused.assert(
+        429,
+        r#"{"detail":"Request was throttled. Expected available in 20 seconds."}"#,
+    );
+    assert_eq!(refused.header("retry-after"), Some("20"));
+
+    let (refresh, _) = app.login("bob", "bob-pass-1").await;
+    for _ in 0..2 {
+        let answer = app
+            .post("/api/auth/token/refresh/", json!({ "refresh": refresh }))
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+    }
+    app.post("/api/auth/token/refresh/", json!({ "refresh": refresh }))
+        .await
+        .assert(
+            429,
+            r#"{"detail":"Request was throttled. Expected available in 30 seconds."}"#,
+        );
+}
+
 backend_tests!(
+    the_account_endpoints_are_throttled_with_the_token_endpoints,
     a_throttled_login_gets_drfs_429,
     refreshes_are_limited_per_user,
     throttling_can_be_turned_off,
