@@ -25,6 +25,12 @@
 #   REFERENCE_WORKERS (5)      gunicorn sync workers (the figure the issue quotes)
 #   REFERENCE_DIR              default: ../shared/reference beside the repository
 #   SKIP_REFERENCE (0)         1 to load restjwt alone
+#   POSTGRES_ADMIN_URL (postgres://postgres@127.0.0.1:5432/postgres)
+#                              where the PostgreSQL phases create (and afterwards drop) a
+#                              database of their own; needs psql
+#   SKIP_POSTGRES (0)          1 to skip the PostgreSQL phases
+#   SKIP_BUILD (0)             1 to use target/release/restjwt as it is (RJ_BIN: another binary)
+#   PG2_CPUS ("0 1")           the CPUs of the two instances of the two-instance phases, one each
 #
 # Every request goes to 127.0.0.1; every wrk run and every wait loop is bounded in time.
 set -euo pipefail
@@ -44,6 +50,12 @@ WRK_TIMEOUT="${WRK_TIMEOUT:-10s}"
 REFERENCE_WORKERS="${REFERENCE_WORKERS:-5}"
 REFERENCE_DIR="${REFERENCE_DIR:-$ROOT/../shared/reference}"
 SKIP_REFERENCE="${SKIP_REFERENCE:-0}"
+POSTGRES_ADMIN_URL="${POSTGRES_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+SKIP_POSTGRES="${SKIP_POSTGRES:-0}"
+PG2_CPUS="${PG2_CPUS:-0 1}"
+PG_DB="restjwt_bench_$$"
+PG_KEY="bench-signing-key-shared-by-every-instance-0123456789"
+HAVE_PG=0
 USERNAME=bob
 PASSWORD=bob-pass-1234
 LUA="$ROOT/bench/wrk.lua"
@@ -79,6 +91,7 @@ cleanup() {
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
   done
+  ((HAVE_PG)) && psql "$POSTGRES_ADMIN_URL" -qAtc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1
   rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -86,10 +99,24 @@ trap cleanup EXIT
 # ---------------------------------------------------------------------------------------------
 # Process measurements
 
-pids_of() { # a server's processes: the pid and its children (gunicorn's workers)
-  local pid="$1"
-  echo "$pid"
-  pgrep -P "$pid" || true
+pids_of() { # a server's processes: the pid and its children (gunicorn's workers); PID may be
+  # a comma-separated list (several instances measured as one)
+  local pid
+  for pid in ${1//,/ }; do
+    echo "$pid"
+    pgrep -P "$pid" || true
+  done
+}
+
+pg_pids() { # the PostgreSQL processes working for the bench's database: its backends and the
+  # shared WAL writer, checkpointer and background writer (whose work others share)
+  ((HAVE_PG)) || return 0
+  psql "$POSTGRES_ADMIN_URL" -qAtc "SELECT pid FROM pg_stat_activity WHERE datname = '$PG_DB'
+    OR backend_type IN ('walwriter', 'checkpointer', 'background writer')" 2>/dev/null || true
+}
+
+machine_busy_ticks() { # every CPU's non-idle ticks, from /proc/stat
+  awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat
 }
 
 cpu_ticks() { # user + system clock ticks of the processes, all threads included
@@ -159,15 +186,15 @@ wait_http() { # until URL answers with the expected status, at most 60 s
   die "$url did not answer $want within 60 s"
 }
 
-RJ_BIN="$ROOT/target/release/restjwt"
+RJ_BIN="${RJ_BIN:-$ROOT/target/release/restjwt}"
 
 start_restjwt() { # start_restjwt NAME [ENV=VALUE...]: sets RJ_PID_<NAME> and RJ_PORT_<NAME>
   local name="$1"; shift
-  local logf="$TMP/restjwt-$name.log" port=""
+  local logf="$TMP/restjwt-$name.log" port="" cpus="${RJ_CPUS-$SERVER_CPUS}"
   # Throttling off: every request comes from one address, as the reference's do unthrottled.
   env DATABASE_URL="sqlite://$TMP/restjwt.sqlite3" RESTJWT_ACCESS_TOKEN_LIFETIME=1h \
       RESTJWT_THROTTLE_ENABLED=false RUST_LOG=info NO_COLOR=1 "$@" \
-      ${NICE:+nice -n "$NICE"} ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} "$RJ_BIN" serve --bind 127.0.0.1:0 >"$logf" 2>&1 &
+      ${NICE:+nice -n "$NICE"} ${cpus:+taskset -c "$cpus"} "$RJ_BIN" serve --bind 127.0.0.1:0 >"$logf" 2>&1 &
   local pid=$!
   PIDS+=("$pid")
   SERVERS+=("$pid")
@@ -223,6 +250,8 @@ AUTH() { echo "Authorization: Bearer $1"; }
 # cpu_pct is the server's CPU time during the phase over its length (100 = one core busy).
 
 RESULTS="$TMP/results.tsv"
+COSTS="$TMP/costs.tsv" # side|endpoint|conns|answered|server_ticks|pg_ticks|wrk_ticks|machine_busy_ticks|ok_per_s
+: >"$COSTS"
 CLK_TCK="$(getconf CLK_TCK)"
 : >"$RESULTS"
 
@@ -233,11 +262,11 @@ run_wrk() { # run_wrk OUT CONNECTIONS SECONDS URL [ENV=VALUE...] [-- extra wrk a
     if [[ "$1" == -- ]]; then shift; extra=("$@"); break; fi
     envs+=("$1"); shift
   done
-  local threads="$WRK_THREADS"
+  local threads="${BENCH_WRK_THREADS:-$WRK_THREADS}"
   (( conns < threads )) && threads="$conns"
   env BENCH_THREADS="$threads" "${envs[@]}" \
     ${NICE:+nice -n "$NICE"} ${CLIENT_CPUS:+taskset -c "$CLIENT_CPUS"} \
-    wrk -t "$threads" -c "$conns" -d "${secs}s" --timeout "$WRK_TIMEOUT" -s "$LUA" \
+    /usr/bin/time -f "%U %S" -o "$out.cpu" wrk -t "$threads" -c "$conns" -d "${secs}s" --timeout "$WRK_TIMEOUT" -s "$LUA" \
     "${extra[@]}" "$url" >"$out" 2>&1 || true
 }
 
@@ -266,14 +295,26 @@ measure() { # measure SIDE ENDPOINT CONNECTIONS PID URL [ENV=VALUE...] [-- wrk a
   log "$side $endpoint, $conns connections, ${PHASE_SECONDS} s"
   wait_idle
   reset_peak_rss "$pid"
-  local before after
+  local before after pg pg_before pg_after busy_before busy_after
+  pg="$(pg_pids | tr '\n' ' ')"
   # shellcheck disable=SC2046
   before="$(cpu_ticks $(pids_of "$pid"))"
+  # shellcheck disable=SC2086
+  pg_before="$(cpu_ticks $pg)"
+  busy_before="$(machine_busy_ticks)"
   run_wrk "$out" "$conns" "$PHASE_SECONDS" "$url" "$@"
   # shellcheck disable=SC2046
   after="$(cpu_ticks $(pids_of "$pid"))"
-  echo "$side $endpoint $conns $(parse_result "$out") $(peak_rss_kib "$pid")" \
+  # shellcheck disable=SC2086
+  pg_after="$(cpu_ticks $pg)"
+  busy_after="$(machine_busy_ticks)"
+  local result
+  result="$(parse_result "$out")"
+  echo "$side $endpoint $conns $result $(peak_rss_kib "$pid")" \
     "$(( (after - before) * 100 / (CLK_TCK * PHASE_SECONDS) ))" >>"$RESULTS"
+  # Per-request costs for the capacity model: CPU seconds of restjwt, PostgreSQL and wrk, and
+  # of the whole machine, over the phase; answered requests.
+  echo "$side|$endpoint|$conns|$(answered "$out")|$(( after - before ))|$(( pg_after - pg_before ))|$(awk '{ printf "%d", ($1 + $2) * '"$CLK_TCK"' }' "$out.cpu" 2>/dev/null || echo 0)|$(( busy_after - busy_before ))|${result%% *}" >>"$COSTS"
   grep -q '^RESULT' "$out" || { log "wrk failed:"; cat "$out" >&2; }
 }
 
@@ -292,8 +333,10 @@ idle_percent() { # share of the machine's CPU time spent idle over one second
 }
 IDLE_BEFORE="$(idle_percent)"
 (( IDLE_BEFORE < 90 )) && log "warning: the machine is only ${IDLE_BEFORE}% idle before the run: other work will skew the figures"
-log "building restjwt (release)"
-(cd "$ROOT" && cargo build --release --quiet --bin restjwt)
+if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+  log "building restjwt (release)"
+  (cd "$ROOT" && cargo build --release --quiet --bin restjwt)
+fi
 
 log "restjwt: fresh SQLite file in $TMP, user $USERNAME"
 env DATABASE_URL="sqlite://$TMP/restjwt.sqlite3" RESTJWT_SUPERUSER_PASSWORD="$PASSWORD" NO_COLOR=1 \
@@ -310,6 +353,37 @@ warm_up "$RJ_URL" "$RJ_ACCESS"
 start_restjwt rotate RESTJWT_ROTATE_REFRESH_TOKENS=true RESTJWT_BLACKLIST_AFTER_ROTATION=true
 start_restjwt stateless RESTJWT_STATELESS_USER_AUTHENTICATION=true
 warm_up "http://127.0.0.1:$RJ_PORT_stateless" "$RJ_ACCESS"
+
+# PostgreSQL: a database of the bench's own, one user, six instances sharing a signing key:
+# plain and rotating, one of each for the one-instance phases, and a second of each (on the
+# other CPU of PG2_CPUS) for the two-instance phases.
+if [[ "$SKIP_POSTGRES" != 1 ]] && command -v psql >/dev/null 2>&1 \
+    && psql "$POSTGRES_ADMIN_URL" -qAtc "CREATE DATABASE $PG_DB" >/dev/null 2>&1; then
+  HAVE_PG=1
+  PG_URL="${POSTGRES_ADMIN_URL%/*}/$PG_DB"
+  log "restjwt on PostgreSQL: database $PG_DB, user $USERNAME"
+  env DATABASE_URL="$PG_URL" NO_COLOR=1 "$RJ_BIN" migrate >/dev/null
+  env DATABASE_URL="$PG_URL" RESTJWT_SUPERUSER_PASSWORD="$PASSWORD" NO_COLOR=1 \
+    "$RJ_BIN" createsuperuser --noinput --username "$USERNAME" --email "$USERNAME@example.com" >/dev/null
+  read -r PG_CPU_A PG_CPU_B <<<"$PG2_CPUS"
+  PG_ENV=(DATABASE_URL="$PG_URL" RESTJWT_SIGNING_KEY="$PG_KEY")
+  PG_ROTATE=(RESTJWT_ROTATE_REFRESH_TOKENS=true RESTJWT_BLACKLIST_AFTER_ROTATION=true)
+  RJ_CPUS="$PG_CPU_A" start_restjwt pg "${PG_ENV[@]}"
+  RJ_CPUS="$PG_CPU_B" start_restjwt pgb "${PG_ENV[@]}"
+  RJ_CPUS="$PG_CPU_A" start_restjwt pgrot "${PG_ENV[@]}" "${PG_ROTATE[@]}"
+  RJ_CPUS="$PG_CPU_B" start_restjwt pgrotb "${PG_ENV[@]}" "${PG_ROTATE[@]}"
+  PG_URL_A="http://127.0.0.1:$RJ_PORT_pg"
+  PG_PAIR="$(login_json "$RJ_PORT_pg")"
+  PG_ACCESS="$(json_field access <<<"$PG_PAIR")"
+  PG_REFRESH="$(json_field refresh <<<"$PG_PAIR")"
+  [[ -n "$PG_ACCESS" && -n "$PG_REFRESH" ]] || die "restjwt login on PostgreSQL failed: $PG_PAIR"
+  warm_up "$PG_URL_A" "$PG_ACCESS"
+  warm_up "http://127.0.0.1:$RJ_PORT_pgb" "$PG_ACCESS"
+  PG2_ADDRS="BENCH_ADDRS=127.0.0.1:$RJ_PORT_pg 127.0.0.1:$RJ_PORT_pgb"
+  PG2_ROT_ADDRS="BENCH_ADDRS=127.0.0.1:$RJ_PORT_pgrot 127.0.0.1:$RJ_PORT_pgrotb"
+else
+  log "PostgreSQL phases skipped (SKIP_POSTGRES=1, no psql, or $POSTGRES_ADMIN_URL refused CREATE DATABASE)"
+fi
 
 HAVE_REFERENCE=0
 if [[ "$SKIP_REFERENCE" != 1 && -f "$REFERENCE_DIR/serve.sh" ]]; then
@@ -397,6 +471,28 @@ for conns in $CONNECTIONS; do
     measure reference "POST /api/token/refresh/ (rotate)" "$conns" "$REF_PID_rotate" \
       "http://127.0.0.1:$REF_PORT_rotate/api/token/refresh/" \
       "BENCH_REFRESH_TOKENS=$TMP/reference-refresh-$conns.txt"
+  fi
+
+  if ((HAVE_PG)); then
+    # The same three on PostgreSQL, one instance and then two (wrk's two threads, one per
+    # instance: a round-robin client), right after SQLite so that drift hits both alike.
+    measure restjwt "GET /api/user/ (PostgreSQL)" "$conns" "$RJ_PID_pg" "$PG_URL_A/api/user/" \
+      -- -H "$(AUTH "$PG_ACCESS")"
+    BENCH_WRK_THREADS=2 measure restjwt "GET /api/user/ (PostgreSQL, 2 instances)" "$conns" \
+      "$RJ_PID_pg,$RJ_PID_pgb" "$PG_URL_A/api/user/" "$PG2_ADDRS" -- -H "$(AUTH "$PG_ACCESS")"
+    measure restjwt "POST /api/token/refresh/ (PostgreSQL)" "$conns" "$RJ_PID_pg" \
+      "$PG_URL_A/api/token/refresh/" "BENCH_BODY={\"refresh\":\"$PG_REFRESH\"}"
+    BENCH_WRK_THREADS=2 measure restjwt "POST /api/token/refresh/ (PostgreSQL, 2 instances)" \
+      "$conns" "$RJ_PID_pg,$RJ_PID_pgb" "$PG_URL_A/api/token/refresh/" "$PG2_ADDRS" \
+      "BENCH_BODY={\"refresh\":\"$PG_REFRESH\"}"
+    mint_restjwt_refresh_tokens "$RJ_PORT_pgrot" "$conns" >"$TMP/pg-refresh-$conns.txt"
+    measure restjwt "POST /api/token/refresh/ (rotate, PostgreSQL)" "$conns" "$RJ_PID_pgrot" \
+      "http://127.0.0.1:$RJ_PORT_pgrot/api/token/refresh/" \
+      "BENCH_REFRESH_TOKENS=$TMP/pg-refresh-$conns.txt"
+    mint_restjwt_refresh_tokens "$RJ_PORT_pgrot" "$conns" >"$TMP/pg2-refresh-$conns.txt"
+    BENCH_WRK_THREADS=2 measure restjwt "POST /api/token/refresh/ (rotate, PostgreSQL, 2 instances)" \
+      "$conns" "$RJ_PID_pgrot,$RJ_PID_pgrotb" "http://127.0.0.1:$RJ_PORT_pgrot/api/token/refresh/" \
+      "$PG2_ROT_ADDRS" "BENCH_REFRESH_TOKENS=$TMP/pg2-refresh-$conns.txt"
   fi
 
   LOGIN_BODY="BENCH_BODY={\"username\":\"$USERNAME\",\"password\":\"$PASSWORD\"}"
@@ -500,6 +596,78 @@ report() {
       }
     }' "$RESULTS"
 
+  if ((HAVE_PG)); then
+    echo
+    echo "## PostgreSQL beside SQLite (issue 14)"
+    echo
+    echo "One restjwt instance on CPU ${PG_CPU_A} against PostgreSQL 127.0.0.1 (unpinned, shared with"
+    echo "wrk and everything else), then two (CPUs $PG2_CPUS) on the same database, wrk's two threads"
+    echo "one per instance. PostgreSQL/SQLite compares the one-instance figure with SQLite's phase"
+    echo "just before it."
+    echo
+    echo "| endpoint | connections | SQLite req/s | PostgreSQL req/s | PostgreSQL/SQLite | 2 instances req/s | 2 instances/1 |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
+    awk '
+      { conns = $(NF - 7); endpoint = $2; for (i = 3; i <= NF - 8; i++) endpoint = endpoint " " $i
+        r[endpoint, conns] = $(NF - 6); if (!(conns in seen)) { seen[conns] = 1; order[++n] = conns } }
+      END {
+        split("GET /api/user/|POST /api/token/refresh/|POST /api/token/refresh/ (rotate)", eps, "|")
+        for (c = 1; c <= n; c++) for (e = 1; e <= 3; e++) {
+          ep = eps[e]; k = order[c]
+          pg = (e == 3) ? "POST /api/token/refresh/ (rotate, PostgreSQL)" : ep " (PostgreSQL)"
+          pg2 = (e == 3) ? "POST /api/token/refresh/ (rotate, PostgreSQL, 2 instances)" : ep " (PostgreSQL, 2 instances)"
+          sq = r[ep, k]; one = r[pg, k]; two = r[pg2, k]
+          if (one == "") continue
+          printf "| %s | %d | %.0f | %.0f | %s | %.0f | %s |\n", ep, k, sq, one,
+            (sq > 0 ? sprintf("%.2f", one / sq) : "n/a"), two, (one > 0 ? sprintf("%.2f", two / one) : "n/a")
+        }
+      }' "$RESULTS"
+  fi
+
+  echo
+  echo "## Per-request costs (the capacity model's inputs)"
+  echo
+  echo "CPU time per answered request during each phase, from /proc: restjwt (all its threads; both"
+  echo "instances in the two-instance phases), PostgreSQL (the bench database's backends plus the"
+  echo "shared WAL writer, checkpointer and background writer), wrk, and the rest of the machine"
+  echo "(other work: on a shared machine, the capacity that was not ours)."
+  echo
+  echo "| endpoint | connections | req/s | restjwt µs | PostgreSQL µs | wrk µs | others' CPU, cores |"
+  echo "|---|---:|---:|---:|---:|---:|---:|"
+  awk -F'|' -v tck="$CLK_TCK" -v secs="$PHASE_SECONDS" '$1 == "restjwt" && $4 > 0 {
+      us = 1e6 / tck / $4
+      others = ($8 - $5 - $6 - $7) / tck / secs
+      printf "| %s | %d | %.0f | %.1f | %.1f | %.1f | %.2f |\n", $2, $3, $9, $5 * us, $6 * us, $7 * us, (others < 0 ? 0 : others)
+    }' "$COSTS"
+  if ((HAVE_PG)); then
+    echo
+    echo "### The model checked against the two-instance phases"
+    echo
+    echo "Predicted from the one-instance phase's costs: requests/s = min(instance bound, machine"
+    echo "bound), where the instance bound is 2 cores / restjwt µs (each instance has a core) and the"
+    echo "machine bound is the CPU left by other work during the two-instance phase (2 cores minus"
+    echo "others' cores) over the CPU one request takes on the whole path (restjwt + PostgreSQL + wrk)."
+    echo
+    echo "| endpoint | connections | predicted req/s | measured req/s | measured/predicted | bound |"
+    echo "|---|---:|---:|---:|---:|---|"
+    awk -F'|' -v tck="$CLK_TCK" -v secs="$PHASE_SECONDS" -v cpus="$(nproc --all)" '
+      $1 != "restjwt" || $4 <= 0 { next }
+      { key = $2 SUBSEP $3; n[key] = $4; r[key] = $5; p[key] = $6; w[key] = $7; m[key] = $8; x[key] = $9
+        if ($2 ~ /, 2 instances\)$/) { two[++t] = $2; tc[t] = $3 } }
+      END {
+        for (i = 1; i <= t; i++) {
+          one = two[i]; sub(/, 2 instances\)$/, ")", one)
+          k1 = one SUBSEP tc[i]; k2 = two[i] SUBSEP tc[i]
+          if (!(k1 in n)) continue
+          cr = r[k1] / tck / n[k1]; cp = p[k1] / tck / n[k1]; cw = w[k1] / tck / n[k1]
+          others = (m[k2] - r[k2] - p[k2] - w[k2]) / tck / secs; if (others < 0) others = 0
+          inst = 2 / cr; mach = (cpus - others) / (cr + cp + cw)
+          pred = (inst < mach) ? inst : mach
+          printf "| %s | %d | %.0f | %.0f | %.2f | %s |\n", two[i], tc[i], pred, x[k2], x[k2] / pred, (inst < mach ? "instances" : "machine")
+        }
+      }' "$COSTS"
+  fi
+
   echo
   echo "## Login"
   echo
@@ -561,6 +729,26 @@ report() {
       }
       printf "- peak RSS under load < 64 MiB: %.1f MiB (%s): %s\n", peak / 1024, peak_at, verdict(peak < 64 * 1024)
       if (ran256) printf "- no errors at 256 connections: %d errors: %s\n", errors256, verdict(errors256 == 0)
+    }' "$RESULTS"
+  echo
+  echo "## Targets (issue 14)"
+  echo
+  awk -v have_pg="$HAVE_PG" '
+    function verdict(ok) { return ok ? "met" : "NOT met" }
+    { conns = $(NF - 7); endpoint = $2; for (i = 3; i <= NF - 8; i++) endpoint = endpoint " " $i
+      if ($1 == "restjwt") r[endpoint, conns] = $(NF - 6) }
+    END {
+      c = 64; h = r["GET /healthz", c]
+      rot = r["POST /api/token/refresh/ (rotate)", c]
+      if (h > 0) printf "- rotation (rotation + blacklist, reuse detection on) >= 0.2 of the ceiling on SQLite: %.2f at %d connections: %s\n", rot / h, c, verdict(rot / h >= 0.2)
+      if (have_pg) {
+        prot = r["POST /api/token/refresh/ (rotate, PostgreSQL)", c]
+        if (h > 0) printf "- rotation on PostgreSQL (reported): %.0f/s, %.2f of the ceiling\n", prot, prot / h
+        u = r["GET /api/user/", c]; pu = r["GET /api/user/ (PostgreSQL)", c]
+        if (u > 0) printf "- GET /api/user/ on PostgreSQL >= 0.5 of SQLite: %.2f: %s\n", pu / u, verdict(pu / u >= 0.5)
+        f = r["POST /api/token/refresh/", c]; pf = r["POST /api/token/refresh/ (PostgreSQL)", c]
+        if (f > 0) printf "- refresh on PostgreSQL >= 0.4 of SQLite: %.2f: %s\n", pf / f, verdict(pf / f >= 0.4)
+      }
     }' "$RESULTS"
 }
 

@@ -6,6 +6,10 @@
 --                         wrk's threads
 --   BENCH_DELAY_MS        wait this long before each request on a connection (a latency probe
 --                         at a bounded rate instead of a saturating load)
+--   BENCH_ADDRS           "HOST:PORT HOST:PORT ...": wrk's threads are given these servers in
+--                         turn (thread 1 the first, thread 2 the second, ...), so the
+--                         connections are split evenly between instances (a round-robin client);
+--                         use at least as many threads as servers
 -- done() prints one machine-readable RESULT line that load.sh parses.
 
 local body = os.getenv("BENCH_BODY")
@@ -24,15 +28,22 @@ if delay_ms then
   end
 end
 
-if tokens_file then
-  local threads = {}
-  local next_id = 0
+local addrs = {}
+for addr in (os.getenv("BENCH_ADDRS") or ""):gmatch("%S+") do
+  addrs[#addrs + 1] = addr
+end
+local next_id = 0
 
-  function setup(thread)
-    thread:set("thread_id", next_id)
-    next_id = next_id + 1
-    table.insert(threads, thread)
+function setup(thread)
+  thread:set("thread_id", next_id)
+  if #addrs > 0 then
+    local host, port = addrs[next_id % #addrs + 1]:match("^(.*):(%d+)$")
+    thread.addr = wrk.lookup(host, port)[1]
   end
+  next_id = next_id + 1
+end
+
+if tokens_file then
 
   function init(args)
     local count = tonumber(os.getenv("BENCH_THREADS") or "1")

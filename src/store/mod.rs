@@ -22,12 +22,18 @@ mod postgres;
 pub(crate) mod simplejwt;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(feature = "postgres")]
+mod user_cache;
 
 pub use options::{DatabaseOptions, DatabaseUrl};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgStore, SESSION_ENDED_CHANNEL};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
+#[cfg(feature = "postgres")]
+pub use user_cache::{
+    LEASE as PG_USER_MEMORY_LEASE, MAX_AGE as PG_USER_MEMORY_MAX_AGE, USER_CHANGED_CHANNEL,
+};
 
 /// A user row, as in Django's `auth_user`.
 #[derive(Clone, PartialEq, Eq)]

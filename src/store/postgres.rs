@@ -13,6 +13,11 @@
 //! - A trigger (`restjwt_session_ended`) sends `NOTIFY restjwt_session_ended, '<session id>'`
 //!   when a session ends, whoever ended it; [`Store::watch_ended_sessions`] listens on a
 //!   connection of its own and reconnects (asking for a full reload) when it is lost.
+//! - Users read by id are remembered ([`super::user_cache`]): this instance's own writes
+//!   forget them at once, other writers' through a trigger (`restjwt_user_changed`) and a
+//!   second listening connection, within the notification's delay.
+//! - A rotation is five round trips (begin, lock, read, one statement for its four writes,
+//!   commit); statements are prepared once per connection (sqlx's statement cache).
 //! - Every operation is bounded: waiting for a connection by the pool's acquire timeout, the
 //!   work by the query timeout (here and as PostgreSQL's `statement_timeout`). A request never
 //!   hangs on a database that is down; it gets an error, which the API answers with 503.
@@ -23,13 +28,16 @@
 use std::fmt;
 use std::future::Future;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Executor, Row};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+
+use super::user_cache::{HEARTBEAT, LEASE, USER_CHANGED_CHANNEL, UserMemory};
 
 use super::{
     BlacklistOutcome, BlacklistStep, BucketHit, DatabaseOptions, EmailAddress, FlushReport,
@@ -58,6 +66,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "throttle buckets",
         include_str!("../../migrations/postgres/0004_throttle.sql"),
+    ),
+    (
+        5,
+        "user change notifications",
+        include_str!("../../migrations/postgres/0005_user_changed.sql"),
     ),
 ];
 
@@ -164,6 +177,12 @@ pub struct PgStore {
     acquire_timeout: Duration,
     /// A pool of one connection for LISTEN, so listening never takes a request's connection.
     listener_pool: PgPool,
+    /// Users read by id, and the connection that hears of their changes (started on the
+    /// first read, stopped when the store is dropped with `stop`).
+    users: Arc<UserMemory>,
+    user_listener_pool: PgPool,
+    is_user_listener_started: AtomicBool,
+    stop: watch::Sender<()>,
     redactor: Redactor,
     /// How long one operation may take, waiting for a connection included.
     budget: Duration,
@@ -207,21 +226,32 @@ impl PgStore {
             None => format!("{}:{}", connect.get_host(), connect.get_port()),
         };
         let database = connect.get_database().unwrap_or_default().to_owned();
+        // No ping before each use of an idle connection (sqlx's default): it doubled the round
+        // trips of a refresh. A connection found dead by its query instead fails that query;
+        // reads are then tried again on another connection (`run_read`), writes answer 503.
         let pool = PgPoolOptions::new()
             .max_connections(options.pool_size)
             .acquire_timeout(options.acquire_timeout)
+            .test_before_acquire(false)
             .connect_lazy_with(connect.clone());
-        let listener_pool = PgPoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(options.acquire_timeout)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_lazy_with(connect.clone());
+        let listener_pool = || {
+            PgPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(options.acquire_timeout)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_lazy_with(connect.clone())
+        };
+        let (stop, _) = watch::channel(());
         Ok(Self {
+            listener_pool: listener_pool(),
+            users: Arc::default(),
+            user_listener_pool: listener_pool(),
+            is_user_listener_started: AtomicBool::new(false),
+            stop,
             pool,
             connect,
             acquire_timeout: options.acquire_timeout,
-            listener_pool,
             redactor,
             budget: options.acquire_timeout + options.query_timeout,
             host,
@@ -278,17 +308,54 @@ impl PgStore {
         self.retrying(op).await.map_err(|e| self.db_err(e))
     }
 
+    /// Starts listening for changed users, once: until it is subscribed, users are read from
+    /// the database every time.
+    fn listen_for_users(&self) {
+        if self.is_user_listener_started.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        tokio::spawn(listen_for_user_changes(
+            self.user_listener_pool.clone(),
+            Arc::clone(&self.users),
+            self.stop.subscribe(),
+            self.redactor.clone(),
+        ));
+    }
+
+    /// Whether the blacklist is shared with simplejwt's tables (read at migration).
     fn shares(&self) -> bool {
         self.shares_simplejwt.load(Ordering::Relaxed)
     }
 
     async fn retrying<'a, T>(&'a self, op: impl Fn() -> Op<'a, T>) -> Result<T, sqlx::Error> {
+        self.retrying_when(op, is_transient).await
+    }
+
+    async fn retrying_when<'a, T>(
+        &'a self,
+        op: impl Fn() -> Op<'a, T>,
+        is_retryable: fn(&sqlx::Error) -> bool,
+    ) -> Result<T, sqlx::Error> {
         let mut tries = 0;
         loop {
             match op().await {
-                Err(e) if tries < RETRIES && is_transient(&e) => tries += 1,
+                Err(e) if tries < RETRIES && is_retryable(&e) => tries += 1,
                 result => return result,
             }
+        }
+    }
+
+    /// [`Self::run`] for a read, which may also run again when its connection turned out to be
+    /// dead (closed by the server or the network while idle in the pool): a read changes
+    /// nothing, so repeating it on a fresh connection is safe.
+    async fn run_read<'a, T>(&'a self, op: impl Fn() -> Op<'a, T>) -> Result<T, StoreError> {
+        let retried = self.retrying_when(op, |e| is_transient(e) || is_connection_lost(e));
+        match tokio::time::timeout(self.budget, retried).await {
+            Ok(result) => result.map_err(|e| self.db_err(e)),
+            Err(_) => Err(StoreError::unavailable(format!(
+                "the database did not answer within {:?}",
+                self.budget
+            ))),
         }
     }
 }
@@ -300,6 +367,11 @@ fn is_transient(e: &sqlx::Error) -> bool {
         e.as_database_error().and_then(|d| d.code()).as_deref(),
         Some("40001" | "40P01")
     )
+}
+
+/// The connection failed under the query (sqlx drops such a connection from the pool).
+fn is_connection_lost(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Io(_) | sqlx::Error::Protocol(_))
 }
 
 /// The address columns in the order [`email_from_row`] reads them.
@@ -420,11 +492,20 @@ async fn find_or_create_token(
     token: &NewOutstanding,
     shared: bool,
 ) -> Result<super::TokenRow, sqlx::Error> {
-    insert_outstanding(conn, token, true).await?;
-    sqlx::query("SELECT 1 FROM restjwt_outstanding_token WHERE jti = $1 FOR UPDATE")
+    const LOCK: &str = "SELECT 1 FROM restjwt_outstanding_token WHERE jti = $1 FOR UPDATE";
+    // A token is normally recorded already (at login or by the rotation that issued it): lock
+    // first, and insert only when there is nothing to lock: one round trip instead of two.
+    let locked = sqlx::query(LOCK)
         .bind(&token.jti)
-        .fetch_one(&mut *conn)
+        .fetch_optional(&mut *conn)
         .await?;
+    if locked.is_none() {
+        insert_outstanding(conn, token, true).await?;
+        sqlx::query(LOCK)
+            .bind(&token.jti)
+            .fetch_one(&mut *conn)
+            .await?;
+    }
     let row = sqlx::query(
         "SELECT t.session_id, t.successor_jti, t.successor_access_jti, t.rotated_at, \
                 EXISTS(SELECT 1 FROM restjwt_blacklisted_token b WHERE b.jti = t.jti), \
@@ -570,24 +651,61 @@ async fn rotate(
             }
         }
         RotationStep::Rotate => {
-            sqlx::query(
-                "UPDATE restjwt_outstanding_token \
-                 SET successor_jti = $1, successor_access_jti = $2, rotated_at = $3 WHERE jti = $4",
-            )
-            .bind(&r.new.jti)
-            .bind(&r.access_jti)
-            .bind(r.now)
-            .bind(&r.old.jti)
-            .execute(&mut *tx)
-            .await?;
-            blacklist(&mut tx, &r.old.jti, now, shared).await?;
-            let new = NewOutstanding {
-                session_id: row.session_id.clone(),
-                ..r.new.clone()
-            };
-            insert_outstanding(&mut tx, &new, false).await?;
-            if let Some(id) = &row.session_id {
-                touch_session(&mut tx, id, now, Some(new.expires_at)).await?;
+            if !shared {
+                // The four writes in one statement (one round trip): data-modifying WITH
+                // clauses run exactly once each, referenced or not. The successor inherits the
+                // session.
+                sqlx::query(
+                    "WITH rotated AS ( \
+                         UPDATE restjwt_outstanding_token \
+                         SET successor_jti = $1, successor_access_jti = $2, rotated_at = $3 \
+                         WHERE jti = $4), \
+                     blacklisted AS ( \
+                         INSERT INTO restjwt_blacklisted_token (jti, blacklisted_at) VALUES ($4, $5) \
+                         ON CONFLICT (jti) DO NOTHING), \
+                     successor AS ( \
+                         INSERT INTO restjwt_outstanding_token \
+                             (jti, token_hash, user_id, session_id, created_at, expires_at) \
+                         VALUES ($1, $6, (SELECT id FROM auth_user WHERE id = $7), \
+                                 (SELECT id FROM restjwt_session WHERE id = $8), $9, $10)) \
+                     UPDATE restjwt_session \
+                     SET last_refreshed_at = $5, expires_at = GREATEST(expires_at, $10) \
+                     WHERE id = $8",
+                )
+                .bind(&r.new.jti)
+                .bind(&r.access_jti)
+                .bind(r.now)
+                .bind(&r.old.jti)
+                .bind(now)
+                .bind(&r.new.token_hash)
+                .bind(r.new.user_id)
+                .bind(&row.session_id)
+                .bind(r.new.created_at)
+                .bind(r.new.expires_at)
+                .execute(&mut *tx)
+                .await?;
+            } else {
+                // simplejwt's tables take the blacklisting too: the writes one by one.
+                sqlx::query(
+                    "UPDATE restjwt_outstanding_token \
+                     SET successor_jti = $1, successor_access_jti = $2, rotated_at = $3 \
+                     WHERE jti = $4",
+                )
+                .bind(&r.new.jti)
+                .bind(&r.access_jti)
+                .bind(r.now)
+                .bind(&r.old.jti)
+                .execute(&mut *tx)
+                .await?;
+                blacklist(&mut tx, &r.old.jti, now, shared).await?;
+                let new = NewOutstanding {
+                    session_id: row.session_id.clone(),
+                    ..r.new.clone()
+                };
+                insert_outstanding(&mut tx, &new, false).await?;
+                if let Some(id) = &row.session_id {
+                    touch_session(&mut tx, id, now, Some(new.expires_at)).await?;
+                }
             }
             RotationOutcome::Rotated
         }
@@ -774,6 +892,91 @@ async fn listen_for_ended_sessions(
     }
 }
 
+/// Hears of changed users until `stop`'s sender is dropped (with the store): each notification
+/// forgets its user. While not subscribed, the memory serves nothing (see
+/// [`super::user_cache`]). A lost connection is re-established with a growing pause.
+async fn listen_for_user_changes(
+    pool: PgPool,
+    memory: Arc<UserMemory>,
+    mut stop: watch::Receiver<()>,
+    redactor: Redactor,
+) {
+    let mut backoff = Duration::from_millis(100);
+    let mut failing = false;
+    loop {
+        let subscribed = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.eager_reconnect(false);
+            listener.listen(USER_CHANGED_CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        let mut listener = tokio::select! {
+            _ = stop.changed() => return,
+            result = subscribed => match result {
+                Ok(listener) => listener,
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(error = %redactor.apply(e.to_string()), "cannot listen for changed users (reading users every time); retrying");
+                        failing = true;
+                    }
+                    tokio::select! {
+                        _ = stop.changed() => return,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_LISTEN_BACKOFF);
+                    continue;
+                }
+            },
+        };
+        if failing {
+            tracing::info!("listening for changed users again");
+        }
+        backoff = Duration::from_millis(100);
+        // Subscribed: from now on every change is heard; what changed before is forgotten.
+        memory.set_listening(true);
+        let mut next_ping = tokio::time::Instant::now() + HEARTBEAT;
+        loop {
+            let received = tokio::select! {
+                _ = stop.changed() => {
+                    memory.set_listening(false);
+                    return;
+                }
+                received = listener.try_recv() => received,
+                () = tokio::time::sleep_until(next_ping) => {
+                    // The ping shows the connection alive; PostgreSQL sends the notifications
+                    // committed before it ahead of its answer (see `user_cache`'s lease).
+                    let sent = Instant::now();
+                    let ping = sqlx::query("SELECT 1").execute(&mut listener);
+                    match tokio::time::timeout(LEASE, ping).await {
+                        Ok(Ok(_)) => {
+                            memory.extend_lease(sent);
+                            next_ping = tokio::time::Instant::from_std(sent) + HEARTBEAT;
+                            continue;
+                        }
+                        Ok(Err(e)) => Err(e),
+                        Err(_) => Ok(None),
+                    }
+                }
+            };
+            match received {
+                Ok(Some(notification)) => memory.forget_payload(notification.payload()),
+                Ok(None) => {
+                    memory.set_listening(false);
+                    tracing::warn!("lost the connection listening for changed users");
+                    failing = true;
+                    break;
+                }
+                Err(e) => {
+                    memory.set_listening(false);
+                    tracing::warn!(error = %redactor.apply(e.to_string()), "listening for changed users failed");
+                    failing = true;
+                    break;
+                }
+            }
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Store for PgStore {
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -809,7 +1012,7 @@ impl Store for PgStore {
         let wanted: Vec<i64> = MIGRATIONS.iter().map(|(v, _, _)| *v).collect();
         let wanted = &wanted;
         let applied: i64 = self
-            .run(move || {
+            .run_read(move || {
                 Box::pin(async move {
                     sqlx::query_scalar(
                         "SELECT COUNT(*) FROM restjwt_migrations WHERE version = ANY($1)",
@@ -828,18 +1031,30 @@ impl Store for PgStore {
     }
 
     async fn find_user_by_id(&self, id: i64) -> Result<Option<User>, StoreError> {
+        self.listen_for_users();
+        if let Some(user) = self.users.get(id) {
+            return Ok(Some(user));
+        }
+        // Noted before the query starts: see `UserMemory::put`.
+        let generation = self.users.generation();
+        let read_at = Instant::now();
         let sql = concat!("SELECT ", user_columns!(), " FROM auth_user WHERE id = $1");
-        self.run(move || {
-            Box::pin(async move {
-                sqlx::query(sql)
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await?
-                    .map(|row| user_from_row(&row))
-                    .transpose()
+        let user = self
+            .run_read(move || {
+                Box::pin(async move {
+                    sqlx::query(sql)
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await?
+                        .map(|row| user_from_row(&row))
+                        .transpose()
+                })
             })
-        })
-        .await
+            .await?;
+        if let (Some(generation), Some(user)) = (generation, &user) {
+            self.users.put(generation, user, read_at);
+        }
+        Ok(user)
     }
 
     async fn find_user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
@@ -852,7 +1067,7 @@ impl Store for PgStore {
             user_columns!(),
             " FROM auth_user WHERE username = $1"
         );
-        self.run(move || {
+        self.run_read(move || {
             Box::pin(async move {
                 sqlx::query(sql)
                     .bind(username)
@@ -904,7 +1119,10 @@ impl Store for PgStore {
                         .await
                 })
             })
-            .await?;
+            .await;
+        // Forgotten even after an error: the write may have committed all the same.
+        self.users.forget(Some(id));
+        let changed = changed?;
         if changed.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
@@ -920,7 +1138,7 @@ impl Store for PgStore {
             user_columns!(),
             " FROM auth_user WHERE LOWER(email) = LOWER($1) ORDER BY id LIMIT 2"
         );
-        self.run(move || {
+        self.run_read(move || {
             Box::pin(async move {
                 sqlx::query(sql)
                     .bind(email)
@@ -962,8 +1180,9 @@ impl Store for PgStore {
                         .transpose()
                 })
             })
-            .await?;
-        row.ok_or(StoreError::NotFound)
+            .await;
+        self.users.forget(Some(id));
+        row?.ok_or(StoreError::NotFound)
     }
 
     async fn is_username_taken(
@@ -1204,16 +1423,19 @@ impl Store for PgStore {
     }
 
     async fn update_last_login(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.run(move || {
-            Box::pin(async move {
-                sqlx::query("UPDATE auth_user SET last_login = $1 WHERE id = $2")
-                    .bind(at)
-                    .bind(id)
-                    .execute(&self.pool)
-                    .await
+        let done = self
+            .run(move || {
+                Box::pin(async move {
+                    sqlx::query("UPDATE auth_user SET last_login = $1 WHERE id = $2")
+                        .bind(at)
+                        .bind(id)
+                        .execute(&self.pool)
+                        .await
+                })
             })
-        })
-        .await?;
+            .await;
+        self.users.forget(Some(id));
+        done?;
         Ok(())
     }
 
@@ -1268,7 +1490,7 @@ impl Store for PgStore {
             return Ok(TokenState::default());
         }
         let shared = self.shares();
-        self.run(move || {
+        self.run_read(move || {
             Box::pin(async move {
                 let row = sqlx::query(
                     "SELECT EXISTS(SELECT 1 FROM restjwt_blacklisted_token b WHERE b.jti = t.jti) \
@@ -1419,7 +1641,7 @@ impl Store for PgStore {
              WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 \
              ORDER BY created_at DESC, id COLLATE \"C\""
         );
-        self.run(move || {
+        self.run_read(move || {
             Box::pin(async move {
                 sqlx::query(sql)
                     .bind(user_id)
@@ -1506,7 +1728,7 @@ impl Store for PgStore {
         &self,
         since: DateTime<Utc>,
     ) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
-        self.run(move || {
+        self.run_read(move || {
             Box::pin(async move {
                 sqlx::query_as(
                     "SELECT id, revoked_at FROM restjwt_session \

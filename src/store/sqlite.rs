@@ -4,7 +4,9 @@
 //! less than handing it to another thread, and WAL mode means readers never wait for writers.
 //! Writes go to one writer connection on a blocking thread, so a write that waits for another
 //! process's lock (the CLI, a second server) never stalls the async workers, and writes from
-//! this process never contend with each other for SQLite's lock.
+//! this process never contend with each other for SQLite's lock. The token lifecycle's writes
+//! (rotations, logins, logouts) go through [`group_commit`]: those that arrive while one
+//! transaction commits share the next one, each answered only once it is committed.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -26,7 +28,10 @@ use super::{
 /// How long a statement waits for another connection's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+mod group_commit;
 mod wal_index;
+
+use group_commit::GroupCommit;
 
 /// The migrations, in order. Each runs once, in its own transaction.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -54,6 +59,8 @@ pub struct SqliteStore {
     /// Idle read connections, reused; one is opened when none is idle.
     readers: Mutex<Vec<Connection>>,
     writer: Arc<Mutex<Connection>>,
+    /// The lifecycle's writes (rotations, logins, logouts), committed in groups.
+    group: GroupCommit,
     /// `None` for an in-memory database, or a file SQLite could not put in WAL mode.
     users: Option<UserCache>,
     /// Whether simplejwt's blacklist tables are in the database (see `super::simplejwt`):
@@ -150,10 +157,12 @@ impl SqliteStore {
         })
         .await
         .map_err(db_err)??;
+        let writer = Arc::new(Mutex::new(writer));
         Ok(Self {
             path,
             readers: Mutex::new(Vec::new()),
-            writer: Arc::new(Mutex::new(writer)),
+            group: GroupCommit::new(Arc::clone(&writer)),
+            writer,
             users,
             shares_simplejwt: AtomicBool::new(shares),
         })
@@ -497,7 +506,7 @@ fn share_blacklist(
 /// `get_or_create`): a token issued elsewhere with the same key can still be blacklisted.
 /// With `shared`, a token in simplejwt's blacklist counts as blacklisted.
 fn find_or_create_token(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Connection,
     token: &NewOutstanding,
     shared: bool,
 ) -> Result<super::TokenRow, StoreError> {
@@ -509,10 +518,10 @@ fn find_or_create_token(
 }
 
 fn find_or_create_own_token(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Connection,
     token: &NewOutstanding,
 ) -> Result<super::TokenRow, StoreError> {
-    let read = |tx: &rusqlite::Transaction<'_>| {
+    let read = |tx: &Connection| {
         tx.prepare_cached(TOKEN_ROW_SQL)?
             .query_row([&token.jti], |row| {
                 Ok(super::TokenRow {
@@ -599,13 +608,11 @@ fn unix(t: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(t, 0).unwrap_or_default()
 }
 
-fn rotate(conn: &mut Connection, r: Rotation, shared: bool) -> Result<RotationOutcome, StoreError> {
-    // IMMEDIATE: the write lock is taken before the read, so two rotations of one token, from
-    // this process or another, run one after the other and the second sees the first.
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(db_err)?;
-    let row = find_or_create_token(&tx, &r.old, shared)?;
+/// Runs inside a group commit's `BEGIN IMMEDIATE` transaction: the write lock is taken before
+/// the read, so two rotations of one token, from this process or another, run one after the
+/// other and the second sees the first.
+fn rotate(tx: &Connection, r: Rotation, shared: bool) -> Result<RotationOutcome, StoreError> {
+    let row = find_or_create_token(tx, &r.old, shared)?;
     let now = unix(r.now);
     let step = super::rotation_step(&row, &r);
     let outcome = match step {
@@ -614,7 +621,7 @@ fn rotate(conn: &mut Connection, r: Rotation, shared: bool) -> Result<RotationOu
         },
         RotationStep::Replay(outcome) => outcome,
         RotationStep::EndSession(id) => RotationOutcome::Refused {
-            revoked_session: end_session(&tx, &id, now, shared)?.then_some(id),
+            revoked_session: end_session(tx, &id, now, shared)?.then_some(id),
         },
         RotationStep::Rotate => {
             tx.prepare_cached(
@@ -623,19 +630,18 @@ fn rotate(conn: &mut Connection, r: Rotation, shared: bool) -> Result<RotationOu
             )
             .and_then(|mut stmt| stmt.execute(params![r.new.jti, r.access_jti, r.now, r.old.jti]))
             .map_err(db_err)?;
-            blacklist(&tx, &r.old.jti, now, shared)?;
+            blacklist(tx, &r.old.jti, now, shared)?;
             let new = NewOutstanding {
                 session_id: row.session_id.clone(),
                 ..r.new
             };
-            insert_outstanding(&tx, &new)?;
+            insert_outstanding(tx, &new)?;
             if let Some(id) = &row.session_id {
-                touch_session(&tx, id, now, Some(new.expires_at))?;
+                touch_session(tx, id, now, Some(new.expires_at))?;
             }
             RotationOutcome::Rotated
         }
     };
-    tx.commit().map_err(db_err)?;
     Ok(outcome)
 }
 
@@ -806,15 +812,16 @@ impl Store for SqliteStore {
     }
 
     async fn update_last_login(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.write(move |conn| {
-            conn.execute(
-                "UPDATE auth_user SET last_login = ? WHERE id = ?",
-                params![django_time(at), id],
-            )
-            .map_err(db_err)?;
-            Ok(())
-        })
-        .await
+        self.group
+            .run(move |conn| {
+                conn.execute(
+                    "UPDATE auth_user SET last_login = ? WHERE id = ?",
+                    params![django_time(at), id],
+                )
+                .map_err(db_err)?;
+                Ok(())
+            })
+            .await
     }
 
     async fn find_users_by_email(&self, email: &str) -> Result<Vec<User>, StoreError> {
@@ -1027,45 +1034,40 @@ impl Store for SqliteStore {
         session: Session,
         token: NewOutstanding,
     ) -> Result<(), StoreError> {
-        self.write(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db_err)?;
-            tx.execute(
-                &format!(
+        self.group
+            .run(move |tx| {
+                tx.prepare_cached(&format!(
                     "INSERT INTO restjwt_session ({SESSION_COLUMNS}) \
                      VALUES (?1, (SELECT id FROM auth_user WHERE id = ?2), ?3, ?4, ?5, ?6, ?7, ?8)"
-                ),
-                params![
-                    session.id,
-                    session.user_id,
-                    session.device,
-                    session.ip,
-                    django_time(session.created_at),
-                    django_time(session.last_refreshed_at),
-                    django_time(session.expires_at),
-                    session.revoked_at.map(django_time),
-                ],
-            )
-            .map_err(db_err)?;
-            insert_outstanding(&tx, &token)?;
-            tx.commit().map_err(db_err)
-        })
-        .await
+                ))
+                .and_then(|mut stmt| {
+                    stmt.execute(params![
+                        session.id,
+                        session.user_id,
+                        session.device,
+                        session.ip,
+                        django_time(session.created_at),
+                        django_time(session.last_refreshed_at),
+                        django_time(session.expires_at),
+                        session.revoked_at.map(django_time),
+                    ])
+                })
+                .map_err(db_err)?;
+                insert_outstanding(tx, &token)
+            })
+            .await
     }
 
     async fn create_outstanding(&self, token: NewOutstanding) -> Result<(), StoreError> {
-        self.write(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db_err)?;
-            insert_outstanding(&tx, &token)?;
-            if let Some(id) = &token.session_id {
-                touch_session(&tx, id, token.created_at, Some(token.expires_at))?;
-            }
-            tx.commit().map_err(db_err)
-        })
-        .await
+        self.group
+            .run(move |tx| {
+                insert_outstanding(tx, &token)?;
+                if let Some(id) = &token.session_id {
+                    touch_session(tx, id, token.created_at, Some(token.expires_at))?;
+                }
+                Ok(())
+            })
+            .await
     }
 
     async fn find_token_state(&self, jti: &str) -> Result<TokenState, StoreError> {
@@ -1098,13 +1100,14 @@ impl Store for SqliteStore {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let id = id.to_owned();
-        self.write(move |conn| touch_session(conn, &id, at, None))
+        self.group
+            .run(move |conn| touch_session(conn, &id, at, None))
             .await
     }
 
     async fn rotate_refresh(&self, rotation: Rotation) -> Result<RotationOutcome, StoreError> {
         let shared = self.shares();
-        self.write(move |conn| rotate(conn, rotation, shared)).await
+        self.group.run(move |tx| rotate(tx, rotation, shared)).await
     }
 
     async fn blacklist_token(
@@ -1113,32 +1116,29 @@ impl Store for SqliteStore {
         detect_reuse: bool,
     ) -> Result<BlacklistOutcome, StoreError> {
         let shared = self.shares();
-        self.write(move |conn| {
-            let now = token.created_at;
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db_err)?;
-            let row = find_or_create_token(&tx, &token, shared)?;
-            let outcome = match super::blacklist_step(&row, detect_reuse) {
-                BlacklistStep::Refuse => BlacklistOutcome::AlreadyBlacklisted {
-                    ended_session: None,
-                },
-                BlacklistStep::EndSession(id) => BlacklistOutcome::AlreadyBlacklisted {
-                    ended_session: end_session(&tx, &id, now, shared)?.then_some(id),
-                },
-                BlacklistStep::Blacklist => {
-                    blacklist(&tx, &token.jti, now, shared)?;
-                    let session_id = match &row.session_id {
-                        Some(id) if end_session(&tx, id, now, shared)? => Some(id.clone()),
-                        _ => None,
-                    };
-                    BlacklistOutcome::Blacklisted { session_id }
-                }
-            };
-            tx.commit().map_err(db_err)?;
-            Ok(outcome)
-        })
-        .await
+        self.group
+            .run(move |tx| {
+                let now = token.created_at;
+                let row = find_or_create_token(tx, &token, shared)?;
+                let outcome = match super::blacklist_step(&row, detect_reuse) {
+                    BlacklistStep::Refuse => BlacklistOutcome::AlreadyBlacklisted {
+                        ended_session: None,
+                    },
+                    BlacklistStep::EndSession(id) => BlacklistOutcome::AlreadyBlacklisted {
+                        ended_session: end_session(tx, &id, now, shared)?.then_some(id),
+                    },
+                    BlacklistStep::Blacklist => {
+                        blacklist(tx, &token.jti, now, shared)?;
+                        let session_id = match &row.session_id {
+                            Some(id) if end_session(tx, id, now, shared)? => Some(id.clone()),
+                            _ => None,
+                        };
+                        BlacklistOutcome::Blacklisted { session_id }
+                    }
+                };
+                Ok(outcome)
+            })
+            .await
     }
 
     async fn find_sessions_of_user(
@@ -1165,24 +1165,21 @@ impl Store for SqliteStore {
     ) -> Result<bool, StoreError> {
         let session_id = session_id.to_owned();
         let shared = self.shares();
-        self.write(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db_err)?;
-            let changed = tx
-                .execute(
-                    "UPDATE restjwt_session SET revoked_at = ?1 \
-                     WHERE id = ?2 AND user_id = ?3 AND revoked_at IS NULL AND expires_at > ?1",
-                    params![django_time(now), session_id, user_id],
-                )
-                .map_err(db_err)?;
-            if changed > 0 && shared {
-                share_blacklist(&tx, super::simplejwt::Tokens::OfSession(&session_id), now)?;
-            }
-            tx.commit().map_err(db_err)?;
-            Ok(changed > 0)
-        })
-        .await
+        self.group
+            .run(move |tx| {
+                let changed = tx
+                    .execute(
+                        "UPDATE restjwt_session SET revoked_at = ?1 \
+                         WHERE id = ?2 AND user_id = ?3 AND revoked_at IS NULL AND expires_at > ?1",
+                        params![django_time(now), session_id, user_id],
+                    )
+                    .map_err(db_err)?;
+                if changed > 0 && shared {
+                    share_blacklist(tx, super::simplejwt::Tokens::OfSession(&session_id), now)?;
+                }
+                Ok(changed > 0)
+            })
+            .await
     }
 
     async fn end_sessions_of_user(
@@ -1193,31 +1190,30 @@ impl Store for SqliteStore {
     ) -> Result<Vec<String>, StoreError> {
         let except = except.map(str::to_owned);
         let shared = self.shares();
-        self.write(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db_err)?;
-            let ended: Vec<String> = tx
-                .prepare(
-                    "UPDATE restjwt_session SET revoked_at = ?1 \
-                     WHERE user_id = ?2 AND revoked_at IS NULL AND expires_at > ?1 \
-                       AND id IS NOT ?3 \
-                     RETURNING id",
-                )
-                .and_then(|mut stmt| {
-                    stmt.query_map(params![django_time(now), user_id, except], |row| row.get(0))?
+        self.group
+            .run(move |tx| {
+                let ended: Vec<String> = tx
+                    .prepare(
+                        "UPDATE restjwt_session SET revoked_at = ?1 \
+                         WHERE user_id = ?2 AND revoked_at IS NULL AND expires_at > ?1 \
+                           AND id IS NOT ?3 \
+                         RETURNING id",
+                    )
+                    .and_then(|mut stmt| {
+                        stmt.query_map(params![django_time(now), user_id, except], |row| {
+                            row.get(0)
+                        })?
                         .collect()
-                })
-                .map_err(db_err)?;
-            if shared {
-                for id in &ended {
-                    share_blacklist(&tx, super::simplejwt::Tokens::OfSession(id), now)?;
+                    })
+                    .map_err(db_err)?;
+                if shared {
+                    for id in &ended {
+                        share_blacklist(tx, super::simplejwt::Tokens::OfSession(id), now)?;
+                    }
                 }
-            }
-            tx.commit().map_err(db_err)?;
-            Ok(ended)
-        })
-        .await
+                Ok(ended)
+            })
+            .await
     }
 
     async fn find_sessions_ended_since(

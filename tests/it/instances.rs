@@ -301,6 +301,73 @@ async fn two_instances_share_rotation_logouts_and_ended_sessions() {
     }
 }
 
+async fn email_of(server: &Server, access: &str) -> String {
+    let answer = get_user(server, Some(access)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    serde_json::from_str::<serde_json::Value>(&answer.body).expect("json")["email"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The users each instance remembers: a change made through one instance is seen by that
+/// instance at once and by the other within a second (the trigger's notification), and a
+/// change made behind both (plain SQL) within a second too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_changed_on_one_instance_is_seen_by_the_other() {
+    let ws = Workspace::with_backend(Backend::Postgres);
+    ws.create_user("createuser", "erin", "erin-pass-1");
+    let env = [("RESTJWT_SIGNING_KEY", SHARED_KEY)];
+    let servers = [Server::start(&ws, &env), Server::start(&ws, &env)];
+    let (a, b) = (&servers[0], &servers[1]);
+    let (_, access) = login(a, "erin", "erin-pass-1").await;
+    let access = &access;
+    for server in [a, b] {
+        // Twice: the second answer comes from memory.
+        email_of(server, access).await;
+        email_of(server, access).await;
+    }
+
+    let answer = client()
+        .patch(a.url("/api/user/"))
+        .bearer_auth(access)
+        .json(&json!({ "email": "erin@new.example" }))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(
+        email_of(a, access).await,
+        "erin@new.example",
+        "exact on the writing instance"
+    );
+    let took = within(Duration::from_secs(1), "B sees the new email", || async {
+        email_of(b, access).await == "erin@new.example"
+    })
+    .await;
+    eprintln!("the other instance saw the change after {took:?}");
+
+    block_on_side({
+        let url = ws.database_url();
+        async move {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+            sqlx::query("UPDATE auth_user SET is_active = false WHERE username = 'erin'")
+                .execute(&mut conn)
+                .await
+                .expect("deactivate");
+        }
+    });
+    for server in [a, b] {
+        within(
+            Duration::from_secs(1),
+            "the deactivation is seen",
+            || async { get_user(server, Some(access)).await.status == StatusCode::UNAUTHORIZED },
+        )
+        .await;
+    }
+}
+
 async fn session(store: &dyn Store, user_id: i64, now: chrono::DateTime<chrono::Utc>) -> String {
     let id = restjwt::token::new_jti();
     let expires_at = now + chrono::Duration::days(1);
@@ -531,7 +598,7 @@ fn instances_migrating_at_once_apply_each_migration_once() {
                 .expect("count")
         }
     });
-    assert_eq!(applied, 4);
+    assert_eq!(applied, 5);
 }
 
 /// The password of DATABASE_URL shows nowhere: not in the most verbose logs of a working
