@@ -1193,7 +1193,7 @@ impl Store for PgStore {
         if username.contains('\0') {
             return Ok(false);
         }
-        self.run(move || {
+        self.run_read(move || {
             Box::pin(async move {
                 sqlx::query_scalar(
                     "SELECT EXISTS(SELECT 1 FROM auth_user WHERE UPPER(username) = UPPER($1) \
@@ -1212,7 +1212,7 @@ impl Store for PgStore {
         if email.contains('\0') {
             return Ok(false);
         }
-        self.run(move || {
+        self.run_read(move || {
             Box::pin(async move {
                 sqlx::query_scalar(
                     "SELECT EXISTS(SELECT 1 FROM auth_user WHERE UPPER(email) = UPPER($1)) \
@@ -1282,7 +1282,7 @@ impl Store for PgStore {
             email_columns!(),
             " FROM account_emailaddress WHERE user_id = $1 ORDER BY id"
         );
-        self.run(move || {
+        self.run_read(move || {
             Box::pin(async move {
                 sqlx::query(sql)
                     .bind(user_id)
@@ -1302,7 +1302,7 @@ impl Store for PgStore {
             email_columns!(),
             " FROM account_emailaddress WHERE id = $1"
         );
-        self.run(move || {
+        self.run_read(move || {
             Box::pin(async move {
                 sqlx::query(sql)
                     .bind(id)
@@ -1327,7 +1327,7 @@ impl Store for PgStore {
             email_columns!(),
             " FROM account_emailaddress WHERE email = $1 ORDER BY id LIMIT 1"
         );
-        self.run(move || {
+        self.run_read(move || {
             Box::pin(async move {
                 sqlx::query(sql)
                     .bind(email)
@@ -1368,7 +1368,7 @@ impl Store for PgStore {
              OR id IN (SELECT user_id FROM account_emailaddress \
                        WHERE UPPER(email) = UPPER($1)) ORDER BY id"
         );
-        self.run(move || {
+        self.run_read(move || {
             Box::pin(async move {
                 sqlx::query(sql)
                     .bind(email)
@@ -1409,7 +1409,7 @@ impl Store for PgStore {
         &self,
         email_address_id: i64,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        self.run(move || {
+        self.run_read(move || {
             Box::pin(async move {
                 sqlx::query_scalar(
                     "SELECT MAX(sent) FROM account_emailconfirmation WHERE email_address_id = $1",
