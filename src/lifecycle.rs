@@ -62,6 +62,25 @@ pub struct LoggedIn {
     pub access: String,
 }
 
+/// A refresh token whose signature, expiry and kind have been checked, not yet exchanged:
+/// what [`Lifecycle::present_refresh`] gives and [`Lifecycle::refresh_presented`] takes.
+#[derive(Debug, Clone)]
+pub struct PresentedRefresh<'t> {
+    token: &'t str,
+    claims: Claims,
+    now: i64,
+}
+
+impl PresentedRefresh<'_> {
+    /// The token's user id claim as text (a string claim as it is, any other value as JSON),
+    /// or `None` when the token names no user.
+    pub fn user_key(&self, user_id_claim: &str) -> Option<String> {
+        self.claims
+            .get(user_id_claim)
+            .map(|id| id.as_str().map_or_else(|| id.to_string(), str::to_owned))
+    }
+}
+
 /// A successful refresh.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refreshed {
@@ -450,10 +469,39 @@ impl Lifecycle {
     /// Unlike simplejwt (which answers 500 when the user was deleted), a token of a deleted or
     /// inactive user is [`LifecycleError::NoActiveAccountForToken`].
     pub async fn refresh(&self, refresh: &str) -> Result<Refreshed, LifecycleError> {
-        let store = self.need_store()?;
+        self.refresh_presented(self.present_refresh(refresh)?).await
+    }
+
+    /// The first half of [`Lifecycle::refresh`]: checks the token's signature, expiry and
+    /// kind, without the store. A caller that must decide something on the token's user
+    /// before the exchange (a per-user throttle) asks this once and hands the result to
+    /// [`Lifecycle::refresh_presented`], so the token is verified once, not twice.
+    pub fn present_refresh<'t>(
+        &self,
+        refresh: &'t str,
+    ) -> Result<PresentedRefresh<'t>, LifecycleError> {
         let now = self.now();
+        let claims = self.tokens.verify(refresh, Some(TokenKind::Refresh), now)?;
+        Ok(PresentedRefresh {
+            token: refresh,
+            claims,
+            now,
+        })
+    }
+
+    /// The second half of [`Lifecycle::refresh`]: the exchange of a token that
+    /// [`Lifecycle::present_refresh`] checked, at the time it was checked.
+    pub async fn refresh_presented(
+        &self,
+        presented: PresentedRefresh<'_>,
+    ) -> Result<Refreshed, LifecycleError> {
+        let store = self.need_store()?;
+        let PresentedRefresh {
+            token: refresh,
+            claims,
+            now,
+        } = presented;
         let tokens = &self.tokens;
-        let claims = tokens.verify(refresh, Some(TokenKind::Refresh), now)?;
         let jti = tokens.jti_of(&claims).to_owned();
         let user_id = self.check_token_user(&claims).await?;
         let settings = &self.settings;

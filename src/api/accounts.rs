@@ -489,8 +489,7 @@ pub(super) async fn refresh_with(
     refresh: Option<String>,
 ) -> Result<Response, ApiError> {
     let refresh = refresh.ok_or(ApiError::NoRefreshToken)?;
-    super::tokens::throttle_refresh(auth, client, &refresh).await?;
-    let refreshed = auth.lifecycle().refresh(&refresh).await?;
+    let refreshed = super::tokens::throttled_refresh(auth, client, &refresh).await?;
     let now = auth.now();
     let settings = auth.settings();
     let access_expiration = expiration(

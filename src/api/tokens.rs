@@ -8,8 +8,7 @@ use super::body::{Fields, Payload};
 use super::openapi::TokenErrors;
 use super::{ApiError, JsonResponse, TokenJson};
 use crate::auth::AuthState;
-use crate::lifecycle::{ClientInfo, TokenVerdict};
-use crate::token::TokenKind;
+use crate::lifecycle::{ClientInfo, Refreshed, TokenVerdict};
 
 /// simplejwt's token endpoints in the OpenAPI document.
 #[derive(utoipa::OpenApi)]
@@ -189,8 +188,7 @@ pub(super) async fn refresh_token(
     payload: Payload,
 ) -> Result<TokenJson, ApiError> {
     let refresh = Fields::single(&payload, "refresh")?;
-    throttle_refresh(&auth, &client, &refresh).await?;
-    let refreshed = auth.lifecycle().refresh(&refresh).await?;
+    let refreshed = throttled_refresh(&auth, &client, &refresh).await?;
     Ok(TokenJson(match refreshed.refresh {
         Some(refresh) => json!({ "access": refreshed.access, "refresh": refresh }),
         None => json!({ "access": refreshed.access }),
@@ -243,29 +241,28 @@ pub(super) async fn blacklist_token(
     Ok(JsonResponse(json!({})))
 }
 
-/// The refresh throttles (`refresh` per address, `refresh_account` per user) of every endpoint
-/// that refreshes: simplejwt's and dj-rest-auth's (body or cookie).
-pub(super) async fn throttle_refresh(
+/// A refresh through the throttles (`refresh` per address, `refresh_account` per user) of
+/// every endpoint that refreshes: simplejwt's and dj-rest-auth's (body or cookie).
+///
+/// The token is verified once: its user (for the per-user bucket) comes from the same check
+/// the exchange uses. A token that does not verify still counts against its address, and a
+/// throttled client gets its 429 before learning whether the token was good.
+pub(super) async fn throttled_refresh(
     auth: &AuthState,
     client: &ClientInfo,
     refresh: &str,
-) -> Result<(), ApiError> {
-    if !auth.throttle().is_enabled() {
-        return Ok(());
+) -> Result<Refreshed, ApiError> {
+    let presented = auth.lifecycle().present_refresh(refresh);
+    if auth.throttle().is_enabled() {
+        // Per user only for a token that verifies: a forged one must not empty a real
+        // user's bucket.
+        let user = presented
+            .as_ref()
+            .ok()
+            .and_then(|p| p.user_key(auth.tokens().user_id_claim()));
+        auth.throttle()
+            .check_refresh(&client.ip, user.as_deref())
+            .await?;
     }
-    // Per user only for a token that verifies: a forged one must not empty a real user's
-    // bucket. One HMAC or signature check more, on the throttled path only.
-    let user = auth
-        .tokens()
-        .verify(refresh, Some(TokenKind::Refresh), auth.now())
-        .ok()
-        .and_then(|claims| {
-            claims
-                .get(auth.tokens().user_id_claim())
-                .map(|id| id.as_str().map_or_else(|| id.to_string(), str::to_owned))
-        });
-    auth.throttle()
-        .check_refresh(&client.ip, user.as_deref())
-        .await?;
-    Ok(())
+    Ok(auth.lifecycle().refresh_presented(presented?).await?)
 }
