@@ -395,10 +395,14 @@ async fn every_refused_login_takes_the_same_time() {
             }
         }
     }
+    // The leaks this guards against were gross (an unusable password at 0.03 of the others'
+    // time, PBKDF2 at 7 times theirs); within-noise equality is the benchmark's to show
+    // (`benches/passwords.rs`, docs/benchmarks.md). On a CI machine busy with the rest of the
+    // suite, the fastest of five rounds of one case was once 10 ms (0.6) off the others'.
     let slowest = fastest.iter().max().copied().unwrap_or_default();
     for (case, took) in cases.iter().zip(&fastest) {
         assert!(
-            took.as_secs_f64() >= slowest.as_secs_f64() * 0.7,
+            took.as_secs_f64() >= slowest.as_secs_f64() * 0.5,
             "{case} took {took:?}, the slowest case {slowest:?}: {cases:?} {fastest:?}"
         );
     }
