@@ -7,21 +7,27 @@
 #   bash bench/ab.sh BIN_A BIN_B
 #
 # Settings (environment): ROUNDS (3), SECS (10), CONN (64), SERVER_CPUS (0), CLIENT_CPUS (1),
-# ENV_B2 (e.g. "RESTJWT_METRICS=off": a third variant, B with these settings). Only 127.0.0.1
-# is contacted; every wait is bounded.
+# ENV_B2 (e.g. "RESTJWT_METRICS=off": a third variant, B with these settings), ENDPOINT ("user":
+# GET /api/user/ with the access token; "refresh": POST /api/token/refresh/ with one refresh
+# token, without rotation), ENV (settings given to every variant, e.g.
+# "RESTJWT_THROTTLE_RATES={...}"). Only 127.0.0.1 is contacted; every wait is bounded.
 set -euo pipefail
 A="$(realpath "$1")"; B="$(realpath "$2")"
 ROUNDS="${ROUNDS:-3}"; SECS="${SECS:-10}"; CONN="${CONN:-64}"
 SERVER_CPUS="${SERVER_CPUS:-0}"; CLIENT_CPUS="${CLIENT_CPUS:-1}"; ENV_B2="${ENV_B2:-}"
+ENDPOINT="${ENDPOINT:-user}"; ENV="${ENV:-}"
+WRK_LUA="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/wrk.lua"
 
 run() { # NAME BIN [SETTING=VALUE...]
   local name=$1 bin=$2; shift 2
-  local dir pid base="" token rps
+  local dir pid base="" pair token rps url out
+  local load=()
   dir="$(mktemp -d "${TMPDIR:-/tmp}/restjwt-ab.XXXXXX")"
   (cd "$dir" && env -i PATH="$PATH" DATABASE_URL="sqlite://$dir/db.sqlite3" \
     RESTJWT_SUPERUSER_PASSWORD=bob-pass-1234 "$bin" createsuperuser --noinput \
     --username bob --email bob@example.com >/dev/null)
-  (cd "$dir" && exec env -i PATH="$PATH" DATABASE_URL="sqlite://$dir/db.sqlite3" "$@" \
+  # shellcheck disable=SC2086
+  (cd "$dir" && exec env -i PATH="$PATH" DATABASE_URL="sqlite://$dir/db.sqlite3" $ENV "$@" \
     taskset -c "$SERVER_CPUS" "$bin" serve --bind 127.0.0.1:0 2>"$dir/log") &
   pid=$!
   for _ in $(seq 1 200); do
@@ -30,17 +36,39 @@ run() { # NAME BIN [SETTING=VALUE...]
     sleep 0.05
   done
   [ -n "$base" ] || { echo "$name did not start" >&2; cat "$dir/log" >&2; exit 1; }
-  token="$(curl -s -X POST -d 'username=bob&password=bob-pass-1234' "$base/api/token/" |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["access"])')"
-  taskset -c "$CLIENT_CPUS" wrk -t1 -c"$CONN" -d2s -H "Authorization: Bearer $token" \
-    "$base/api/user/" >/dev/null
-  rps="$(taskset -c "$CLIENT_CPUS" wrk -t1 -c"$CONN" -d"${SECS}s" \
-    -H "Authorization: Bearer $token" "$base/api/user/" | awk '/Requests\/sec/ {print $2}')"
+  pair="$(curl -s -X POST -d 'username=bob&password=bob-pass-1234' "$base/api/token/")"
+  if [ "$ENDPOINT" = refresh ]; then
+    token="$(python3 -c 'import json, sys; print(json.load(sys.stdin)["refresh"])' <<<"$pair")"
+    load=(env BENCH_BODY="{\"refresh\":\"$token\"}" taskset -c "$CLIENT_CPUS"
+      wrk -t1 -c"$CONN" -s "$WRK_LUA")
+    url="$base/api/token/refresh/"
+  else
+    token="$(python3 -c 'import json, sys; print(json.load(sys.stdin)["access"])' <<<"$pair")"
+    load=(taskset -c "$CLIENT_CPUS" wrk -t1 -c"$CONN" -H "Authorization: Bearer $token")
+    url="$base/api/user/"
+  fi
+  "${load[@]}" -d2s "$url" >/dev/null
+  # The server's CPU time per request too (utime + stime from /proc, after the command name):
+  # on a busy machine it moves much less than requests/s.
+  local before after requests
+  before="$(sed 's/.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}')"
+  out="$("${load[@]}" -d"${SECS}s" "$url")"
+  after="$(sed 's/.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}')"
+  rps="$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
+  requests="$(awk '/requests in/ {print $1}' <<<"$out")"
+  cpu_us="$(python3 -c "print(round(($after - $before) * 1e6 / $(getconf CLK_TCK) / max($requests, 1), 1))")"
+  # Refused requests are cheap: a figure with any of them compares nothing.
+  if grep -q "Non-2xx" <<<"$out"; then
+    echo "$name: $(grep "Non-2xx" <<<"$out")" >&2
+  fi
   kill "$pid"; wait "$pid" 2>/dev/null || true
   rm -rf "$dir"
-  printf '%s %s\n' "$name" "$rps"
+  printf '%s %s %s\n' "$name" "$rps" "$cpu_us"
 }
 
+# Each variant prints "NAME REQUESTS/S CPU-µs/REQUEST"; the line ends with B's ratios to A:
+# requests/s, and CPU per request (below 1: B spends less).
+echo "each variant: NAME requests/s CPU-µs/request ($ENDPOINT)"
 for round in $(seq 1 "$ROUNDS"); do
   a="$(run A "$A")"; b="$(run B "$B")"
   line="round $round: $a, $b"
@@ -48,5 +76,6 @@ for round in $(seq 1 "$ROUNDS"); do
     # shellcheck disable=SC2086
     line="$line, $(run "B($ENV_B2)" "$B" $ENV_B2)"
   fi
-  echo "$line  B/A=$(python3 -c "print(round(${b#B } / ${a#A }, 2))")"
+  read -r _ a_rps a_cpu <<<"$a"; read -r _ b_rps b_cpu <<<"$b"
+  echo "$line  B/A=$(python3 -c "print(round($b_rps / $a_rps, 2))") CPU B/A=$(python3 -c "print(round($b_cpu / $a_cpu, 2))")"
 done
