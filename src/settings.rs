@@ -405,7 +405,8 @@ pub struct Settings {
     #[serde(deserialize_with = "field::django_version")]
     pub django_version: Option<DjangoVersion>,
     // Issue 16 (hostile traffic: connections, throttling) adds its settings below this line.
-    /// Throttle logins and refreshes (`THROTTLE_RATES`). Defaults to true; load benchmarks
+    /// Throttle logins, refreshes, registration, resets and resends (`THROTTLE_RATES`).
+    /// Defaults to true; load benchmarks
     /// and wire tests against Django (which throttles nothing) turn it off.
     #[serde(deserialize_with = "field::boolean")]
     pub throttle_enabled: bool,
@@ -413,7 +414,9 @@ pub struct Settings {
     /// that JSON in the environment); `null` turns a scope off. Given scopes replace their
     /// defaults, the others keep theirs: `login` 10/min (per account and address),
     /// `login_address` 60/min, `login_account` 30/min (delays, never refuses), `refresh`
-    /// 600/min (per address), `refresh_account` 60/min (per user).
+    /// 600/min (per address), `refresh_account` 60/min (per user), `registration` 20/hour (per
+    /// address), `password_reset` and `resend_email` 20/hour (per address),
+    /// `password_reset_recipient` and `resend_email_recipient` 5/hour (per address asked for).
     #[serde(deserialize_with = "field::throttle_rates")]
     pub throttle_rates: ThrottleRates,
     /// How many proxies in front of the server append to `X-Forwarded-For`: the client address

@@ -8,7 +8,8 @@
 //! outcome. The answers that hand out tokens carry them as an [`IssuedTokens`] response
 //! extension too, and the token-taking steps are plain functions ([`refresh_with`],
 //! [`log_out_with`]), so a cookie layer can move tokens into and out of cookies around them.
-//! Throttling (issue 16) wraps the router from outside: see [`account_router`].
+//! Login, registration, password reset and resend are throttled (`src/throttle.rs`): each
+//! handler asks the throttle once, before it does any work the throttle protects.
 
 use std::sync::Arc;
 
@@ -96,8 +97,8 @@ const USER_ALLOW: &str = "GET, PUT, PATCH, HEAD, OPTIONS";
 /// dj-rest-auth's endpoints under `AUTH_PREFIX`. dj-rest-auth's patterns end in `/?$`, so
 /// each path answers with and without its trailing slash (no redirect).
 ///
-/// Throttling (issue 16): login, and later registration, reset and resend, are the routes to
-/// wrap with the throttle layer; they are built in [`post_view`], the one place to add it.
+/// Login, registration, reset and resend answer DRF's 429 past their throttles' rates
+/// (`THROTTLE_RATES`).
 pub fn account_router(state: AuthState) -> Router {
     let prefix = state.settings().auth_prefix.clone();
     let registration_open = state.settings().registration_open;
@@ -611,7 +612,8 @@ fn link_origin(auth: &AuthState, headers: &axum::http::HeaderMap) -> Result<Link
 }
 
 /// `POST <prefix>/password/reset/`: `email`. Mails a reset link to each active user with that
-/// address; the same answer for an unknown one.
+/// address; the same answer for an unknown one. Throttled per client address and per
+/// recipient.
 #[utoipa::path(
     post,
     path = "/api/auth/password/reset/",
@@ -619,15 +621,23 @@ fn link_origin(auth: &AuthState, headers: &axum::http::HeaderMap) -> Result<Link
     responses(
         (status = 200, description = "`{\"detail\":\"Password reset e-mail has been sent.\"}`", body = super::openapi::Detail),
         (status = 400, description = "No valid address.", body = BadRequest),
+        (status = 429, description = "Past a throttle's rate (`THROTTLE_RATES`), with `Retry-After`.", body = super::openapi::Detail),
     )
 )]
 pub(super) async fn reset_password(
     State(state): State<AccountsState>,
     _: AllowAny,
     headers: axum::http::HeaderMap,
+    client: ClientInfo,
     payload: Payload,
 ) -> Result<JsonResponse, ApiError> {
     let email = Fields::single_email(&payload, "email")?;
+    // Before the address is looked up: known and unknown ones are counted alike.
+    state
+        .auth
+        .throttle()
+        .check_password_reset(&client.ip, &email)
+        .await?;
     let origin = link_origin(&state.auth, &headers)?;
     state
         .accounts
@@ -671,7 +681,7 @@ pub(super) async fn confirm_password_reset(
 
 /// `POST <prefix>/registration/` (with `REGISTRATION_OPEN`): `username`, `email`,
 /// `password1`, `password2`. 201 with the pair and the user, or with mandatory verification
-/// `{"detail":"Verification e-mail sent."}`.
+/// `{"detail":"Verification e-mail sent."}`. Throttled per client address.
 #[utoipa::path(
     post,
     path = "/api/auth/registration/",
@@ -679,6 +689,7 @@ pub(super) async fn confirm_password_reset(
     responses(
         (status = 201, description = "Registered: the pair and the user, or `Verification e-mail sent.`"),
         (status = 400, description = "Fields failed validation.", body = BadRequest),
+        (status = 429, description = "Past a throttle's rate (`THROTTLE_RATES`), with `Retry-After`.", body = super::openapi::Detail),
     )
 )]
 pub(super) async fn register(
@@ -688,6 +699,9 @@ pub(super) async fn register(
     client: ClientInfo,
     payload: Payload,
 ) -> Result<Response, ApiError> {
+    // As DRF throttles: before the body is read, so a flood of bad bodies is counted too
+    // (their field checks ask the database).
+    state.auth.throttle().check_registration(&client.ip).await?;
     let mut fields = Fields::default();
     let username = fields.char_field(&payload, "username");
     let email = fields.email_field(&payload, "email");
@@ -765,7 +779,8 @@ pub(super) async fn verify_email(
 
 /// `POST <prefix>/registration/resend-email/`: `email`. Mails a fresh key when an
 /// unverified address spelled exactly so exists and none was mailed within
-/// `ACCOUNT_EMAIL_CONFIRMATION_COOLDOWN`; the same answer in every case.
+/// `ACCOUNT_EMAIL_CONFIRMATION_COOLDOWN`; the same answer in every case. Throttled per client
+/// address and per recipient.
 #[utoipa::path(
     post,
     path = "/api/auth/registration/resend-email/",
@@ -773,15 +788,22 @@ pub(super) async fn verify_email(
     responses(
         (status = 200, description = "`{\"detail\":\"ok\"}`", body = super::openapi::Detail),
         (status = 400, description = "No valid address.", body = BadRequest),
+        (status = 429, description = "Past a throttle's rate (`THROTTLE_RATES`), with `Retry-After`.", body = super::openapi::Detail),
     )
 )]
 pub(super) async fn resend_email(
     State(state): State<AccountsState>,
     _: AllowAny,
     headers: axum::http::HeaderMap,
+    client: ClientInfo,
     payload: Payload,
 ) -> Result<JsonResponse, ApiError> {
     let email = Fields::single_email(&payload, "email")?;
+    state
+        .auth
+        .throttle()
+        .check_resend_email(&client.ip, &email)
+        .await?;
     let origin = link_origin(&state.auth, &headers)?;
     state.accounts.resend_confirmation(&email, &origin).await?;
     Ok(detail("ok"))
