@@ -338,6 +338,12 @@ pub struct Settings {
     /// random secret per process (links then die at a restart: set it). Never logged.
     #[serde(deserialize_with = "field::secret")]
     pub secret_key: Option<String>,
+    /// A PEM file of CA certificates to trust for the SMTP server's certificate, besides the
+    /// system's (a mail server with a private CA). Only with `EMAIL_USE_TLS` or
+    /// `EMAIL_USE_SSL`. Defaults to none: the system's roots alone. There is no setting that
+    /// accepts any certificate.
+    #[serde(deserialize_with = "field::optional_string")]
+    pub email_ssl_cafile: Option<String>,
     // Issue 13 (browser clients: cookie mode, CSRF, account page) adds its settings below this line.
     /// dj-rest-auth's `JWT_AUTH_COOKIE`: the name of the cookie login and refresh set to the
     /// access token, and that authenticates a request without an auth header (cookie mode).
@@ -606,6 +612,7 @@ impl Default for Settings {
             email_template_dir: None,
             auth_password_validators: PasswordValidatorConfig::django_defaults(),
             secret_key: None,
+            email_ssl_cafile: None,
             // Issue 13 (browser clients: cookie mode, CSRF, account page) adds its settings below this line.
             jwt_auth_cookie: None,
             jwt_auth_refresh_cookie: None,
@@ -752,6 +759,7 @@ impl fmt::Debug for Settings {
                 "secret_key",
                 &self.secret_key.as_ref().map(|_| "<redacted>"),
             )
+            .field("email_ssl_cafile", &self.email_ssl_cafile)
             // Issue 13 (browser clients: cookie mode, CSRF, account page) adds its settings below this line.
             .field("jwt_auth_cookie", &self.jwt_auth_cookie)
             .field("jwt_auth_refresh_cookie", &self.jwt_auth_refresh_cookie)
@@ -907,6 +915,12 @@ impl Settings {
             return Err(invalid(
                 "EMAIL_USE_SSL",
                 "EMAIL_USE_TLS and EMAIL_USE_SSL are mutually exclusive, set one of them",
+            ));
+        }
+        if self.email_ssl_cafile.is_some() && !self.email_use_tls && !self.email_use_ssl {
+            return Err(invalid(
+                "EMAIL_SSL_CAFILE",
+                "a CA file is only used over TLS: set EMAIL_USE_TLS or EMAIL_USE_SSL too",
             ));
         }
         if self
