@@ -19,7 +19,8 @@ use crate::cli::Workspace;
 use crate::e2e::{Answer, Server, client};
 
 /// The reference's signing key (its `SECRET_KEY` default).
-pub(crate) const SECRET_KEY: &str = "reference-insecure-dev-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz";
+pub(crate) const SECRET_KEY: &str =
+    "reference-insecure-dev-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz";
 
 /// Every hasher, PBKDF2 first at Django 6.1's count, as the Django side is configured
 /// (`side_by_side_settings.py`).

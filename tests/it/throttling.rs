@@ -421,7 +421,13 @@ async fn registration_is_throttled_per_client_address(backend: Backend) {
                "password1": "Sturdy-pass-4821", "password2": "Sturdy-pass-4821"})
     };
     for name in ["erin", "frank"] {
-        let answer = post_from(&app, "10.0.0.1", "/api/auth/registration/", registration(name)).await;
+        let answer = post_from(
+            &app,
+            "10.0.0.1",
+            "/api/auth/registration/",
+            registration(name),
+        )
+        .await;
         assert_eq!(answer.status, 201, "{}", answer.text());
         assert_eq!(answer.header("cache-control"), Some("no-store"));
     }
@@ -430,9 +436,21 @@ async fn registration_is_throttled_per_client_address(backend: Backend) {
         refused.assert(429, &throttled(1800));
         assert_eq!(refused.header("retry-after"), Some("1800"));
     }
-    let answer = post_from(&app, "10.0.0.2", "/api/auth/registration/", registration("grace")).await;
+    let answer = post_from(
+        &app,
+        "10.0.0.2",
+        "/api/auth/registration/",
+        registration("grace"),
+    )
+    .await;
     assert_eq!(answer.status, 201, "{}", answer.text());
-    assert!(app.store.find_user_by_username("grace").await.expect("find").is_some());
+    assert!(
+        app.store
+            .find_user_by_username("grace")
+            .await
+            .expect("find")
+            .is_some()
+    );
 }
 
 backend_tests!(registration_is_throttled_per_client_address);
@@ -485,9 +503,14 @@ async fn password_resets_are_throttled_per_address_and_per_recipient(backend: Ba
     );
     assert_eq!(seen_for[0], seen_for[1], "known and unknown alike");
     // Per client address: 10.0.0.1 has made two; one more, then refused whatever it asks.
-    post_from(&app, "10.0.0.1", path, json!({"email": "carol@example.com"}))
-        .await
-        .assert(200, &sent.1);
+    post_from(
+        &app,
+        "10.0.0.1",
+        path,
+        json!({"email": "carol@example.com"}),
+    )
+    .await
+    .assert(200, &sent.1);
     post_from(&app, "10.0.0.1", path, json!({"email": "dave@example.com"}))
         .await
         .assert(429, &throttled(1200));
