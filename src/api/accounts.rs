@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 use super::body::{Fields, Payload};
 use super::drf::DrfLayer;
 use super::error::json_body;
+use super::metadata;
 use super::openapi::{AuthErrors, BadRequest, TokenErrors};
 use super::{ApiError, JsonResponse};
 use crate::accounts::{
@@ -102,6 +103,11 @@ const USER_ALLOW: &str = "GET, PUT, PATCH, HEAD, OPTIONS";
 pub fn account_router(state: AuthState) -> Router {
     let prefix = state.settings().auth_prefix.clone();
     let registration_open = state.settings().registration_open;
+    let password_change_metadata = if state.settings().old_password_field_enabled {
+        metadata::PASSWORD_CHANGE_OLD_PASSWORD
+    } else {
+        metadata::PASSWORD_CHANGE
+    };
     let state = match AccountsState::new(state) {
         Ok(state) => state,
         Err(error) => {
@@ -112,28 +118,37 @@ pub fn account_router(state: AuthState) -> Router {
     };
     let mut routes: Vec<(&str, MethodRouter<AccountsState>)> = vec![
         // Cookie mode (issue 13) wraps login, logout and token/refresh: see `super::cookies`.
-        ("login", post_view(post(super::cookies::log_in), "Login")),
+        (
+            "login",
+            post_view(post(super::cookies::log_in), metadata::ACCOUNT_LOGIN),
+        ),
         ("logout", logout_view()),
         ("user", get_user_view()),
         (
             "token/verify",
-            post_view(post(verify_account_token), "Token Verify"),
+            post_view(post(verify_account_token), metadata::TOKEN_VERIFY),
         ),
         (
             "token/refresh",
-            post_view(post(super::cookies::refresh), "Cookie Token Refresh"),
+            post_view(
+                post(super::cookies::refresh),
+                metadata::ACCOUNT_TOKEN_REFRESH,
+            ),
         ),
         (
             "password/change",
-            authenticated_post_view(post(change_password), "Password Change"),
+            authenticated_post_view(post(change_password), password_change_metadata),
         ),
         (
             "password/reset",
-            post_view(post(reset_password), "Password Reset"),
+            post_view(post(reset_password), metadata::PASSWORD_RESET),
         ),
         (
             "password/reset/confirm",
-            post_view(post(confirm_password_reset), "Password Reset Confirm"),
+            post_view(
+                post(confirm_password_reset),
+                metadata::PASSWORD_RESET_CONFIRM,
+            ),
         ),
     ];
     let mut router = Router::new();
@@ -142,7 +157,7 @@ pub fn account_router(state: AuthState) -> Router {
         router = router
             .route(
                 &format!("{prefix}/registration/"),
-                post_view(post(register), "Register"),
+                post_view(post(register), metadata::REGISTER),
             )
             .route(
                 &format!("{prefix}/registration"),
@@ -151,7 +166,7 @@ pub fn account_router(state: AuthState) -> Router {
         routes.push(("registration/verify-email", verify_email_view()));
         routes.push((
             "registration/resend-email",
-            post_view(post(resend_email), "Resend Email Verification"),
+            post_view(post(resend_email), metadata::RESEND_EMAIL),
         ));
     }
     for (path, view) in routes {
@@ -165,10 +180,10 @@ pub fn account_router(state: AuthState) -> Router {
 /// A POST view for signed-in users: 401 before anything else.
 fn authenticated_post_view(
     method_router: MethodRouter<AccountsState>,
-    name: &'static str,
+    metadata: &'static str,
 ) -> MethodRouter<AccountsState> {
     method_router
-        .options(move |_: CurrentUser| async move { metadata(name) })
+        .options(move |_: CurrentUser| async move { super::raw_json(metadata) })
         .fallback(
             |_: CurrentUser, method: Method| async move { ApiError::MethodNotAllowed(method) },
         )
@@ -177,25 +192,26 @@ fn authenticated_post_view(
 
 fn verify_email_view() -> MethodRouter<AccountsState> {
     post(verify_email)
-        .options(|| async { metadata("Verify Email") })
+        .options(|| async { super::raw_json(metadata::VERIFY_EMAIL) })
         .fallback(|method: Method| async move { ApiError::MethodNotAllowed(method) })
         .layer(DrfLayer::new("POST, OPTIONS, HEAD"))
 }
 
-/// A POST view that anyone may call (DRF's `AllowAny`).
+/// A POST view that anyone may call (DRF's `AllowAny`); OPTIONS answers `metadata`, the
+/// reference's body for the view.
 fn post_view(
     method_router: MethodRouter<AccountsState>,
-    name: &'static str,
+    metadata: &'static str,
 ) -> MethodRouter<AccountsState> {
     method_router
-        .options(move || async move { metadata(name) })
+        .options(move || async move { super::raw_json(metadata) })
         .fallback(|method: Method| async move { ApiError::MethodNotAllowed(method) })
         .layer(DrfLayer::new(POST_ALLOW))
 }
 
 fn logout_view() -> MethodRouter<AccountsState> {
     post(super::cookies::log_out)
-        .options(|| async { metadata("Logout") })
+        .options(|| async { super::raw_json(metadata::ACCOUNT_LOGOUT) })
         .fallback(|method: Method| async move { ApiError::MethodNotAllowed(method) })
         .layer(DrfLayer::new(LOGOUT_ALLOW))
 }
@@ -204,22 +220,11 @@ fn get_user_view() -> MethodRouter<AccountsState> {
     axum::routing::get(get_account_user)
         .put(update_account_user)
         .patch(update_account_user)
-        .options(|_: CurrentUser| async { metadata("User Details") })
+        .options(|_: CurrentUser| async { super::raw_json(metadata::ACCOUNT_USER) })
         .fallback(
             |_: CurrentUser, method: Method| async move { ApiError::MethodNotAllowed(method) },
         )
         .layer(DrfLayer::new(USER_ALLOW))
-}
-
-/// DRF's `SimpleMetadata` head for a view: its name and what it renders and parses.
-fn metadata(name: &'static str) -> Response {
-    let body = json!({
-        "name": name,
-        "description": "",
-        "renders": ["application/json", "text/html"],
-        "parses": ["application/json", "application/x-www-form-urlencoded", "multipart/form-data"],
-    });
-    JsonResponse(body).into_response()
 }
 
 /// dj-rest-auth's `UserDetailsSerializer`: `pk`, where the seed's `/api/user/` says `id`.

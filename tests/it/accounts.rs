@@ -485,3 +485,64 @@ backend_tests!(
     a_change_ends_other_sessions_and_a_reset_ends_all,
     resends_wait_for_the_cooldown_and_registration_is_closed_by_default,
 );
+
+/// OPTIONS on every account endpoint answers DRF's metadata as the reference renders it
+/// (`tests/fixtures/reference/accounts_options.json`): name, description and each field of
+/// the serializer; signed-in views want a token first, as DRF authenticates before OPTIONS.
+async fn options_answer_the_references_metadata(backend: Backend) {
+    let fixture: Value =
+        serde_json::from_str(include_str!("../fixtures/reference/accounts_options.json"))
+            .expect("fixture");
+    let mut settings = reference_like();
+    settings.registration_open = true;
+    let app = TestApp::with_settings(backend, settings.clone()).await;
+    app.create_user("bob", "bob-pass-1234").await;
+    let access = log_in(&app, "bob", "bob-pass-1234").await["access"]
+        .as_str()
+        .expect("access")
+        .to_owned();
+    let bearer = format!("Bearer {access}");
+    for case in fixture["options"].as_array().expect("options") {
+        let path = case["path"].as_str().expect("path");
+        let answer = app
+            .send(
+                Method::OPTIONS,
+                path,
+                &[("authorization", bearer.as_bytes())],
+                Body::empty(),
+            )
+            .await;
+        answer.assert(200, case["body"].as_str().expect("body"));
+        assert_eq!(
+            answer.header("content-type"),
+            Some("application/json"),
+            "{path}"
+        );
+    }
+    for path in ["/api/auth/user/", "/api/auth/password/change/"] {
+        let anonymous = app.send(Method::OPTIONS, path, &[], Body::empty()).await;
+        assert_eq!(anonymous.status, 401, "{path}");
+    }
+    settings.old_password_field_enabled = true;
+    let app = TestApp::with_settings(backend, settings).await;
+    app.create_user("bob", "bob-pass-1234").await;
+    let access = log_in(&app, "bob", "bob-pass-1234").await["access"]
+        .as_str()
+        .expect("access")
+        .to_owned();
+    app.send(
+        Method::OPTIONS,
+        "/api/auth/password/change/",
+        &[("authorization", format!("Bearer {access}").as_bytes())],
+        Body::empty(),
+    )
+    .await
+    .assert(
+        200,
+        fixture["password_change_old_password"]
+            .as_str()
+            .expect("body"),
+    );
+}
+
+backend_tests!(options_answer_the_references_metadata);
