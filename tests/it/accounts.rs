@@ -546,3 +546,50 @@ async fn options_answer_the_references_metadata(backend: Backend) {
 }
 
 backend_tests!(options_answer_the_references_metadata);
+
+/// With `USERNAME_FIELD = "email"` (dj-rest-auth with allauth's email login): `login/` takes
+/// `email`, in any case, and `password`; a username alone is dj-rest-auth's `Must include
+/// "email" and "password".`; a registration cannot take an address another account logs in
+/// with, in any case; a registered user logs in by address.
+async fn accounts_log_in_by_email(backend: Backend) {
+    let mut settings = reference_like();
+    settings.username_field = restjwt::settings::UsernameField::Email;
+    settings.registration_open = true;
+    settings.account_email_verification = restjwt::settings::EmailVerification::None;
+    let app = TestApp::with_settings(backend, settings).await;
+    app.create_user("bob", "bob-pass-1234").await;
+    let login = |body: Value| app.post("/api/auth/login/", body);
+    let answer = login(json!({"email": "BOB@example.com", "password": "bob-pass-1234"})).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.json()["user"]["username"], "bob");
+    login(json!({"username": "bob", "password": "bob-pass-1234"}))
+        .await
+        .assert(
+            400,
+            r#"{"non_field_errors":["Must include \"email\" and \"password\"."]}"#,
+        );
+    login(json!({"email": "bob@example.com", "password": "wrong-pass-1234"}))
+        .await
+        .assert(
+            400,
+            r#"{"non_field_errors":["Unable to log in with provided credentials."]}"#,
+        );
+    let register = |username: &str, email: &str| {
+        app.post(
+            "/api/auth/registration/",
+            json!({"username": username, "email": email,
+                   "password1": "Sturdy-pass-4821", "password2": "Sturdy-pass-4821"}),
+        )
+    };
+    register("bob2", "Bob@Example.com").await.assert(
+        400,
+        r#"{"email":["User is already registered with this e-mail address."]}"#,
+    );
+    let answer = register("carol", "carol@example.com").await;
+    assert_eq!(answer.status, 201, "{}", answer.text());
+    let answer = login(json!({"email": "carol@example.com", "password": "Sturdy-pass-4821"})).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.json()["user"]["username"], "carol");
+}
+
+backend_tests!(accounts_log_in_by_email);
