@@ -183,29 +183,29 @@ impl Accounts {
 
     /// dj-rest-auth's reset request: mails a reset link to every active user with `email`
     /// (compared without regard to case; one mail per user). An unknown address gets the same
-    /// answer in the same time: the request does one lookup, the same for every address, and
-    /// hands the users it found (none, for an unknown address) to a background job, which
-    /// does everything per user (their addresses, the token, the mail).
-    pub async fn request_password_reset(
+    /// answer in the same time: the request only hands the address to a background job, which
+    /// looks it up and does everything per user (their addresses, the token, the mail). Even
+    /// the lookup is off the request path, because a row found costs more than none. A
+    /// database failure there is logged; the answer is the same (nothing in it depends on
+    /// what was found).
+    ///
+    /// Fails only without a store ([`LifecycleError::NoStore`]), which needs no lookup.
+    pub fn request_password_reset(
         self: &Arc<Self>,
         email: &str,
         origin: &LinkOrigin,
     ) -> Result<(), AccountError> {
-        let users = self.store()?.find_users_by_any_email(email).await?;
+        self.store()?;
         let (email, origin) = (email.to_owned(), origin.clone());
         self.in_background("password reset", move |this| async move {
-            this.mail_reset_links(users, &email, &origin).await
+            this.mail_reset_links(&email, &origin).await
         });
         Ok(())
     }
 
-    /// The reset request's work per user, off the request path.
-    async fn mail_reset_links(
-        &self,
-        users: Vec<User>,
-        email: &str,
-        origin: &LinkOrigin,
-    ) -> Result<(), AccountError> {
+    /// The reset request's work, off the request path.
+    async fn mail_reset_links(&self, email: &str, origin: &LinkOrigin) -> Result<(), AccountError> {
+        let users = self.store()?.find_users_by_any_email(email).await?;
         let now = self.lifecycle.now();
         for user in users.into_iter().filter(|u| u.is_active) {
             let addresses = self.addresses_of(&user).await?;
@@ -449,17 +449,19 @@ impl Accounts {
     /// dj-rest-auth's resend: mails a fresh key when an unverified address spelled exactly
     /// `email` exists, unless one was mailed within `ACCOUNT_EMAIL_CONFIRMATION_COOLDOWN` (the
     /// limit allauth used to have; the reference has none). Answers the same in every case,
-    /// in the same time: the request does one lookup, the same for every address, and the
-    /// rest (the cooldown, the new key's row, the mail) runs in a background job.
-    pub async fn resend_confirmation(
+    /// in the same time: everything (the lookup, the cooldown, the new key's row, the mail)
+    /// runs in a background job, as for a reset.
+    ///
+    /// Fails only without a store ([`LifecycleError::NoStore`]).
+    pub fn resend_confirmation(
         self: &Arc<Self>,
         email: &str,
         origin: &LinkOrigin,
     ) -> Result<(), AccountError> {
-        let address = self.store()?.find_email_address_by_email(email).await?;
-        let origin = origin.clone();
+        self.store()?;
+        let (email, origin) = (email.to_owned(), origin.clone());
         self.in_background("confirmation resend", move |this| async move {
-            match address {
+            match this.store()?.find_email_address_by_email(&email).await? {
                 Some(address) if !address.verified => {
                     this.resend_to(address.id, address.user_id, &address.email, &origin)
                         .await

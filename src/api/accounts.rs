@@ -644,10 +644,7 @@ pub(super) async fn reset_password(
         .check_password_reset(&client.ip, &email)
         .await?;
     let origin = link_origin(&state.auth, &headers)?;
-    state
-        .accounts
-        .request_password_reset(&email, &origin)
-        .await?;
+    state.accounts.request_password_reset(&email, &origin)?;
     Ok(detail("Password reset e-mail has been sent."))
 }
 
@@ -810,6 +807,6 @@ pub(super) async fn resend_email(
         .check_resend_email(&client.ip, &email)
         .await?;
     let origin = link_origin(&state.auth, &headers)?;
-    state.accounts.resend_confirmation(&email, &origin).await?;
+    state.accounts.resend_confirmation(&email, &origin)?;
     Ok(detail("ok"))
 }
