@@ -305,6 +305,7 @@ pub struct Settings {
     /// Django's `EMAIL_HOST`. Defaults to `localhost`.
     pub email_host: String,
     /// Django's `EMAIL_PORT`. Defaults to 25.
+    #[serde(deserialize_with = "field::port")]
     pub email_port: u16,
     /// Django's `EMAIL_HOST_USER`: SMTP login, none when empty. Defaults to empty.
     pub email_host_user: String,
@@ -1422,6 +1423,19 @@ mod field {
                 return Err("must be longer than 0 seconds".into());
             }
             Ok(d)
+        })
+    }
+
+    /// A TCP port, 1 to 65535, from a number or (in the environment) its text.
+    pub(super) fn port<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+        read(d, |v| {
+            let port = match v {
+                Raw::Int(i) => u16::try_from(i).ok(),
+                Raw::Str(s) => s.trim().parse::<u16>().ok(),
+                other => return Err(format!("expected a port number, got {}", other.kind())),
+            };
+            port.filter(|p| *p != 0)
+                .ok_or_else(|| "must be a port number from 1 to 65535".to_owned())
         })
     }
 

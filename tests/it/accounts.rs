@@ -593,3 +593,52 @@ async fn accounts_log_in_by_email(backend: Backend) {
 }
 
 backend_tests!(accounts_log_in_by_email);
+
+/// A reset's mail goes out off the request path: with an SMTP server that accepts and never
+/// answers, the reset still answers at once (for a known address as for an unknown one),
+/// while the known address's mail is being tried in the background.
+async fn a_hanging_mail_server_never_holds_a_reset(backend: Backend) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (connected, mut connections) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            // Held open, never a greeting.
+            held.push(socket);
+            let _ = connected.send(());
+        }
+    });
+    let port = port.to_string();
+    let app = TestApp::with_settings(
+        backend,
+        TestApp::settings(&[
+            ("RESTJWT_EMAIL_BACKEND", "smtp"),
+            ("RESTJWT_EMAIL_HOST", "127.0.0.1"),
+            ("RESTJWT_EMAIL_PORT", &port),
+        ]),
+    )
+    .await;
+    app.create_user("bob", "bob-pass-1234").await;
+    for email in ["nobody@example.com", "bob@example.com"] {
+        let started = std::time::Instant::now();
+        app.post("/api/auth/password/reset/", json!({ "email": email }))
+            .await
+            .assert(200, r#"{"detail":"Password reset e-mail has been sent."}"#);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "{email}: {:?}",
+            started.elapsed()
+        );
+    }
+    // Only the known address's mail reached for the server.
+    tokio::time::timeout(std::time::Duration::from_secs(10), connections.recv())
+        .await
+        .expect("the mail was tried in the background")
+        .expect("connected");
+    assert!(connections.try_recv().is_err(), "one connection only");
+}
+
+backend_tests!(a_hanging_mail_server_never_holds_a_reset);
