@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use lettre::message::header::ContentTransferEncoding;
 use lettre::message::{Mailbox, SinglePart, header::ContentType};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use tokio::sync::Semaphore;
 
@@ -35,6 +36,14 @@ pub enum MailError {
         /// `EMAIL_HOST`.
         host: String,
         /// lettre's message.
+        message: String,
+    },
+    /// `EMAIL_SSL_CAFILE` cannot be read or holds no PEM certificate.
+    #[error("cannot use EMAIL_SSL_CAFILE {path}: {message}")]
+    CaFile {
+        /// The file.
+        path: String,
+        /// Why.
         message: String,
     },
     /// A template file in `EMAIL_TEMPLATE_DIR` cannot be read.
@@ -220,20 +229,32 @@ impl Mailer {
     }
 }
 
+/// The SMTP transport: implicit TLS (`EMAIL_USE_SSL`), STARTTLS that must succeed before
+/// anything else is sent (`EMAIL_USE_TLS`: a server that does not offer it gets neither the
+/// login nor the message), or plain text. Certificates are checked against the system's roots
+/// and `EMAIL_SSL_CAFILE`'s, for the name `EMAIL_HOST`.
 fn smtp_transport(settings: &Settings) -> Result<AsyncSmtpTransport<Tokio1Executor>, MailError> {
     let host = settings.email_host.as_str();
     let error = |e: lettre::transport::smtp::Error| MailError::Smtp {
         host: host.to_owned(),
         message: e.to_string(),
     };
-    let mut builder = if settings.email_use_ssl {
-        AsyncSmtpTransport::<Tokio1Executor>::relay(host).map_err(error)?
-    } else if settings.email_use_tls {
-        AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host).map_err(error)?
+    let tls = if settings.email_use_ssl || settings.email_use_tls {
+        let mut parameters = TlsParameters::builder(host.to_owned());
+        if let Some(path) = &settings.email_ssl_cafile {
+            parameters = parameters.add_root_certificate(ca_file(path)?);
+        }
+        let parameters = parameters.build().map_err(error)?;
+        if settings.email_use_ssl {
+            Tls::Wrapper(parameters)
+        } else {
+            Tls::Required(parameters)
+        }
     } else {
-        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+        Tls::None
     };
-    builder = builder
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+        .tls(tls)
         .port(settings.email_port)
         .timeout(Some(settings.email_timeout));
     if !settings.email_host_user.is_empty() {
@@ -243,6 +264,24 @@ fn smtp_transport(settings: &Settings) -> Result<AsyncSmtpTransport<Tokio1Execut
         ));
     }
     Ok(builder.build())
+}
+
+/// The certificates of `EMAIL_SSL_CAFILE`, all of them (a bundle may hold several CAs).
+fn ca_file(path: &str) -> Result<Certificate, MailError> {
+    let failed = |message: String| MailError::CaFile {
+        path: path.to_owned(),
+        message,
+    };
+    let pem = std::fs::read(path).map_err(|e| failed(e.to_string()))?;
+    // lettre skips what is not a certificate: a key or an empty file would add nothing and
+    // leave the operator wondering why the server is not trusted.
+    if !pem
+        .windows(b"-----BEGIN CERTIFICATE-----".len())
+        .any(|w| w == b"-----BEGIN CERTIFICATE-----")
+    {
+        return Err(failed("no PEM certificate in it".into()));
+    }
+    Certificate::from_pem(&pem).map_err(|e| failed(e.to_string()))
 }
 
 /// The account mails' texts: allauth's templates as the reference renders them, each

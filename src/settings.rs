@@ -305,6 +305,7 @@ pub struct Settings {
     /// Django's `EMAIL_HOST`. Defaults to `localhost`.
     pub email_host: String,
     /// Django's `EMAIL_PORT`. Defaults to 25.
+    #[serde(deserialize_with = "field::port")]
     pub email_port: u16,
     /// Django's `EMAIL_HOST_USER`: SMTP login, none when empty. Defaults to empty.
     pub email_host_user: String,
@@ -338,6 +339,12 @@ pub struct Settings {
     /// random secret per process (links then die at a restart: set it). Never logged.
     #[serde(deserialize_with = "field::secret")]
     pub secret_key: Option<String>,
+    /// A PEM file of CA certificates to trust for the SMTP server's certificate, besides the
+    /// system's (a mail server with a private CA). Only with `EMAIL_USE_TLS` or
+    /// `EMAIL_USE_SSL`. Defaults to none: the system's roots alone. There is no setting that
+    /// accepts any certificate.
+    #[serde(deserialize_with = "field::optional_string")]
+    pub email_ssl_cafile: Option<String>,
     // Issue 13 (browser clients: cookie mode, CSRF, account page) adds its settings below this line.
     /// dj-rest-auth's `JWT_AUTH_COOKIE`: the name of the cookie login and refresh set to the
     /// access token, and that authenticates a request without an auth header (cookie mode).
@@ -405,7 +412,8 @@ pub struct Settings {
     #[serde(deserialize_with = "field::django_version")]
     pub django_version: Option<DjangoVersion>,
     // Issue 16 (hostile traffic: connections, throttling) adds its settings below this line.
-    /// Throttle logins and refreshes (`THROTTLE_RATES`). Defaults to true; load benchmarks
+    /// Throttle logins, refreshes, registration, resets and resends (`THROTTLE_RATES`).
+    /// Defaults to true; load benchmarks
     /// and wire tests against Django (which throttles nothing) turn it off.
     #[serde(deserialize_with = "field::boolean")]
     pub throttle_enabled: bool,
@@ -413,7 +421,9 @@ pub struct Settings {
     /// that JSON in the environment); `null` turns a scope off. Given scopes replace their
     /// defaults, the others keep theirs: `login` 10/min (per account and address),
     /// `login_address` 60/min, `login_account` 30/min (delays, never refuses), `refresh`
-    /// 600/min (per address), `refresh_account` 60/min (per user).
+    /// 600/min (per address), `refresh_account` 60/min (per user), `registration` 20/hour (per
+    /// address), `password_reset` and `resend_email` 20/hour (per address),
+    /// `password_reset_recipient` and `resend_email_recipient` 5/hour (per address asked for).
     #[serde(deserialize_with = "field::throttle_rates")]
     pub throttle_rates: ThrottleRates,
     /// How many proxies in front of the server append to `X-Forwarded-For`: the client address
@@ -603,6 +613,7 @@ impl Default for Settings {
             email_template_dir: None,
             auth_password_validators: PasswordValidatorConfig::django_defaults(),
             secret_key: None,
+            email_ssl_cafile: None,
             // Issue 13 (browser clients: cookie mode, CSRF, account page) adds its settings below this line.
             jwt_auth_cookie: None,
             jwt_auth_refresh_cookie: None,
@@ -749,6 +760,7 @@ impl fmt::Debug for Settings {
                 "secret_key",
                 &self.secret_key.as_ref().map(|_| "<redacted>"),
             )
+            .field("email_ssl_cafile", &self.email_ssl_cafile)
             // Issue 13 (browser clients: cookie mode, CSRF, account page) adds its settings below this line.
             .field("jwt_auth_cookie", &self.jwt_auth_cookie)
             .field("jwt_auth_refresh_cookie", &self.jwt_auth_refresh_cookie)
@@ -904,6 +916,12 @@ impl Settings {
             return Err(invalid(
                 "EMAIL_USE_SSL",
                 "EMAIL_USE_TLS and EMAIL_USE_SSL are mutually exclusive, set one of them",
+            ));
+        }
+        if self.email_ssl_cafile.is_some() && !self.email_use_tls && !self.email_use_ssl {
+            return Err(invalid(
+                "EMAIL_SSL_CAFILE",
+                "a CA file is only used over TLS: set EMAIL_USE_TLS or EMAIL_USE_SSL too",
             ));
         }
         if self
@@ -1405,6 +1423,19 @@ mod field {
                 return Err("must be longer than 0 seconds".into());
             }
             Ok(d)
+        })
+    }
+
+    /// A TCP port, 1 to 65535, from a number or (in the environment) its text.
+    pub(super) fn port<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+        read(d, |v| {
+            let port = match v {
+                Raw::Int(i) => u16::try_from(i).ok(),
+                Raw::Str(s) => s.trim().parse::<u16>().ok(),
+                other => return Err(format!("expected a port number, got {}", other.kind())),
+            };
+            port.filter(|p| *p != 0)
+                .ok_or_else(|| "must be a port number from 1 to 65535".to_owned())
         })
     }
 

@@ -19,6 +19,17 @@
 //! for refresh tokens that verify, so nobody can empty another user's bucket with forged
 //! tokens).
 //!
+//! # Requests that send mail
+//! Registration is counted per client address (`registration`): each one costs a password
+//! hash and a confirmation mail. A password reset and a resend of the confirmation mail are
+//! counted per client address (`password_reset`, `resend_email`) and per recipient
+//! (`password_reset_recipient`, `resend_email_recipient`, the address asked for, without
+//! regard to case), so that a flood from many places cannot mail-bomb one mailbox. Both are
+//! charged before anyone looks the recipient up: an address with no account is counted and
+//! refused exactly as one with an account, and the throttle tells nobody which addresses
+//! exist. A recipient's refusal locks nobody out: the mails that filled its bucket went to
+//! that mailbox, and each holds a working link.
+//!
 //! # Where the counts live
 //! In the store when it keeps shared buckets (PostgreSQL: every instance counts in one table,
 //! so limits hold across instances), in this process's memory otherwise (SQLite, one host).
@@ -51,6 +62,16 @@ pub const LOGIN_ACCOUNT: &str = "login_account";
 pub const REFRESH: &str = "refresh";
 /// Refreshes per user (of a refresh token that verifies).
 pub const REFRESH_ACCOUNT: &str = "refresh_account";
+/// Registrations per client address.
+pub const REGISTRATION: &str = "registration";
+/// Password reset requests per client address.
+pub const PASSWORD_RESET: &str = "password_reset";
+/// Password reset requests per recipient, known or not.
+pub const PASSWORD_RESET_RECIPIENT: &str = "password_reset_recipient";
+/// Confirmation resends per client address.
+pub const RESEND_EMAIL: &str = "resend_email";
+/// Confirmation resends per recipient, known or not.
+pub const RESEND_EMAIL_RECIPIENT: &str = "resend_email_recipient";
 
 /// Forgotten buckets are swept after this many hits.
 const SWEEP_EVERY: u64 = 1024;
@@ -141,12 +162,22 @@ impl std::fmt::Debug for ThrottleRates {
 
 impl Default for ThrottleRates {
     /// `login` 10/min, `login_address` 60/min, `login_account` 30/min, `refresh` 600/min,
-    /// `refresh_account` 60/min.
+    /// `refresh_account` 60/min; `registration`, `password_reset` and `resend_email` 20/hour,
+    /// `password_reset_recipient` and `resend_email_recipient` 5/hour.
     fn default() -> Self {
         let rate = |requests| {
             Some(Rate {
                 requests,
                 period: Duration::from_secs(60),
+            })
+        };
+        // Mail costs more than a login and a person asks for it a few times at most: hourly
+        // rates, a burst of 5 mails to one mailbox, then one every 12 minutes (GoTrue allows
+        // one a minute per user; Keycloak has no limit of its own).
+        let hourly = |requests| {
+            Some(Rate {
+                requests,
+                period: Duration::from_secs(3600),
             })
         };
         Self(HashMap::from([
@@ -155,6 +186,11 @@ impl Default for ThrottleRates {
             (LOGIN_ACCOUNT.to_owned(), rate(30)),
             (REFRESH.to_owned(), rate(600)),
             (REFRESH_ACCOUNT.to_owned(), rate(60)),
+            (REGISTRATION.to_owned(), hourly(20)),
+            (PASSWORD_RESET.to_owned(), hourly(20)),
+            (PASSWORD_RESET_RECIPIENT.to_owned(), hourly(5)),
+            (RESEND_EMAIL.to_owned(), hourly(20)),
+            (RESEND_EMAIL_RECIPIENT.to_owned(), hourly(5)),
         ]))
     }
 }
@@ -317,6 +353,50 @@ impl Throttle {
         Ok(())
     }
 
+    /// The registration throttle: `registration` per client address.
+    pub async fn check_registration(&self, address: &str) -> Result<(), ThrottleError> {
+        self.check(REGISTRATION, address).await
+    }
+
+    /// The reset throttles: `password_reset` per client address, then
+    /// `password_reset_recipient` per `recipient` (the address asked for, whether or not an
+    /// account has it).
+    pub async fn check_password_reset(
+        &self,
+        address: &str,
+        recipient: &str,
+    ) -> Result<(), ThrottleError> {
+        self.check_mail_request(PASSWORD_RESET, PASSWORD_RESET_RECIPIENT, address, recipient)
+            .await
+    }
+
+    /// The resend throttles: `resend_email` per client address, then `resend_email_recipient`
+    /// per `recipient` (whether or not it waits for confirmation).
+    pub async fn check_resend_email(
+        &self,
+        address: &str,
+        recipient: &str,
+    ) -> Result<(), ThrottleError> {
+        self.check_mail_request(RESEND_EMAIL, RESEND_EMAIL_RECIPIENT, address, recipient)
+            .await
+    }
+
+    /// A request that may send mail: per client address, then per recipient. The recipient
+    /// is compared without regard to case (a mailbox's owner reads `Bob@` and `bob@` alike).
+    async fn check_mail_request(
+        &self,
+        address_scope: &str,
+        recipient_scope: &str,
+        address: &str,
+        recipient: &str,
+    ) -> Result<(), ThrottleError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        self.check(address_scope, address).await?;
+        self.check(recipient_scope, &recipient.to_lowercase()).await
+    }
+
     fn rate(&self, scope: &str) -> Option<Rate> {
         if self.enabled {
             self.rates.get(scope)
@@ -463,6 +543,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn mail_requests_count_per_address_and_per_recipient() {
+        let (throttle, _clock) = throttle(&[
+            (PASSWORD_RESET, "3/hour"),
+            (PASSWORD_RESET_RECIPIENT, "2/hour"),
+        ]);
+        for address in ["10.0.0.1", "10.0.0.2"] {
+            throttle
+                .check_password_reset(address, "Bob@example.com")
+                .await
+                .expect("within the recipient's burst");
+        }
+        // Another address, the same mailbox in other case: the recipient's bucket is empty.
+        let Err(ThrottleError::Throttled { wait }) = throttle
+            .check_password_reset("10.0.0.3", "bob@EXAMPLE.com")
+            .await
+        else {
+            panic!("the recipient is refused");
+        };
+        assert_eq!(wait, Duration::from_secs(1800));
+        throttle
+            .check_password_reset("10.0.0.1", "carol@example.com")
+            .await
+            .expect("another recipient");
+        // 10.0.0.1 has made two; the third is its last.
+        throttle
+            .check_password_reset("10.0.0.1", "dave@example.com")
+            .await
+            .expect("the address's third");
+        assert!(
+            throttle
+                .check_password_reset("10.0.0.1", "erin@example.com")
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
     async fn disabled_throttles_and_scopes_without_a_rate_pass_everything() {
         let (throttle, _) = throttle(&[("s", "1/day")]);
         for _ in 0..5 {
@@ -476,6 +593,13 @@ mod tests {
         );
         for _ in 0..100 {
             off.check_login("alice", "127.0.0.1").await.expect("off");
+            off.check_registration("127.0.0.1").await.expect("off");
+            off.check_password_reset("127.0.0.1", "a@example.com")
+                .await
+                .expect("off");
+            off.check_resend_email("127.0.0.1", "a@example.com")
+                .await
+                .expect("off");
         }
     }
 }

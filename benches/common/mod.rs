@@ -52,13 +52,18 @@ pub struct Fixture {
 impl Fixture {
     /// A fresh, migrated SQLite file in a temporary directory.
     pub async fn new(params: HashParams) -> Self {
+        Self::with_settings(params, settings()).await
+    }
+
+    /// [`Fixture::new`] with other settings.
+    pub async fn with_settings(params: HashParams, settings: Settings) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("bench.sqlite3").display());
         let store = store::connect(&url).await.expect("open SQLite");
         store.migrate().await.expect("migrate");
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let hasher = PasswordHasher::new(params, cores).expect("hasher");
-        let state = AuthState::builder(settings())
+        let state = AuthState::builder(settings)
             .store(Arc::clone(&store))
             .keys(hmac_keys(Algorithm::HS256))
             .hasher(Arc::clone(&hasher))

@@ -3,6 +3,8 @@
 //! has already read as DRF fields (present, trimmed); every check after that, its order and
 //! its message, is here.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
 use super::signing::{base36_to_int, int_to_base36};
@@ -25,6 +27,10 @@ pub const OLD_PASSWORD_WRONG: &str =
 
 /// dj-rest-auth's message for an address some account already has.
 pub const EMAIL_TAKEN: &str = "User is already registered with this e-mail address.";
+
+/// How many account jobs (reset mails, resends) may wait at a time before new ones are
+/// dropped.
+pub const MAX_PENDING_JOBS: usize = 1000;
 
 /// dj-rest-auth's message for a bad reset `uid` or `token`.
 pub const INVALID_VALUE: &str = "Invalid value";
@@ -176,13 +182,29 @@ impl Accounts {
     }
 
     /// dj-rest-auth's reset request: mails a reset link to every active user with `email`
-    /// (compared without regard to case; one mail per user). Answers the same for an unknown
-    /// address, after the same database work; the mails go out in the background.
-    pub async fn request_password_reset(
-        &self,
+    /// (compared without regard to case; one mail per user). An unknown address gets the same
+    /// answer in the same time: the request only hands the address to a background job, which
+    /// looks it up and does everything per user (their addresses, the token, the mail). Even
+    /// the lookup is off the request path, because a row found costs more than none. A
+    /// database failure there is logged; the answer is the same (nothing in it depends on
+    /// what was found).
+    ///
+    /// Fails only without a store ([`LifecycleError::NoStore`]), which needs no lookup.
+    pub fn request_password_reset(
+        self: &Arc<Self>,
         email: &str,
         origin: &LinkOrigin,
     ) -> Result<(), AccountError> {
+        self.store()?;
+        let (email, origin) = (email.to_owned(), origin.clone());
+        self.in_background("password reset", move |this| async move {
+            this.mail_reset_links(&email, &origin).await
+        });
+        Ok(())
+    }
+
+    /// The reset request's work, off the request path.
+    async fn mail_reset_links(&self, email: &str, origin: &LinkOrigin) -> Result<(), AccountError> {
         let users = self.store()?.find_users_by_any_email(email).await?;
         let now = self.lifecycle.now();
         for user in users.into_iter().filter(|u| u.is_active) {
@@ -212,6 +234,29 @@ impl Accounts {
             });
         }
         Ok(())
+    }
+
+    /// Runs `job` on a task of its own, so that the request that asked for it answers without
+    /// waiting and in the same time whatever the job finds to do. At most
+    /// [`MAX_PENDING_JOBS`] run at a time; past that a job is dropped with a warning (a flood
+    /// must not grow memory without bound; the throttles keep floods short). Failures are
+    /// logged, never answered.
+    fn in_background<F, Fut>(self: &Arc<Self>, what: &'static str, job: F)
+    where
+        F: FnOnce(Arc<Self>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<(), AccountError>> + Send + 'static,
+    {
+        let Ok(permit) = Arc::clone(&self.jobs).try_acquire_owned() else {
+            tracing::warn!(job = what, "too many account jobs pending: dropped");
+            return;
+        };
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Err(error) = job(this).await {
+                tracing::warn!(job = what, %error, "account job failed");
+            }
+            drop(permit);
+        });
     }
 
     /// dj-rest-auth's reset confirmation: the uid names a user, the token is one Django or
@@ -403,19 +448,42 @@ impl Accounts {
 
     /// dj-rest-auth's resend: mails a fresh key when an unverified address spelled exactly
     /// `email` exists, unless one was mailed within `ACCOUNT_EMAIL_CONFIRMATION_COOLDOWN` (the
-    /// limit allauth used to have; the reference has none). Answers the same in every case.
-    pub async fn resend_confirmation(
+    /// limit allauth used to have; the reference has none). Answers the same in every case,
+    /// in the same time: everything (the lookup, the cooldown, the new key's row, the mail)
+    /// runs in a background job, as for a reset.
+    ///
+    /// Fails only without a store ([`LifecycleError::NoStore`]).
+    pub fn resend_confirmation(
+        self: &Arc<Self>,
+        email: &str,
+        origin: &LinkOrigin,
+    ) -> Result<(), AccountError> {
+        self.store()?;
+        let (email, origin) = (email.to_owned(), origin.clone());
+        self.in_background("confirmation resend", move |this| async move {
+            match this.store()?.find_email_address_by_email(&email).await? {
+                Some(address) if !address.verified => {
+                    this.resend_to(address.id, address.user_id, &address.email, &origin)
+                        .await
+                }
+                _ => Ok(()),
+            }
+        });
+        Ok(())
+    }
+
+    /// The resend's work for an unverified address, off the request path.
+    async fn resend_to(
         &self,
+        address_id: i64,
+        user_id: i64,
         email: &str,
         origin: &LinkOrigin,
     ) -> Result<(), AccountError> {
         let store = self.store()?;
-        let Some(address) = store.find_email_address_by_email(email).await? else {
-            return Ok(());
-        };
-        if address.verified {
-            return Ok(());
-        }
+        // One resend at a time in this process: the cooldown is a read then a write, and two
+        // resends asked for in a row must not both pass it.
+        let _one_at_a_time = self.resend_lock.lock().await;
         let cooldown = i64::try_from(
             self.lifecycle
                 .settings()
@@ -423,16 +491,16 @@ impl Accounts {
                 .as_secs(),
         )
         .unwrap_or(i64::MAX);
-        if let Some(last) = store.find_last_confirmation_sent(address.id).await?
+        if let Some(last) = store.find_last_confirmation_sent(address_id).await?
             && self.lifecycle.now() - last.timestamp() < cooldown
         {
             tracing::info!("confirmation resend within the cooldown: not sent");
             return Ok(());
         }
-        let Some(user) = store.find_user_by_id(address.user_id).await? else {
+        let Some(user) = store.find_user_by_id(user_id).await? else {
             return Ok(());
         };
-        self.send_confirmation(&user, address.id, &address.email, origin)
+        self.send_confirmation(&user, address_id, email, origin)
             .await
     }
 

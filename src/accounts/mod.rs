@@ -12,7 +12,7 @@ pub mod signing;
 pub mod validation;
 
 pub use flows::{
-    EMAIL_TAKEN, INVALID_VALUE, LinkOrigin, OLD_PASSWORD_WRONG, PASSWORDS_DIFFER,
+    EMAIL_TAKEN, INVALID_VALUE, LinkOrigin, MAX_PENDING_JOBS, OLD_PASSWORD_WRONG, PASSWORDS_DIFFER,
     PASSWORDS_DIFFER_REGISTRATION, PasswordChange, Registered, Registration, ResetConfirm,
     merge_in_order,
 };
@@ -113,6 +113,10 @@ pub struct Accounts {
     signer: signing::Signer,
     mailer: Mailer,
     templates: Templates,
+    /// Permits of the background jobs ([`MAX_PENDING_JOBS`]).
+    jobs: Arc<tokio::sync::Semaphore>,
+    /// Held by a resend from its cooldown check to its new key's row.
+    resend_lock: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Accounts {
@@ -153,6 +157,8 @@ impl Accounts {
             mailer,
             templates,
             lifecycle,
+            jobs: Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_JOBS)),
+            resend_lock: tokio::sync::Mutex::new(()),
         })
     }
 

@@ -8,7 +8,8 @@
 //! outcome. The answers that hand out tokens carry them as an [`IssuedTokens`] response
 //! extension too, and the token-taking steps are plain functions ([`refresh_with`],
 //! [`log_out_with`]), so a cookie layer can move tokens into and out of cookies around them.
-//! Throttling (issue 16) wraps the router from outside: see [`account_router`].
+//! Login, registration, password reset and resend are throttled (`src/throttle.rs`): each
+//! handler asks the throttle once, before it does any work the throttle protects.
 
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ use serde_json::{Value, json};
 use super::body::{Fields, Payload};
 use super::drf::DrfLayer;
 use super::error::json_body;
+use super::metadata;
 use super::openapi::{AuthErrors, BadRequest, TokenErrors};
 use super::{ApiError, JsonResponse};
 use crate::accounts::{
@@ -96,11 +98,16 @@ const USER_ALLOW: &str = "GET, PUT, PATCH, HEAD, OPTIONS";
 /// dj-rest-auth's endpoints under `AUTH_PREFIX`. dj-rest-auth's patterns end in `/?$`, so
 /// each path answers with and without its trailing slash (no redirect).
 ///
-/// Throttling (issue 16): login, and later registration, reset and resend, are the routes to
-/// wrap with the throttle layer; they are built in [`post_view`], the one place to add it.
+/// Login, registration, reset and resend answer DRF's 429 past their throttles' rates
+/// (`THROTTLE_RATES`).
 pub fn account_router(state: AuthState) -> Router {
     let prefix = state.settings().auth_prefix.clone();
     let registration_open = state.settings().registration_open;
+    let password_change_metadata = if state.settings().old_password_field_enabled {
+        metadata::PASSWORD_CHANGE_OLD_PASSWORD
+    } else {
+        metadata::PASSWORD_CHANGE
+    };
     let state = match AccountsState::new(state) {
         Ok(state) => state,
         Err(error) => {
@@ -111,28 +118,37 @@ pub fn account_router(state: AuthState) -> Router {
     };
     let mut routes: Vec<(&str, MethodRouter<AccountsState>)> = vec![
         // Cookie mode (issue 13) wraps login, logout and token/refresh: see `super::cookies`.
-        ("login", post_view(post(super::cookies::log_in), "Login")),
+        (
+            "login",
+            post_view(post(super::cookies::log_in), metadata::ACCOUNT_LOGIN),
+        ),
         ("logout", logout_view()),
         ("user", get_user_view()),
         (
             "token/verify",
-            post_view(post(verify_account_token), "Token Verify"),
+            post_view(post(verify_account_token), metadata::TOKEN_VERIFY),
         ),
         (
             "token/refresh",
-            post_view(post(super::cookies::refresh), "Cookie Token Refresh"),
+            post_view(
+                post(super::cookies::refresh),
+                metadata::ACCOUNT_TOKEN_REFRESH,
+            ),
         ),
         (
             "password/change",
-            authenticated_post_view(post(change_password), "Password Change"),
+            authenticated_post_view(post(change_password), password_change_metadata),
         ),
         (
             "password/reset",
-            post_view(post(reset_password), "Password Reset"),
+            post_view(post(reset_password), metadata::PASSWORD_RESET),
         ),
         (
             "password/reset/confirm",
-            post_view(post(confirm_password_reset), "Password Reset Confirm"),
+            post_view(
+                post(confirm_password_reset),
+                metadata::PASSWORD_RESET_CONFIRM,
+            ),
         ),
     ];
     let mut router = Router::new();
@@ -141,7 +157,7 @@ pub fn account_router(state: AuthState) -> Router {
         router = router
             .route(
                 &format!("{prefix}/registration/"),
-                post_view(post(register), "Register"),
+                post_view(post(register), metadata::REGISTER),
             )
             .route(
                 &format!("{prefix}/registration"),
@@ -150,7 +166,7 @@ pub fn account_router(state: AuthState) -> Router {
         routes.push(("registration/verify-email", verify_email_view()));
         routes.push((
             "registration/resend-email",
-            post_view(post(resend_email), "Resend Email Verification"),
+            post_view(post(resend_email), metadata::RESEND_EMAIL),
         ));
     }
     for (path, view) in routes {
@@ -164,10 +180,10 @@ pub fn account_router(state: AuthState) -> Router {
 /// A POST view for signed-in users: 401 before anything else.
 fn authenticated_post_view(
     method_router: MethodRouter<AccountsState>,
-    name: &'static str,
+    metadata: &'static str,
 ) -> MethodRouter<AccountsState> {
     method_router
-        .options(move |_: CurrentUser| async move { metadata(name) })
+        .options(move |_: CurrentUser| async move { super::raw_json(metadata) })
         .fallback(
             |_: CurrentUser, method: Method| async move { ApiError::MethodNotAllowed(method) },
         )
@@ -176,25 +192,26 @@ fn authenticated_post_view(
 
 fn verify_email_view() -> MethodRouter<AccountsState> {
     post(verify_email)
-        .options(|| async { metadata("Verify Email") })
+        .options(|| async { super::raw_json(metadata::VERIFY_EMAIL) })
         .fallback(|method: Method| async move { ApiError::MethodNotAllowed(method) })
         .layer(DrfLayer::new("POST, OPTIONS, HEAD"))
 }
 
-/// A POST view that anyone may call (DRF's `AllowAny`).
+/// A POST view that anyone may call (DRF's `AllowAny`); OPTIONS answers `metadata`, the
+/// reference's body for the view.
 fn post_view(
     method_router: MethodRouter<AccountsState>,
-    name: &'static str,
+    metadata: &'static str,
 ) -> MethodRouter<AccountsState> {
     method_router
-        .options(move || async move { metadata(name) })
+        .options(move || async move { super::raw_json(metadata) })
         .fallback(|method: Method| async move { ApiError::MethodNotAllowed(method) })
         .layer(DrfLayer::new(POST_ALLOW))
 }
 
 fn logout_view() -> MethodRouter<AccountsState> {
     post(super::cookies::log_out)
-        .options(|| async { metadata("Logout") })
+        .options(|| async { super::raw_json(metadata::ACCOUNT_LOGOUT) })
         .fallback(|method: Method| async move { ApiError::MethodNotAllowed(method) })
         .layer(DrfLayer::new(LOGOUT_ALLOW))
 }
@@ -203,22 +220,11 @@ fn get_user_view() -> MethodRouter<AccountsState> {
     axum::routing::get(get_account_user)
         .put(update_account_user)
         .patch(update_account_user)
-        .options(|_: CurrentUser| async { metadata("User Details") })
+        .options(|_: CurrentUser| async { super::raw_json(metadata::ACCOUNT_USER) })
         .fallback(
             |_: CurrentUser, method: Method| async move { ApiError::MethodNotAllowed(method) },
         )
         .layer(DrfLayer::new(USER_ALLOW))
-}
-
-/// DRF's `SimpleMetadata` head for a view: its name and what it renders and parses.
-fn metadata(name: &'static str) -> Response {
-    let body = json!({
-        "name": name,
-        "description": "",
-        "renders": ["application/json", "text/html"],
-        "parses": ["application/json", "application/x-www-form-urlencoded", "multipart/form-data"],
-    });
-    JsonResponse(body).into_response()
 }
 
 /// dj-rest-auth's `UserDetailsSerializer`: `pk`, where the seed's `/api/user/` says `id`.
@@ -610,7 +616,8 @@ fn link_origin(auth: &AuthState, headers: &axum::http::HeaderMap) -> Result<Link
 }
 
 /// `POST <prefix>/password/reset/`: `email`. Mails a reset link to each active user with that
-/// address; the same answer for an unknown one.
+/// address; the same answer for an unknown one. Throttled per client address and per
+/// recipient.
 #[utoipa::path(
     post,
     path = "/api/auth/password/reset/",
@@ -618,20 +625,25 @@ fn link_origin(auth: &AuthState, headers: &axum::http::HeaderMap) -> Result<Link
     responses(
         (status = 200, description = "`{\"detail\":\"Password reset e-mail has been sent.\"}`", body = super::openapi::Detail),
         (status = 400, description = "No valid address.", body = BadRequest),
+        (status = 429, description = "Past a throttle's rate (`THROTTLE_RATES`), with `Retry-After`.", body = super::openapi::Detail),
     )
 )]
 pub(super) async fn reset_password(
     State(state): State<AccountsState>,
     _: AllowAny,
     headers: axum::http::HeaderMap,
+    client: ClientInfo,
     payload: Payload,
 ) -> Result<JsonResponse, ApiError> {
     let email = Fields::single_email(&payload, "email")?;
-    let origin = link_origin(&state.auth, &headers)?;
+    // Before the address is looked up: known and unknown ones are counted alike.
     state
-        .accounts
-        .request_password_reset(&email, &origin)
+        .auth
+        .throttle()
+        .check_password_reset(&client.ip, &email)
         .await?;
+    let origin = link_origin(&state.auth, &headers)?;
+    state.accounts.request_password_reset(&email, &origin)?;
     Ok(detail("Password reset e-mail has been sent."))
 }
 
@@ -670,7 +682,7 @@ pub(super) async fn confirm_password_reset(
 
 /// `POST <prefix>/registration/` (with `REGISTRATION_OPEN`): `username`, `email`,
 /// `password1`, `password2`. 201 with the pair and the user, or with mandatory verification
-/// `{"detail":"Verification e-mail sent."}`.
+/// `{"detail":"Verification e-mail sent."}`. Throttled per client address.
 #[utoipa::path(
     post,
     path = "/api/auth/registration/",
@@ -678,6 +690,7 @@ pub(super) async fn confirm_password_reset(
     responses(
         (status = 201, description = "Registered: the pair and the user, or `Verification e-mail sent.`"),
         (status = 400, description = "Fields failed validation.", body = BadRequest),
+        (status = 429, description = "Past a throttle's rate (`THROTTLE_RATES`), with `Retry-After`.", body = super::openapi::Detail),
     )
 )]
 pub(super) async fn register(
@@ -687,6 +700,9 @@ pub(super) async fn register(
     client: ClientInfo,
     payload: Payload,
 ) -> Result<Response, ApiError> {
+    // As DRF throttles: before the body is read, so a flood of bad bodies is counted too
+    // (their field checks ask the database).
+    state.auth.throttle().check_registration(&client.ip).await?;
     let mut fields = Fields::default();
     let username = fields.char_field(&payload, "username");
     let email = fields.email_field(&payload, "email");
@@ -764,7 +780,8 @@ pub(super) async fn verify_email(
 
 /// `POST <prefix>/registration/resend-email/`: `email`. Mails a fresh key when an
 /// unverified address spelled exactly so exists and none was mailed within
-/// `ACCOUNT_EMAIL_CONFIRMATION_COOLDOWN`; the same answer in every case.
+/// `ACCOUNT_EMAIL_CONFIRMATION_COOLDOWN`; the same answer in every case. Throttled per client
+/// address and per recipient.
 #[utoipa::path(
     post,
     path = "/api/auth/registration/resend-email/",
@@ -772,16 +789,23 @@ pub(super) async fn verify_email(
     responses(
         (status = 200, description = "`{\"detail\":\"ok\"}`", body = super::openapi::Detail),
         (status = 400, description = "No valid address.", body = BadRequest),
+        (status = 429, description = "Past a throttle's rate (`THROTTLE_RATES`), with `Retry-After`.", body = super::openapi::Detail),
     )
 )]
 pub(super) async fn resend_email(
     State(state): State<AccountsState>,
     _: AllowAny,
     headers: axum::http::HeaderMap,
+    client: ClientInfo,
     payload: Payload,
 ) -> Result<JsonResponse, ApiError> {
     let email = Fields::single_email(&payload, "email")?;
+    state
+        .auth
+        .throttle()
+        .check_resend_email(&client.ip, &email)
+        .await?;
     let origin = link_origin(&state.auth, &headers)?;
-    state.accounts.resend_confirmation(&email, &origin).await?;
+    state.accounts.resend_confirmation(&email, &origin)?;
     Ok(detail("ok"))
 }

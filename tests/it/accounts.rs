@@ -485,3 +485,160 @@ backend_tests!(
     a_change_ends_other_sessions_and_a_reset_ends_all,
     resends_wait_for_the_cooldown_and_registration_is_closed_by_default,
 );
+
+/// OPTIONS on every account endpoint answers DRF's metadata as the reference renders it
+/// (`tests/fixtures/reference/accounts_options.json`): name, description and each field of
+/// the serializer; signed-in views want a token first, as DRF authenticates before OPTIONS.
+async fn options_answer_the_references_metadata(backend: Backend) {
+    let fixture: Value =
+        serde_json::from_str(include_str!("../fixtures/reference/accounts_options.json"))
+            .expect("fixture");
+    let mut settings = reference_like();
+    settings.registration_open = true;
+    let app = TestApp::with_settings(backend, settings.clone()).await;
+    app.create_user("bob", "bob-pass-1234").await;
+    let access = log_in(&app, "bob", "bob-pass-1234").await["access"]
+        .as_str()
+        .expect("access")
+        .to_owned();
+    let bearer = format!("Bearer {access}");
+    for case in fixture["options"].as_array().expect("options") {
+        let path = case["path"].as_str().expect("path");
+        let answer = app
+            .send(
+                Method::OPTIONS,
+                path,
+                &[("authorization", bearer.as_bytes())],
+                Body::empty(),
+            )
+            .await;
+        answer.assert(200, case["body"].as_str().expect("body"));
+        assert_eq!(
+            answer.header("content-type"),
+            Some("application/json"),
+            "{path}"
+        );
+    }
+    for path in ["/api/auth/user/", "/api/auth/password/change/"] {
+        let anonymous = app.send(Method::OPTIONS, path, &[], Body::empty()).await;
+        assert_eq!(anonymous.status, 401, "{path}");
+    }
+    settings.old_password_field_enabled = true;
+    let app = TestApp::with_settings(backend, settings).await;
+    app.create_user("bob", "bob-pass-1234").await;
+    let access = log_in(&app, "bob", "bob-pass-1234").await["access"]
+        .as_str()
+        .expect("access")
+        .to_owned();
+    app.send(
+        Method::OPTIONS,
+        "/api/auth/password/change/",
+        &[("authorization", format!("Bearer {access}").as_bytes())],
+        Body::empty(),
+    )
+    .await
+    .assert(
+        200,
+        fixture["password_change_old_password"]
+            .as_str()
+            .expect("body"),
+    );
+}
+
+backend_tests!(options_answer_the_references_metadata);
+
+/// With `USERNAME_FIELD = "email"` (dj-rest-auth with allauth's email login): `login/` takes
+/// `email`, in any case, and `password`; a username alone is dj-rest-auth's `Must include
+/// "email" and "password".`; a registration cannot take an address another account logs in
+/// with, in any case; a registered user logs in by address.
+async fn accounts_log_in_by_email(backend: Backend) {
+    let mut settings = reference_like();
+    settings.username_field = restjwt::settings::UsernameField::Email;
+    settings.registration_open = true;
+    settings.account_email_verification = restjwt::settings::EmailVerification::None;
+    let app = TestApp::with_settings(backend, settings).await;
+    app.create_user("bob", "bob-pass-1234").await;
+    let login = |body: Value| app.post("/api/auth/login/", body);
+    let answer = login(json!({"email": "BOB@example.com", "password": "bob-pass-1234"})).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.json()["user"]["username"], "bob");
+    login(json!({"username": "bob", "password": "bob-pass-1234"}))
+        .await
+        .assert(
+            400,
+            r#"{"non_field_errors":["Must include \"email\" and \"password\"."]}"#,
+        );
+    login(json!({"email": "bob@example.com", "password": "wrong-pass-1234"}))
+        .await
+        .assert(
+            400,
+            r#"{"non_field_errors":["Unable to log in with provided credentials."]}"#,
+        );
+    let register = |username: &str, email: &str| {
+        app.post(
+            "/api/auth/registration/",
+            json!({"username": username, "email": email,
+                   "password1": "Sturdy-pass-4821", "password2": "Sturdy-pass-4821"}),
+        )
+    };
+    register("bob2", "Bob@Example.com").await.assert(
+        400,
+        r#"{"email":["User is already registered with this e-mail address."]}"#,
+    );
+    let answer = register("carol", "carol@example.com").await;
+    assert_eq!(answer.status, 201, "{}", answer.text());
+    let answer = login(json!({"email": "carol@example.com", "password": "Sturdy-pass-4821"})).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.json()["user"]["username"], "carol");
+}
+
+backend_tests!(accounts_log_in_by_email);
+
+/// A reset's mail goes out off the request path: with an SMTP server that accepts and never
+/// answers, the reset still answers at once (for a known address as for an unknown one),
+/// while the known address's mail is being tried in the background.
+async fn a_hanging_mail_server_never_holds_a_reset(backend: Backend) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (connected, mut connections) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            // Held open, never a greeting.
+            held.push(socket);
+            let _ = connected.send(());
+        }
+    });
+    let port = port.to_string();
+    let app = TestApp::with_settings(
+        backend,
+        TestApp::settings(&[
+            ("RESTJWT_EMAIL_BACKEND", "smtp"),
+            ("RESTJWT_EMAIL_HOST", "127.0.0.1"),
+            ("RESTJWT_EMAIL_PORT", &port),
+        ]),
+    )
+    .await;
+    app.create_user("bob", "bob-pass-1234").await;
+    for email in ["nobody@example.com", "bob@example.com"] {
+        let started = std::time::Instant::now();
+        app.post("/api/auth/password/reset/", json!({ "email": email }))
+            .await
+            .assert(200, r#"{"detail":"Password reset e-mail has been sent."}"#);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "{email}: {:?}",
+            started.elapsed()
+        );
+    }
+    // Only the known address's mail reached for the server.
+    tokio::time::timeout(std::time::Duration::from_secs(10), connections.recv())
+        .await
+        .expect("the mail was tried in the background")
+        .expect("connected");
+    assert!(connections.try_recv().is_err(), "one connection only");
+}
+
+backend_tests!(a_hanging_mail_server_never_holds_a_reset);

@@ -46,6 +46,8 @@ fn settings_for(env: &Value, mail_dir: &std::path::Path) -> Settings {
     // Nor a reuse grace: an immediate second refresh of a rotated-out token is refused there.
     settings.refresh_token_reuse_grace = std::time::Duration::ZERO;
     settings.registration_open = true;
+    // Nor throttling: a sequence registers and resets more often than the default rates.
+    settings.throttle_enabled = false;
     settings.old_password_field_enabled = var("REFERENCE_OLD_PASSWORD_FIELD_ENABLED") == "1";
     settings.logout_on_password_change = var("REFERENCE_LOGOUT_ON_PASSWORD_CHANGE") == "1";
     settings.account_email_verification = match var("REFERENCE_EMAIL_VERIFICATION").as_str() {

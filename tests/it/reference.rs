@@ -19,14 +19,15 @@ use crate::cli::Workspace;
 use crate::e2e::{Answer, Server, client};
 
 /// The reference's signing key (its `SECRET_KEY` default).
-const SECRET_KEY: &str = "reference-insecure-dev-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz";
+pub(crate) const SECRET_KEY: &str =
+    "reference-insecure-dev-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz";
 
 /// Every hasher, PBKDF2 first at Django 6.1's count, as the Django side is configured
 /// (`side_by_side_settings.py`).
-const HASHERS: &str = "pbkdf2_sha256,pbkdf2_sha1,argon2,bcrypt_sha256,scrypt,bcrypt,md5";
+pub(crate) const HASHERS: &str = "pbkdf2_sha256,pbkdf2_sha1,argon2,bcrypt_sha256,scrypt,bcrypt,md5";
 
 /// The reference checkout and its venv's Python.
-struct Reference {
+pub(crate) struct Reference {
     django_dir: PathBuf,
     python: PathBuf,
     gunicorn: PathBuf,
@@ -36,7 +37,7 @@ impl Reference {
     /// The reference beside this repository (or `RESTJWT_REFERENCE`) and the venv of
     /// `REFERENCE_HOME` (default `~/.cache/restjwt-reference`), if both are there and the venv
     /// has Django, gunicorn, argon2-cffi and bcrypt; otherwise why not.
-    fn find() -> Result<Self, String> {
+    pub(crate) fn find() -> Result<Self, String> {
         let root = std::env::var_os("RESTJWT_REFERENCE")
             .map(PathBuf::from)
             .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference"));
@@ -77,7 +78,8 @@ impl Reference {
     }
 
     /// The environment Django runs in: the overlay settings, the shared database, a home of
-    /// its own, no bytecode written into the (read-only) reference.
+    /// its own (its mail goes to `<home>/mail`), no bytecode written into the (read-only)
+    /// reference.
     fn command(&self, program: &Path, db: &Path, home: &Path) -> Command {
         let overlay =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/django/side_by_side");
@@ -99,7 +101,7 @@ impl Reference {
     }
 
     /// Migrates `db` and makes the users (`make_users.py`); returns what it printed.
-    fn make_users(&self, db: &Path, home: &Path) -> Value {
+    pub(crate) fn make_users(&self, db: &Path, home: &Path) -> Value {
         let script = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures/django/side_by_side/make_users.py");
         let output = self
@@ -116,7 +118,7 @@ impl Reference {
     }
 
     /// gunicorn on a free port of 127.0.0.1, answering once this returns.
-    async fn serve(&self, db: &Path, home: &Path) -> Django {
+    pub(crate) async fn serve(&self, db: &Path, home: &Path) -> Django {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -160,9 +162,9 @@ impl Reference {
 }
 
 /// The running reference, stopped (its own process, by pid) when dropped.
-struct Django {
+pub(crate) struct Django {
     child: Child,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl Drop for Django {
@@ -174,13 +176,13 @@ impl Drop for Django {
 
 /// One of the two servers, by base URL.
 #[derive(Clone)]
-struct Side {
-    name: &'static str,
-    base: String,
+pub(crate) struct Side {
+    pub(crate) name: &'static str,
+    pub(crate) base: String,
 }
 
 impl Side {
-    async fn post(&self, path: &str, body: Value) -> Answer {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> Answer {
         let response = client()
             .post(format!("{}{path}", self.base))
             .json(&body)

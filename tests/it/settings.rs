@@ -609,3 +609,17 @@ fn operations_settings_have_their_defaults_and_are_checked() {
         assert!(error.starts_with(expected), "{name}={value}: {error}");
     }
 }
+
+/// `EMAIL_PORT` is read from the environment's text (it was refused as "expected u16"), and
+/// must be a port.
+#[test]
+fn the_smtp_port_is_read_from_the_environment() {
+    let settings = load_env(&[("RESTJWT_EMAIL_PORT", "2525")]).expect("a port");
+    assert_eq!(settings.email_port, 2525);
+    for bad in ["0", "65536", "smtp", ""] {
+        let error = load_env(&[("RESTJWT_EMAIL_PORT", bad)])
+            .expect_err(bad)
+            .to_string();
+        assert!(error.starts_with("setting EMAIL_PORT:"), "{bad}: {error}");
+    }
+}

@@ -370,3 +370,248 @@ backend_tests!(
     trusted_proxy_hops_say_which_forwarded_address_to_believe,
     an_attacker_who_knows_only_the_username_cannot_lock_the_user_out,
 );
+
+/// A POST from `forwarded` (the client address with `TRUSTED_PROXY_HOPS=1`).
+async fn post_from(
+    app: &TestApp,
+    forwarded: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> crate::common::TestResponse {
+    app.send(
+        Method::POST,
+        path,
+        &[
+            ("content-type", b"application/json"),
+            ("x-forwarded-for", forwarded.as_bytes()),
+        ],
+        body.to_string(),
+    )
+    .await
+}
+
+/// What a client sees of an answer: status, body and `Retry-After`.
+fn seen(answer: &crate::common::TestResponse) -> (u16, String, Option<String>) {
+    (
+        answer.status.as_u16(),
+        answer.text().to_owned(),
+        answer.header("retry-after").map(str::to_owned),
+    )
+}
+
+fn throttled(secs: u64) -> String {
+    format!(r#"{{"detail":"Request was throttled. Expected available in {secs} seconds."}}"#)
+}
+
+/// Registration is counted per client address, before the body is read (a bad body counts
+/// too); an answer that hands out tokens keeps `Cache-Control: no-store`.
+async fn registration_is_throttled_per_client_address(backend: Backend) {
+    let app = TestApp::with_settings(
+        backend,
+        TestApp::settings(&[
+            ("RESTJWT_REGISTRATION_OPEN", "true"),
+            ("RESTJWT_ACCOUNT_EMAIL_VERIFICATION", "none"),
+            ("RESTJWT_TRUSTED_PROXY_HOPS", "1"),
+            ("RESTJWT_THROTTLE_RATES", r#"{"registration": "2/hour"}"#),
+        ]),
+    )
+    .await;
+    let registration = |name: &str| {
+        json!({"username": name, "email": format!("{name}@example.com"),
+               "password1": "Sturdy-pass-4821", "password2": "Sturdy-pass-4821"})
+    };
+    for name in ["erin", "frank"] {
+        let answer = post_from(
+            &app,
+            "10.0.0.1",
+            "/api/auth/registration/",
+            registration(name),
+        )
+        .await;
+        assert_eq!(answer.status, 201, "{}", answer.text());
+        assert_eq!(answer.header("cache-control"), Some("no-store"));
+    }
+    for body in [registration("grace"), json!({})] {
+        let refused = post_from(&app, "10.0.0.1", "/api/auth/registration/", body).await;
+        refused.assert(429, &throttled(1800));
+        assert_eq!(refused.header("retry-after"), Some("1800"));
+    }
+    let answer = post_from(
+        &app,
+        "10.0.0.2",
+        "/api/auth/registration/",
+        registration("grace"),
+    )
+    .await;
+    assert_eq!(answer.status, 201, "{}", answer.text());
+    assert!(
+        app.store
+            .find_user_by_username("grace")
+            .await
+            .expect("find")
+            .is_some()
+    );
+}
+
+backend_tests!(registration_is_throttled_per_client_address);
+
+/// Resets are counted per client address and per recipient; an address no account has is
+/// counted and refused exactly as one an account has (same statuses, bodies, `Retry-After`),
+/// so the throttle tells nobody which addresses exist. A refused request mails nothing.
+async fn password_resets_are_throttled_per_address_and_per_recipient(backend: Backend) {
+    let mail = tempfile::tempdir().expect("mail dir");
+    let mail_dir = mail.path().display().to_string();
+    let app = TestApp::with_settings(
+        backend,
+        TestApp::settings(&[
+            ("RESTJWT_TRUSTED_PROXY_HOPS", "1"),
+            ("RESTJWT_EMAIL_BACKEND", "file"),
+            ("RESTJWT_EMAIL_FILE_PATH", &mail_dir),
+            (
+                "RESTJWT_THROTTLE_RATES",
+                r#"{"password_reset": "3/hour", "password_reset_recipient": "2/hour"}"#,
+            ),
+        ]),
+    )
+    .await;
+    app.create_user("alice", "alice-pass-1").await;
+    let path = "/api/auth/password/reset/";
+    let mut seen_for = Vec::new();
+    for recipient in ["alice@example.com", "nobody@example.com"] {
+        let mut answers = Vec::new();
+        for source in ["10.0.0.1", "10.0.0.2", "10.0.0.3"] {
+            answers.push(seen(
+                &post_from(&app, source, path, json!({ "email": recipient })).await,
+            ));
+        }
+        // The same mailbox in other case shares the bucket.
+        let upper = recipient.to_uppercase();
+        answers.push(seen(
+            &post_from(&app, "10.0.0.4", path, json!({ "email": upper })).await,
+        ));
+        seen_for.push(answers);
+    }
+    let sent = (
+        200,
+        r#"{"detail":"Password reset e-mail has been sent."}"#.to_owned(),
+        None,
+    );
+    let refused = (429, throttled(1800), Some("1800".to_owned()));
+    assert_eq!(
+        seen_for[0],
+        vec![sent.clone(), sent.clone(), refused.clone(), refused]
+    );
+    assert_eq!(seen_for[0], seen_for[1], "known and unknown alike");
+    // Per client address: 10.0.0.1 has made two; one more, then refused whatever it asks.
+    post_from(
+        &app,
+        "10.0.0.1",
+        path,
+        json!({"email": "carol@example.com"}),
+    )
+    .await
+    .assert(200, &sent.1);
+    post_from(&app, "10.0.0.1", path, json!({"email": "dave@example.com"}))
+        .await
+        .assert(429, &throttled(1200));
+    // Two mails to alice, none for the refused requests.
+    let mails = crate::accounts::wait_for_mail(mail.path(), 3).await;
+    assert_eq!(mails.len(), 2);
+}
+
+backend_tests!(password_resets_are_throttled_per_address_and_per_recipient);
+
+/// Resends are counted per client address and per recipient, an address waiting for
+/// confirmation exactly as one nobody has.
+async fn resends_are_throttled_per_address_and_per_recipient(backend: Backend) {
+    let mail = tempfile::tempdir().expect("mail dir");
+    let mail_dir = mail.path().display().to_string();
+    let app = TestApp::with_settings(
+        backend,
+        TestApp::settings(&[
+            ("RESTJWT_REGISTRATION_OPEN", "true"),
+            ("RESTJWT_ACCOUNT_EMAIL_CONFIRMATION_COOLDOWN", "0"),
+            ("RESTJWT_TRUSTED_PROXY_HOPS", "1"),
+            ("RESTJWT_EMAIL_BACKEND", "file"),
+            ("RESTJWT_EMAIL_FILE_PATH", &mail_dir),
+            (
+                "RESTJWT_THROTTLE_RATES",
+                r#"{"resend_email": "3/hour", "resend_email_recipient": "2/hour"}"#,
+            ),
+        ]),
+    )
+    .await;
+    let registered = post_from(
+        &app,
+        "10.0.0.9",
+        "/api/auth/registration/",
+        json!({"username": "carol", "email": "carol@example.com",
+               "password1": "Sturdy-pass-4821", "password2": "Sturdy-pass-4821"}),
+    )
+    .await;
+    assert_eq!(registered.status, 201, "{}", registered.text());
+    let path = "/api/auth/registration/resend-email/";
+    let mut seen_for = Vec::new();
+    for recipient in ["carol@example.com", "nobody@example.com"] {
+        let mut answers = Vec::new();
+        for source in ["10.0.0.1", "10.0.0.2", "10.0.0.3"] {
+            answers.push(seen(
+                &post_from(&app, source, path, json!({ "email": recipient })).await,
+            ));
+        }
+        seen_for.push(answers);
+    }
+    let ok = (200, r#"{"detail":"ok"}"#.to_owned(), None);
+    let refused = (429, throttled(1800), Some("1800".to_owned()));
+    assert_eq!(seen_for[0], vec![ok.clone(), ok.clone(), refused]);
+    assert_eq!(seen_for[0], seen_for[1], "known and unknown alike");
+    post_from(&app, "10.0.0.1", path, json!({"email": "x@example.com"}))
+        .await
+        .assert(200, &ok.1);
+    post_from(&app, "10.0.0.1", path, json!({"email": "y@example.com"}))
+        .await
+        .assert(429, &throttled(1200));
+    // The registration's mail and two resends.
+    let mails = crate::accounts::wait_for_mail(mail.path(), 4).await;
+    assert_eq!(mails.len(), 3);
+}
+
+backend_tests!(resends_are_throttled_per_address_and_per_recipient);
+
+/// `THROTTLE_ENABLED=false` turns the account scopes off too.
+async fn account_throttles_can_be_turned_off(backend: Backend) {
+    let app = TestApp::with_settings(
+        backend,
+        TestApp::settings(&[
+            ("RESTJWT_THROTTLE_ENABLED", "false"),
+            ("RESTJWT_REGISTRATION_OPEN", "true"),
+            ("RESTJWT_ACCOUNT_EMAIL_VERIFICATION", "none"),
+            (
+                "RESTJWT_THROTTLE_RATES",
+                r#"{"registration": "1/day", "password_reset": "1/day",
+                    "password_reset_recipient": "1/day", "resend_email": "1/day",
+                    "resend_email_recipient": "1/day"}"#,
+            ),
+        ]),
+    )
+    .await;
+    for i in 0..3 {
+        let answer = app
+            .post(
+                "/api/auth/registration/",
+                json!({"username": format!("user{i}"), "email": format!("u{i}@example.com"),
+                       "password1": "Sturdy-pass-4821", "password2": "Sturdy-pass-4821"}),
+            )
+            .await;
+        assert_eq!(answer.status, 201, "{}", answer.text());
+        for path in [
+            "/api/auth/password/reset/",
+            "/api/auth/registration/resend-email/",
+        ] {
+            let answer = app.post(path, json!({"email": "nobody@example.com"})).await;
+            assert_eq!(answer.status, 200, "{path}: {}", answer.text());
+        }
+    }
+}
+
+backend_tests!(account_throttles_can_be_turned_off);
