@@ -31,6 +31,9 @@
 #   SKIP_POSTGRES (0)          1 to skip the PostgreSQL phases
 #   SKIP_BUILD (0)             1 to use target/release/restjwt as it is (RJ_BIN: another binary)
 #   PG2_CPUS ("0 1")           the CPUs of the two instances of the two-instance phases, one each
+#   ROTATION_USERS (1)         the rotation phases' refresh tokens belong to this many users
+#                              (bob, bob2, ...), taken in turn; with 1, every rotation's new
+#                              token references the same auth_user row
 #
 # Every request goes to 127.0.0.1; every wrk run and every wait loop is bounded in time.
 set -euo pipefail
@@ -53,6 +56,7 @@ SKIP_REFERENCE="${SKIP_REFERENCE:-0}"
 POSTGRES_ADMIN_URL="${POSTGRES_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 SKIP_POSTGRES="${SKIP_POSTGRES:-0}"
 PG2_CPUS="${PG2_CPUS:-0 1}"
+ROTATION_USERS="${ROTATION_USERS:-1}"
 PG_DB="restjwt_bench_$$"
 PG_KEY="bench-signing-key-shared-by-every-instance-0123456789"
 HAVE_PG=0
@@ -338,9 +342,17 @@ if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
   (cd "$ROOT" && cargo build --release --quiet --bin restjwt)
 fi
 
-log "restjwt: fresh SQLite file in $TMP, user $USERNAME"
-env DATABASE_URL="sqlite://$TMP/restjwt.sqlite3" RESTJWT_SUPERUSER_PASSWORD="$PASSWORD" NO_COLOR=1 \
-  "$RJ_BIN" createsuperuser --noinput --username "$USERNAME" --email "$USERNAME@example.com" >/dev/null
+create_users() { # DATABASE-URL: the user, and ROTATION_USERS - 1 more (bob2, bob3, ...)
+  local name
+  for i in $(seq 1 "$ROTATION_USERS"); do
+    name="$USERNAME"; ((i == 1)) || name="$USERNAME$i"
+    env DATABASE_URL="$1" RESTJWT_SUPERUSER_PASSWORD="$PASSWORD" NO_COLOR=1 \
+      "$RJ_BIN" createsuperuser --noinput --username "$name" --email "$name@example.com" >/dev/null
+  done
+}
+
+log "restjwt: fresh SQLite file in $TMP, user $USERNAME (and $((ROTATION_USERS - 1)) more)"
+create_users "sqlite://$TMP/restjwt.sqlite3"
 start_restjwt main
 RJ_URL="http://127.0.0.1:$RJ_PORT_main"
 RJ_PAIR="$(login_json "$RJ_PORT_main")"
@@ -363,8 +375,7 @@ if [[ "$SKIP_POSTGRES" != 1 ]] && command -v psql >/dev/null 2>&1 \
   PG_URL="${POSTGRES_ADMIN_URL%/*}/$PG_DB"
   log "restjwt on PostgreSQL: database $PG_DB, user $USERNAME"
   env DATABASE_URL="$PG_URL" NO_COLOR=1 "$RJ_BIN" migrate >/dev/null
-  env DATABASE_URL="$PG_URL" RESTJWT_SUPERUSER_PASSWORD="$PASSWORD" NO_COLOR=1 \
-    "$RJ_BIN" createsuperuser --noinput --username "$USERNAME" --email "$USERNAME@example.com" >/dev/null
+  create_users "$PG_URL"
   read -r PG_CPU_A PG_CPU_B <<<"$PG2_CPUS"
   PG_ENV=(DATABASE_URL="$PG_URL" RESTJWT_SIGNING_KEY="$PG_KEY")
   PG_ROTATE=(RESTJWT_ROTATE_REFRESH_TOKENS=true RESTJWT_BLACKLIST_AFTER_ROTATION=true)
@@ -430,10 +441,12 @@ print('\n'.join(str(RefreshToken.for_user(user)) for _ in range($1)))
 ")
 }
 
-mint_restjwt_refresh_tokens() { # N refresh tokens from N logins, 2 at a time
+mint_restjwt_refresh_tokens() { # N refresh tokens from N logins (the ROTATION_USERS in turn), 2 at a time
   local port="$1" n="$2"
-  seq "$n" | xargs -P 2 -I{} curl -s -m 60 -X POST -H 'Content-Type: application/json' \
-    -d "{\"username\":\"$USERNAME\",\"password\":\"$PASSWORD\"}" \
+  for i in $(seq 0 $((n - 1))); do
+    ((i % ROTATION_USERS == 0)) && echo "$USERNAME" || echo "$USERNAME$((i % ROTATION_USERS + 1))"
+  done | xargs -P 2 -I{} curl -s -m 60 -X POST -H 'Content-Type: application/json' \
+    -d "{\"username\":\"{}\",\"password\":\"$PASSWORD\"}" \
     "http://127.0.0.1:$port/api/token/" | grep -o '"refresh":"[^"]*"' | cut -d'"' -f4
 }
 
@@ -549,6 +562,7 @@ report() {
   echo "- client: $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2), $WRK_THREADS thread(s), ${PHASE_SECONDS} s per phase, timeout $WRK_TIMEOUT"
   echo "- pinning: servers on CPUs '${SERVER_CPUS:-all}' ($SERVER_CORES core(s)), wrk on CPUs '${CLIENT_CPUS:-all}'; nice ${NICE:-0}"
   echo "- restjwt: release build, SQLite file, HS256, Argon2id m=19456 t=2 p=1"
+  echo "- rotation phases: refresh tokens of $ROTATION_USERS user(s) (ROTATION_USERS)"
   if ((HAVE_REFERENCE)); then
     echo "- reference: gunicorn, $REFERENCE_WORKERS sync workers, Django + DRF + simplejwt 5.5.1, SQLite file, HS256, PBKDF2-SHA256 1,500,000 iterations"
   fi
