@@ -30,6 +30,7 @@ mod rotation;
 mod settings;
 mod side_by_side;
 mod staging;
+mod throttle_decisions;
 mod throttling;
 mod wire_obtain;
 mod wire_refresh_verify;
