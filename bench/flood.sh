@@ -3,20 +3,26 @@
 # on and off, in one run of one binary: each mode starts BIN on a fresh SQLite file with two
 # users, measures LOGINS sequential logins of bob from 127.0.0.3 alone, then again while
 # FLOOD_CONNECTIONS keep-alive connections from 127.0.0.2 post wrong passwords for alice as
-# fast as they are answered. Prints the medians and p90s and the flood's rate and statuses.
+# fast as they are answered. The legitimate logins are of LOGINS users, one each per phase
+# (a user logging in 20 times a minute would meet their own limit). Prints the medians and
+# p90s and the flood's rate and statuses.
 #
 #   bash bench/flood.sh BIN
 #
 # Settings (environment): FLOOD_CONNECTIONS (32), LOGINS (20), WARMUP_SECS (3). Only loopback
-# addresses are contacted; every wait is bounded.
+# addresses are contacted; every wait is bounded; the server is stopped on any exit.
 set -euo pipefail
 BIN="$(realpath "$1")"
 FLOOD_CONNECTIONS="${FLOOD_CONNECTIONS:-32}"; LOGINS="${LOGINS:-20}"; WARMUP_SECS="${WARMUP_SECS:-3}"
 
+pid=""; dir=""
+cleanup() { [ -z "$pid" ] || kill "$pid" 2>/dev/null || true; [ -z "$dir" ] || rm -rf "$dir"; }
+trap cleanup EXIT
+
 run() { # THROTTLE_ENABLED
-  local mode=$1 dir pid base=""
+  local mode=$1 base=""
   dir="$(mktemp -d "${TMPDIR:-/tmp}/restjwt-flood.XXXXXX")"
-  for user in alice bob; do
+  for user in alice $(seq -f 'user%g' 1 "$LOGINS"); do
     (cd "$dir" && env -i PATH="$PATH" DATABASE_URL="sqlite://$dir/db.sqlite3" \
       RESTJWT_SUPERUSER_PASSWORD="$user-pass-1234" "$BIN" createuser --noinput \
       --username "$user" --email "$user@example.com" >/dev/null)
@@ -45,10 +51,10 @@ def post(conn, username, password):
 
 def legit(n):
     times = []
-    for _ in range(n):
+    for i in range(1, n + 1):
         conn = http.client.HTTPConnection(host, port, timeout=60, source_address=("127.0.0.3", 0))
         start = time.perf_counter()
-        status = post(conn, "bob", "bob-pass-1234")
+        status = post(conn, f"user{i}", f"user{i}-pass-1234")
         times.append((time.perf_counter() - start) * 1e3)
         conn.close()
         assert status == 200, status
@@ -86,12 +92,13 @@ with lock:
 stop.set()
 for t in threads:
     t.join(timeout=35)
-print(f"THROTTLE_ENABLED={mode}: bob alone p50 {alone[0]:.1f} ms p90 {alone[1]:.1f} ms; "
+print(f"THROTTLE_ENABLED={mode}: a user alone p50 {alone[0]:.1f} ms p90 {alone[1]:.1f} ms; "
       f"under the flood p50 {under[0]:.1f} ms p90 {under[1]:.1f} ms "
       f"(x{under[0] / alone[0]:.1f}); flood {during / elapsed:.0f} logins/s, statuses {dict(statuses)}")
 PY
   kill "$pid"; wait "$pid" 2>/dev/null || true
-  rm -rf "$dir"
+  pid=""
+  rm -rf "$dir"; dir=""
 }
 
 run true
