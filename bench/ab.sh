@@ -3,6 +3,8 @@
 # release builds): each round starts A, then B (and B again with every ENV_B2 setting), each on
 # a fresh SQLite file, warms it for 2 s and loads it with wrk for SECS seconds. Alternating
 # spreads a shared machine's noise over both; compare the ratios of the rounds, not the totals.
+# Each run also reports the server's CPU time per request (from /proc), which other work on
+# the machine disturbs less than requests/s.
 #
 #   bash bench/ab.sh BIN_A BIN_B
 #
@@ -34,19 +36,33 @@ run() { # NAME BIN [SETTING=VALUE...]
     python3 -c 'import json, sys; print(json.load(sys.stdin)["access"])')"
   taskset -c "$CLIENT_CPUS" wrk -t1 -c"$CONN" -d2s -H "Authorization: Bearer $token" \
     "$base/api/user/" >/dev/null
-  rps="$(taskset -c "$CLIENT_CPUS" wrk -t1 -c"$CONN" -d"${SECS}s" \
-    -H "Authorization: Bearer $token" "$base/api/user/" | awk '/Requests\/sec/ {print $2}')"
+  local before after out requests
+  before="$(cpu_ticks "$pid")"
+  out="$(taskset -c "$CLIENT_CPUS" wrk -t1 -c"$CONN" -d"${SECS}s" \
+    -H "Authorization: Bearer $token" "$base/api/user/")"
+  after="$(cpu_ticks "$pid")"
+  rps="$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
+  requests="$(awk '/requests in/ {print $1}' <<<"$out")"
   kill "$pid"; wait "$pid" 2>/dev/null || true
   rm -rf "$dir"
-  printf '%s %s\n' "$name" "$rps"
+  # The server's CPU time per request (user + system, in microseconds): what the code costs,
+  # less disturbed than requests/s by other work on a shared machine.
+  printf '%s %s %s\n' "$name" "$rps" \
+    "$(python3 -c "print(round(($after - $before) * 1e6 / $CLK_TCK / $requests, 1))")"
+}
+
+CLK_TCK="$(getconf CLK_TCK)"
+cpu_ticks() { # PID: its user + system time so far, in clock ticks
+  awk '{print $14 + $15}' "/proc/$1/stat"
 }
 
 for round in $(seq 1 "$ROUNDS"); do
-  a="$(run A "$A")"; b="$(run B "$B")"
-  line="round $round: $a, $b"
+  read -r _ a_rps a_cpu <<<"$(run A "$A")"; read -r _ b_rps b_cpu <<<"$(run B "$B")"
+  line="round $round: A $a_rps/s ${a_cpu}us, B $b_rps/s ${b_cpu}us"
   if [ -n "$ENV_B2" ]; then
     # shellcheck disable=SC2086
     line="$line, $(run "B($ENV_B2)" "$B" $ENV_B2)"
   fi
-  echo "$line  B/A=$(python3 -c "print(round(${b#B } / ${a#A }, 2))")"
+  echo "$line  B/A=$(python3 -c "print(round($b_rps / $a_rps, 2))") \
+CPU B/A=$(python3 -c "print(round($b_cpu / $a_cpu, 2))")"
 done
