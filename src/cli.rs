@@ -1079,7 +1079,8 @@ async fn create_user(
 ) -> Result<(), CliError> {
     let store = open_store(db).await?;
     let validators = PasswordValidators::new(settings.auth_password_validators.clone());
-    // An address that logs in must be one account's (see `Lifecycle::update_profile`).
+    // An address that logs in must be one account's (see `Lifecycle::update_profile`); a blank
+    // one logs nobody in and is nobody's.
     let email_logs_in = settings.username_field == UsernameField::Email;
     let (username, email, password) = if args.noinput {
         let username = args
@@ -1089,7 +1090,7 @@ async fn create_user(
         check_username(&username).map_err(|e| CliError::Command(format!("Error: {e}")))?;
         let email = args.email.unwrap_or_default().trim().to_owned();
         check_email(&email).map_err(|e| CliError::Command(format!("Error: {e}")))?;
-        if email_logs_in && store.is_email_taken(&email).await? {
+        if email_logs_in && !email.is_empty() && store.is_email_taken(&email).await? {
             return Err(CliError::Command(EMAIL_TAKEN.into()));
         }
         let password = env
@@ -1145,7 +1146,11 @@ async fn create_user(
                 None => console.ask("Email address: ")?.trim().to_owned(),
             };
             let checked = match check_email(&email) {
-                Ok(()) if email_logs_in && store.is_email_taken(&email).await? => {
+                Ok(())
+                    if email_logs_in
+                        && !email.is_empty()
+                        && store.is_email_taken(&email).await? =>
+                {
                     Err("That email address is already taken.".to_owned())
                 }
                 checked => checked,
