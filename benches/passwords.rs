@@ -1,8 +1,8 @@
 //! Passwords: an Argon2id hash and verify with the production parameters, and the login
 //! endpoint side by side for every refusal: an unknown user, an inactive user, an unusable
 //! password, and a wrong password for each hash format read (ours, Django's Argon2, PBKDF2 at
-//! Django's iteration counts). Issues 2 and 16: all must take the same time, so a timing
-//! cannot tell them apart.
+//! Django's iteration counts, bcrypt_sha256, scrypt). Issues 2 and 16: all must take the same
+//! time, so a timing cannot tell them apart.
 //!
 //! `cargo bench --bench passwords`. Under `cargo test --all-targets` each benchmark runs once
 //! and the side-by-side comparison makes two rounds.
@@ -30,11 +30,26 @@ const LOGINS: &[(&str, &str, &str, u16)] = &[
     ("wrong, Django Argon2", "erin", "wrong-pass-1234", 401),
     ("wrong, PBKDF2 1,000,000", "fred", "wrong-pass-1234", 401),
     ("wrong, PBKDF2 870,000", "gina", "wrong-pass-1234", 401),
+    ("wrong, PBKDF2 1,500,000", "hana", "wrong-pass-1234", 401),
+    ("wrong, bcrypt_sha256 12", "ivan", "wrong-pass-1234", 401),
+    ("wrong, scrypt p=5", "jack", "wrong-pass-1234", 401),
     ("success", "bob", common::PASSWORD, 200),
 ];
 
 /// How many of [`LOGINS`] are refusals, which must take the same time.
-const REFUSALS: usize = 7;
+const REFUSALS: usize = 10;
+
+/// [`common::PASSWORD`] hashed by Django's hasher `algorithm` at Django's default cost.
+fn django_hash(algorithm: restjwt::password::Algorithm) -> String {
+    let config = restjwt::password::PasswordConfig {
+        hashers: vec![algorithm],
+        ..restjwt::password::PasswordConfig::default()
+    };
+    PasswordHasher::with_config(config, 1)
+        .expect("Django's parameters")
+        .hash_blocking(common::PASSWORD)
+        .expect("hash")
+}
 
 /// Django's `pbkdf2_sha256$<iterations>$<salt>$<hash>` of [`common::PASSWORD`].
 fn django_pbkdf2(iterations: u32) -> String {
@@ -101,7 +116,8 @@ fn login_fixture() -> LoginFixture {
     rt.block_on(fixture.add_user("bob", true));
     rt.block_on(fixture.add_user("carol", false));
     // Hashes a migrated Django database holds: an unusable password, Django's Argon2
-    // parameters (m=102400 t=2 p=8), and PBKDF2 at Django 5.2's and 4.2's iteration counts.
+    // parameters (m=102400 t=2 p=8), PBKDF2 at Django 5.2's, 4.2's and 6.1's iteration
+    // counts, bcrypt_sha256 at Django's cost 12, scrypt at Django's N=2^14 r=8 p=5.
     let django_argon2 = PasswordHasher::new(
         HashParams {
             memory_kib: 102_400,
@@ -118,6 +134,12 @@ fn login_fixture() -> LoginFixture {
         ("erin", django_argon2),
         ("fred", django_pbkdf2(1_000_000)),
         ("gina", django_pbkdf2(870_000)),
+        ("hana", django_pbkdf2(1_500_000)),
+        (
+            "ivan",
+            django_hash(restjwt::password::Algorithm::BcryptSha256),
+        ),
+        ("jack", django_hash(restjwt::password::Algorithm::Scrypt)),
     ] {
         let user = rt.block_on(fixture.add_user(username, true));
         rt.block_on(fixture.store.update_password(user.id, &hash))

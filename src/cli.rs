@@ -25,7 +25,9 @@ use restjwt::keys::{
 };
 use restjwt::lifecycle::LifecycleError;
 use restjwt::password::{PasswordError, PasswordHasher};
-use restjwt::settings::{LogFormat, MetricsEndpoint, Settings, SettingsError, parse_duration};
+use restjwt::settings::{
+    LogFormat, MetricsEndpoint, Settings, SettingsError, UsernameField, parse_duration,
+};
 use restjwt::store::{
     self, DEFAULT_DATABASE_URL, DatabaseOptions, DatabaseUrl, NewUser, Store, StoreError,
     normalize_username,
@@ -1040,6 +1042,9 @@ fn check_username(username: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Django's createsuperuser, when the address is the `USERNAME_FIELD` and taken.
+const EMAIL_TAKEN: &str = "Error: That email address is already taken.";
+
 /// A light version of Django's `EmailValidator`: blank is allowed, otherwise one `@` between a
 /// non-empty local part and a dotted domain, no spaces, at most 254 characters.
 fn check_email(email: &str) -> Result<(), String> {
@@ -1074,6 +1079,9 @@ async fn create_user(
 ) -> Result<(), CliError> {
     let store = open_store(db).await?;
     let validators = PasswordValidators::new(settings.auth_password_validators.clone());
+    // An address that logs in must be one account's (see `Lifecycle::update_profile`); a blank
+    // one logs nobody in and is nobody's.
+    let email_logs_in = settings.username_field == UsernameField::Email;
     let (username, email, password) = if args.noinput {
         let username = args
             .username
@@ -1082,6 +1090,9 @@ async fn create_user(
         check_username(&username).map_err(|e| CliError::Command(format!("Error: {e}")))?;
         let email = args.email.unwrap_or_default().trim().to_owned();
         check_email(&email).map_err(|e| CliError::Command(format!("Error: {e}")))?;
+        if email_logs_in && !email.is_empty() && store.is_email_taken(&email).await? {
+            return Err(CliError::Command(EMAIL_TAKEN.into()));
+        }
         let password = env
             .get(PASSWORD_ENV)
             .cloned()
@@ -1134,7 +1145,17 @@ async fn create_user(
                 Some(given) => given.trim().to_owned(),
                 None => console.ask("Email address: ")?.trim().to_owned(),
             };
-            match (check_email(&email), &args.email) {
+            let checked = match check_email(&email) {
+                Ok(())
+                    if email_logs_in
+                        && !email.is_empty()
+                        && store.is_email_taken(&email).await? =>
+                {
+                    Err("That email address is already taken.".to_owned())
+                }
+                checked => checked,
+            };
+            match (checked, &args.email) {
                 (Ok(()), _) => break email,
                 (Err(e), Some(_)) => return Err(CliError::Command(format!("Error: {e}"))),
                 (Err(e), None) => eprintln!("Error: {e}"),
@@ -1151,19 +1172,23 @@ async fn create_user(
 
     let hasher = PasswordHasher::production_with(settings.password_config())?;
     let password_hash = hasher.hash(password).await?;
-    let created = store
-        .create_user(NewUser {
-            username,
-            password_hash,
-            email,
-            first_name: String::new(),
-            last_name: String::new(),
-            is_staff: is_superuser,
-            is_superuser,
-            is_active: true,
-            date_joined: chrono::Utc::now(),
-        })
-        .await;
+    let new_user = NewUser {
+        username,
+        password_hash,
+        email,
+        first_name: String::new(),
+        last_name: String::new(),
+        is_staff: is_superuser,
+        is_superuser,
+        is_active: true,
+        date_joined: chrono::Utc::now(),
+    };
+    // Checked again as it is written: another process may have taken the address meanwhile.
+    let created = if email_logs_in {
+        store.create_user_with_unique_email(new_user).await
+    } else {
+        store.create_user(new_user).await
+    };
     match created {
         Ok(_) => {
             println!(
@@ -1172,6 +1197,7 @@ async fn create_user(
             );
             Ok(())
         }
+        Err(StoreError::Conflict("email")) => Err(CliError::Command(EMAIL_TAKEN.into())),
         Err(StoreError::Conflict(_)) => Err(CliError::Command(
             "Error: That username is already taken.".into(),
         )),

@@ -950,25 +950,24 @@ impl Lifecycle {
     /// With `USERNAME_FIELD = "email"` an address logs its one account in, and an address
     /// shared by two accounts logs neither in: so an address another account has (in any
     /// case) is refused with [`LifecycleError::EmailTaken`], or any user could lock another
-    /// out by taking their address.
+    /// out by taking their address. The store checks and writes in one transaction, so two
+    /// users racing for one address cannot both get it.
     pub async fn update_profile(
         &self,
         user_id: i64,
         update: ProfileUpdate,
     ) -> Result<User, LifecycleError> {
         let store = self.need_store()?;
-        if self.settings.username_field == UsernameField::Email
-            && let Some(email) = update.email.as_deref()
-            && !email.is_empty()
-            && store
-                .find_users_by_email(email)
-                .await?
-                .iter()
-                .any(|other| other.id != user_id)
-        {
-            return Err(LifecycleError::EmailTaken);
+        if self.settings.username_field != UsernameField::Email || update.email.is_none() {
+            return Ok(store.update_user_profile(user_id, update).await?);
         }
-        Ok(store.update_user_profile(user_id, update).await?)
+        match store
+            .update_user_profile_with_unique_email(user_id, update)
+            .await
+        {
+            Err(StoreError::Conflict("email")) => Err(LifecycleError::EmailTaken),
+            updated => Ok(updated?),
+        }
     }
 
     /// Whether `user` may log in or refresh: the configured rule, or else `is_active`.

@@ -376,6 +376,10 @@ impl Accounts {
         };
         let (user, address) = match self.store()?.create_user_with_email(new_user, false).await {
             Ok(created) => created,
+            // Another registration took the address since the check above.
+            Err(StoreError::Conflict("email")) => {
+                return Err(AccountError::field("email", EMAIL_TAKEN));
+            }
             Err(StoreError::Conflict(_)) => {
                 return Err(AccountError::field("username", USERNAME_TAKEN));
             }

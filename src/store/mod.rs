@@ -420,6 +420,24 @@ pub trait Store: Send + Sync + 'static {
     /// there is no such user.
     async fn update_user_profile(&self, id: i64, update: ProfileUpdate)
     -> Result<User, StoreError>;
+    /// [`Store::create_user`], refusing an address another user has (see
+    /// [`Store::update_user_profile_with_unique_email`]) with
+    /// [`StoreError::Conflict`]`("email")`.
+    async fn create_user_with_unique_email(&self, user: NewUser) -> Result<User, StoreError>;
+    /// [`Store::update_user_profile`], refusing a new address another user has, in
+    /// `auth_user` or among allauth's addresses, compared without regard to case as an email
+    /// login compares, with [`StoreError::Conflict`]`("email")`; a blank address is nobody's.
+    ///
+    /// The check and the write are one transaction that no other such write on the address
+    /// can interleave with (SQLite: one write transaction; PostgreSQL: under a
+    /// transaction-scoped advisory lock on the lowercased address), so of concurrent claims
+    /// on one address at most one succeeds. Rows already sharing an address (a migrated
+    /// database) are left alone: no constraint is added that such a database would fail.
+    async fn update_user_profile_with_unique_email(
+        &self,
+        id: i64,
+        update: ProfileUpdate,
+    ) -> Result<User, StoreError>;
 
     /// Starts a session with its first refresh token, in one transaction.
     async fn create_session(
@@ -495,7 +513,9 @@ pub trait Store: Send + Sync + 'static {
     async fn is_email_taken(&self, email: &str) -> Result<bool, StoreError>;
 
     /// Creates a user and its primary allauth address (unverified unless `verified`) in one
-    /// transaction. A taken username is [`StoreError::Conflict`]`("username")`.
+    /// transaction. A taken username is [`StoreError::Conflict`]`("username")`; an address
+    /// another user has is [`StoreError::Conflict`]`("email")`, checked as
+    /// [`Store::update_user_profile_with_unique_email`] checks it.
     async fn create_user_with_email(
         &self,
         user: NewUser,

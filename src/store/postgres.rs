@@ -746,6 +746,102 @@ async fn blacklist_token(
     Ok(outcome)
 }
 
+/// An address another user has (see [`claim_email`]).
+struct EmailTaken;
+
+impl From<EmailTaken> for StoreError {
+    fn from(_: EmailTaken) -> Self {
+        StoreError::Conflict("email")
+    }
+}
+
+/// The advisory-lock namespace of email claims ("eml" in ASCII): the two-key form, which
+/// PostgreSQL keeps apart from the one-key [`MIGRATION_LOCK`].
+const EMAIL_LOCK_SPACE: i32 = 0x0065_6d6c;
+
+/// In `tx`, takes the transaction-scoped lock on the lowercased `email`, then answers whether
+/// the address is free of other users than `except` (in `auth_user`, and among allauth's
+/// addresses), compared as an email login compares (`LOWER`). Every claim of one address
+/// takes the same lock, so of two concurrent claims the second checks after the first has
+/// committed or rolled back. A blank address is nobody's.
+async fn claim_email(
+    tx: &mut PgConnection,
+    email: &str,
+    except: Option<i64>,
+) -> Result<bool, sqlx::Error> {
+    // PostgreSQL text cannot hold NUL: the write that follows fails as it did without a check.
+    if email.is_empty() || email.contains('\0') {
+        return Ok(true);
+    }
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext(LOWER($2)))")
+        .bind(EMAIL_LOCK_SPACE)
+        .bind(email)
+        .execute(&mut *tx)
+        .await?;
+    let taken: bool = sqlx::query_scalar(
+        "SELECT EXISTS(SELECT 1 FROM auth_user WHERE LOWER(email) = LOWER($1) \
+                       AND id IS DISTINCT FROM $2) \
+         OR EXISTS(SELECT 1 FROM account_emailaddress WHERE LOWER(email) = LOWER($1) \
+                   AND user_id IS DISTINCT FROM $2)",
+    )
+    .bind(email)
+    .bind(except)
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(!taken)
+}
+
+/// Inserts a user (a taken username fails on `auth_user_username_key`).
+async fn insert_user<'e>(
+    db: impl Executor<'e, Database = sqlx::Postgres>,
+    user: &NewUser,
+) -> Result<User, sqlx::Error> {
+    let sql = concat!(
+        "INSERT INTO auth_user (username, password, email, first_name, last_name, \
+         is_active, is_staff, is_superuser, last_login, date_joined) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9) RETURNING ",
+        user_columns!()
+    );
+    let row = sqlx::query(sql)
+        .bind(&user.username)
+        .bind(&user.password_hash)
+        .bind(&user.email)
+        .bind(&user.first_name)
+        .bind(&user.last_name)
+        .bind(user.is_active)
+        .bind(user.is_staff)
+        .bind(user.is_superuser)
+        .bind(user.date_joined)
+        .fetch_one(db)
+        .await?;
+    user_from_row(&row)
+}
+
+/// Changes the profile fields `update` gives; `None` when there is no such user.
+async fn update_profile<'e>(
+    db: impl Executor<'e, Database = sqlx::Postgres>,
+    id: i64,
+    update: &ProfileUpdate,
+) -> Result<Option<User>, sqlx::Error> {
+    let sql = concat!(
+        "UPDATE auth_user SET email = COALESCE($1, email), \
+             first_name = COALESCE($2, first_name), last_name = COALESCE($3, last_name), \
+             username = COALESCE($5, username) \
+         WHERE id = $4 RETURNING ",
+        user_columns!()
+    );
+    sqlx::query(sql)
+        .bind(update.email.as_deref())
+        .bind(update.first_name.as_deref())
+        .bind(update.last_name.as_deref())
+        .bind(id)
+        .bind(update.username.as_deref())
+        .fetch_optional(db)
+        .await?
+        .map(|row| user_from_row(&row))
+        .transpose()
+}
+
 async fn migrate(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     let mut tx = conn.begin().await?;
     // Waiting for another instance's migration, or running a long one, is not a timeout.
@@ -1081,31 +1177,26 @@ impl Store for PgStore {
     }
 
     async fn create_user(&self, user: NewUser) -> Result<User, StoreError> {
-        let sql = concat!(
-            "INSERT INTO auth_user (username, password, email, first_name, last_name, \
-             is_active, is_staff, is_superuser, last_login, date_joined) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9) RETURNING ",
-            user_columns!()
-        );
+        let user = &user;
+        self.run(move || Box::pin(insert_user(&self.pool, user)))
+            .await
+    }
+
+    async fn create_user_with_unique_email(&self, user: NewUser) -> Result<User, StoreError> {
         let user = &user;
         self.run(move || {
             Box::pin(async move {
-                let row = sqlx::query(sql)
-                    .bind(&user.username)
-                    .bind(&user.password_hash)
-                    .bind(&user.email)
-                    .bind(&user.first_name)
-                    .bind(&user.last_name)
-                    .bind(user.is_active)
-                    .bind(user.is_staff)
-                    .bind(user.is_superuser)
-                    .bind(user.date_joined)
-                    .fetch_one(&self.pool)
-                    .await?;
-                user_from_row(&row)
+                let mut tx = self.pool.begin().await?;
+                if !claim_email(&mut tx, &user.email, None).await? {
+                    return Ok(Err(EmailTaken));
+                }
+                let created = insert_user(&mut *tx, user).await?;
+                tx.commit().await?;
+                Ok(Ok(created))
             })
         })
-        .await
+        .await?
+        .map_err(StoreError::from)
     }
 
     async fn update_password(&self, id: i64, password_hash: &str) -> Result<(), StoreError> {
@@ -1157,32 +1248,37 @@ impl Store for PgStore {
         id: i64,
         update: ProfileUpdate,
     ) -> Result<User, StoreError> {
-        let sql = concat!(
-            "UPDATE auth_user SET email = COALESCE($1, email), \
-                 first_name = COALESCE($2, first_name), last_name = COALESCE($3, last_name), \
-                 username = COALESCE($5, username) \
-             WHERE id = $4 RETURNING ",
-            user_columns!()
-        );
+        let update = &update;
+        let row = self
+            .run(move || Box::pin(update_profile(&self.pool, id, update)))
+            .await;
+        self.users.forget(Some(id));
+        row?.ok_or(StoreError::NotFound)
+    }
+
+    async fn update_user_profile_with_unique_email(
+        &self,
+        id: i64,
+        update: ProfileUpdate,
+    ) -> Result<User, StoreError> {
         let update = &update;
         let row = self
             .run(move || {
                 Box::pin(async move {
-                    sqlx::query(sql)
-                        .bind(update.email.as_deref())
-                        .bind(update.first_name.as_deref())
-                        .bind(update.last_name.as_deref())
-                        .bind(id)
-                        .bind(update.username.as_deref())
-                        .fetch_optional(&self.pool)
-                        .await?
-                        .map(|row| user_from_row(&row))
-                        .transpose()
+                    let mut tx = self.pool.begin().await?;
+                    if let Some(email) = &update.email
+                        && !claim_email(&mut tx, email, Some(id)).await?
+                    {
+                        return Ok(Err(EmailTaken));
+                    }
+                    let updated = update_profile(&mut *tx, id, update).await?;
+                    tx.commit().await?;
+                    Ok(Ok(updated))
                 })
             })
             .await;
         self.users.forget(Some(id));
-        row?.ok_or(StoreError::NotFound)
+        row??.ok_or(StoreError::NotFound)
     }
 
     async fn is_username_taken(
@@ -1231,12 +1327,6 @@ impl Store for PgStore {
         user: NewUser,
         verified: bool,
     ) -> Result<(User, EmailAddress), StoreError> {
-        let insert_user = concat!(
-            "INSERT INTO auth_user (username, password, email, first_name, last_name, \
-             is_active, is_staff, is_superuser, last_login, date_joined) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9) RETURNING ",
-            user_columns!()
-        );
         let insert_email = concat!(
             "INSERT INTO account_emailaddress (user_id, email, verified, \"primary\") \
              VALUES ($1, $2, $3, true) RETURNING ",
@@ -1246,19 +1336,10 @@ impl Store for PgStore {
         self.run(move || {
             Box::pin(async move {
                 let mut tx = self.pool.begin().await?;
-                let row = sqlx::query(insert_user)
-                    .bind(&user.username)
-                    .bind(&user.password_hash)
-                    .bind(&user.email)
-                    .bind(&user.first_name)
-                    .bind(&user.last_name)
-                    .bind(user.is_active)
-                    .bind(user.is_staff)
-                    .bind(user.is_superuser)
-                    .bind(user.date_joined)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                let created = user_from_row(&row)?;
+                if !claim_email(&mut tx, &user.email, None).await? {
+                    return Ok(Err(EmailTaken));
+                }
+                let created = insert_user(&mut *tx, user).await?;
                 let row = sqlx::query(insert_email)
                     .bind(created.id)
                     .bind(&created.email)
@@ -1267,10 +1348,11 @@ impl Store for PgStore {
                     .await?;
                 let address = email_from_row(&row)?;
                 tx.commit().await?;
-                Ok((created, address))
+                Ok(Ok((created, address)))
             })
         })
-        .await
+        .await?
+        .map_err(StoreError::from)
     }
 
     async fn find_email_addresses_of_user(

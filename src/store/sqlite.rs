@@ -206,6 +206,83 @@ impl SqliteStore {
     }
 }
 
+/// Inserts a user; a taken username is [`StoreError::Conflict`]`("username")`.
+fn insert_user(conn: &Connection, user: &NewUser) -> Result<User, StoreError> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO auth_user (username, password, email, first_name, last_name, \
+         is_active, is_staff, is_superuser, last_login, date_joined) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?) RETURNING {USER_COLUMNS}"
+    ))
+    .and_then(|mut statement| {
+        statement.query_row(
+            params![
+                user.username,
+                user.password_hash,
+                user.email,
+                user.first_name,
+                user.last_name,
+                user.is_active,
+                user.is_staff,
+                user.is_superuser,
+                django_time(user.date_joined),
+            ],
+            user_from_row,
+        )
+    })
+    .map_err(|e| match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Conflict("username"),
+        _ => db_err(e),
+    })
+}
+
+/// Changes the profile fields `update` gives; a taken username is
+/// [`StoreError::Conflict`]`("username")`.
+fn update_profile(conn: &Connection, id: i64, update: &ProfileUpdate) -> Result<User, StoreError> {
+    conn.query_row(
+        &format!(
+            "UPDATE auth_user SET email = COALESCE(?1, email), \
+                 first_name = COALESCE(?2, first_name), last_name = COALESCE(?3, last_name), \
+                 username = COALESCE(?5, username) \
+             WHERE id = ?4 RETURNING {USER_COLUMNS}"
+        ),
+        params![
+            update.email,
+            update.first_name,
+            update.last_name,
+            id,
+            update.username
+        ],
+        user_from_row,
+    )
+    .optional()
+    .map_err(|e| match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Conflict("username"),
+        _ => db_err(e),
+    })?
+    .ok_or(StoreError::NotFound)
+}
+
+/// Whether a user other than `except` has `email`, in `auth_user` (what an email login
+/// matches) or among allauth's addresses, compared as an email login compares (ASCII case
+/// folded). A blank address is nobody's. Run inside the write transaction that then claims the
+/// address, so no other writer can take it between the check and the write.
+fn email_held_by_another(
+    conn: &Connection,
+    email: &str,
+    except: Option<i64>,
+) -> Result<bool, StoreError> {
+    if email.is_empty() {
+        return Ok(false);
+    }
+    conn.prepare_cached(
+        "SELECT EXISTS(SELECT 1 FROM auth_user WHERE email = ?1 COLLATE NOCASE AND id IS NOT ?2) \
+         OR EXISTS(SELECT 1 FROM account_emailaddress WHERE email = ?1 COLLATE NOCASE \
+                   AND user_id IS NOT ?2)",
+    )
+    .and_then(|mut statement| statement.query_row(params![email, except], |row| row.get(0)))
+    .map_err(db_err)
+}
+
 fn open(path: Option<&PathBuf>) -> Result<Connection, StoreError> {
     if let Some(path) = path {
         create_private(path)?;
@@ -765,31 +842,20 @@ impl Store for SqliteStore {
     }
 
     async fn create_user(&self, user: NewUser) -> Result<User, StoreError> {
+        self.write(move |conn| insert_user(conn, &user)).await
+    }
+
+    async fn create_user_with_unique_email(&self, user: NewUser) -> Result<User, StoreError> {
         self.write(move |conn| {
-            let sql = format!(
-                "INSERT INTO auth_user (username, password, email, first_name, last_name, \
-                 is_active, is_staff, is_superuser, last_login, date_joined) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?) RETURNING {USER_COLUMNS}"
-            );
-            conn.query_row(
-                &sql,
-                params![
-                    user.username,
-                    user.password_hash,
-                    user.email,
-                    user.first_name,
-                    user.last_name,
-                    user.is_active,
-                    user.is_staff,
-                    user.is_superuser,
-                    django_time(user.date_joined),
-                ],
-                user_from_row,
-            )
-            .map_err(|e| match e.sqlite_error_code() {
-                Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Conflict("username"),
-                _ => db_err(e),
-            })
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err)?;
+            if email_held_by_another(&tx, &user.email, None)? {
+                return Err(StoreError::Conflict("email"));
+            }
+            let created = insert_user(&tx, &user)?;
+            tx.commit().map_err(db_err)?;
+            Ok(created)
         })
         .await
     }
@@ -840,23 +906,27 @@ impl Store for SqliteStore {
         id: i64,
         update: ProfileUpdate,
     ) -> Result<User, StoreError> {
+        self.write(move |conn| update_profile(conn, id, &update))
+            .await
+    }
+
+    async fn update_user_profile_with_unique_email(
+        &self,
+        id: i64,
+        update: ProfileUpdate,
+    ) -> Result<User, StoreError> {
         self.write(move |conn| {
-            conn.query_row(
-                &format!(
-                    "UPDATE auth_user SET email = COALESCE(?1, email), \
-                         first_name = COALESCE(?2, first_name), last_name = COALESCE(?3, last_name), \
-                         username = COALESCE(?5, username) \
-                     WHERE id = ?4 RETURNING {USER_COLUMNS}"
-                ),
-                params![update.email, update.first_name, update.last_name, id, update.username],
-                user_from_row,
-            )
-            .optional()
-            .map_err(|e| match e.sqlite_error_code() {
-                Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Conflict("username"),
-                _ => db_err(e),
-            })?
-            .ok_or(StoreError::NotFound)
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err)?;
+            if let Some(email) = &update.email
+                && email_held_by_another(&tx, email, Some(id))?
+            {
+                return Err(StoreError::Conflict("email"));
+            }
+            let updated = update_profile(&tx, id, &update)?;
+            tx.commit().map_err(db_err)?;
+            Ok(updated)
         })
         .await
     }
@@ -894,32 +964,10 @@ impl Store for SqliteStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(db_err)?;
-            let created = tx
-                .query_row(
-                    &format!(
-                        "INSERT INTO auth_user (username, password, email, first_name, last_name, \
-                         is_active, is_staff, is_superuser, last_login, date_joined) \
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?) RETURNING {USER_COLUMNS}"
-                    ),
-                    params![
-                        user.username,
-                        user.password_hash,
-                        user.email,
-                        user.first_name,
-                        user.last_name,
-                        user.is_active,
-                        user.is_staff,
-                        user.is_superuser,
-                        django_time(user.date_joined),
-                    ],
-                    user_from_row,
-                )
-                .map_err(|e| match e.sqlite_error_code() {
-                    Some(rusqlite::ErrorCode::ConstraintViolation) => {
-                        StoreError::Conflict("username")
-                    }
-                    _ => db_err(e),
-                })?;
+            if email_held_by_another(&tx, &user.email, None)? {
+                return Err(StoreError::Conflict("email"));
+            }
+            let created = insert_user(&tx, &user)?;
             let address = tx
                 .query_row(
                     &format!(

@@ -379,8 +379,13 @@ async fn every_refused_login_takes_the_same_time() {
     let cases = [
         "unknown", "inactive", "unusable", "ours", "argon2", "pbkdf2",
     ];
-    let mut fastest = vec![Duration::MAX; cases.len()];
-    for round in 0..6 {
+    // The floor is the slowest verification seen, so on a loaded machine it ratchets up
+    // whenever PBKDF2 runs slower than ever: the refusals measured before such a spike answer
+    // at the lower floor. Medians of the rounds after two that teach the floor are what a
+    // timing attacker would compare, and one spike does not move them (per-case minimums did:
+    // this test failed on a busy machine with PBKDF2's minimum at twice the others').
+    let mut times = vec![Vec::new(); cases.len()];
+    for round in 0..9 {
         for (i, username) in cases.iter().enumerate() {
             let started = std::time::Instant::now();
             app.post(
@@ -389,23 +394,340 @@ async fn every_refused_login_takes_the_same_time() {
             )
             .await
             .assert(401, NO_ACCOUNT);
-            // The first round teaches the floor the slowest format.
-            if round > 0 {
-                fastest[i] = fastest[i].min(started.elapsed());
+            if round >= 2 {
+                times[i].push(started.elapsed());
             }
         }
     }
-    // The leaks this guards against were gross (an unusable password at 0.03 of the others'
-    // time, PBKDF2 at 7 times theirs); within-noise equality is the benchmark's to show
-    // (`benches/passwords.rs`, docs/benchmarks.md). On a CI machine busy with the rest of the
-    // suite, the fastest of five rounds of one case was once 10 ms (0.6) off the others'.
-    let slowest = fastest.iter().max().copied().unwrap_or_default();
-    for (case, took) in cases.iter().zip(&fastest) {
+    let medians: Vec<Duration> = times
+        .iter_mut()
+        .map(|t| {
+            t.sort();
+            t[t.len() / 2]
+        })
+        .collect();
+    let slowest = medians.iter().max().copied().unwrap_or_default();
+    for (case, took) in cases.iter().zip(&medians) {
         assert!(
-            took.as_secs_f64() >= slowest.as_secs_f64() * 0.5,
-            "{case} took {took:?}, the slowest case {slowest:?}: {cases:?} {fastest:?}"
+            took.as_secs_f64() >= slowest.as_secs_f64() * 0.7,
+            "{case} took {took:?}, the slowest case {slowest:?}: {cases:?} {medians:?}"
         );
     }
     // The right password still logs in, PBKDF2's upgraded as before.
     app.login("pbkdf2", "right-pass-1").await;
 }
+
+/// Item 4, under contention: `requests` sent at once from tasks of a multi-threaded runtime,
+/// their statuses and bodies in order.
+async fn all_at_once(
+    app: &TestApp,
+    requests: Vec<axum::http::Request<axum::body::Body>>,
+) -> Vec<(u16, String)> {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(requests.len()));
+    let tasks: Vec<_> = requests
+        .into_iter()
+        .map(|request| {
+            let router = app.router.clone();
+            let start = std::sync::Arc::clone(&start);
+            tokio::spawn(async move {
+                start.wait().await;
+                let response = router.oneshot(request).await.expect("infallible");
+                let status = response.status().as_u16();
+                let body = response
+                    .into_body()
+                    .collect()
+                    .await
+                    .expect("body")
+                    .to_bytes();
+                (status, String::from_utf8_lossy(&body).into_owned())
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.expect("the request task"));
+    }
+    answers
+}
+
+/// How many users have `email` (any case) in `auth_user`, read directly.
+async fn holders(app: &TestApp, email: &str) -> i64 {
+    app.db
+        .count_rows(&format!("auth_user WHERE LOWER(email) = LOWER('{email}')"))
+        .await
+}
+
+const CLAIMANTS: usize = 12;
+
+/// Item 4, race-free: many users PATCHing one free address at the same moment (in different
+/// cases): exactly one gets it, the others DRF's field error, and the winner logs in by it.
+async fn of_concurrent_patches_to_one_address_exactly_one_wins(backend: Backend) {
+    let app = TestApp::with_settings(
+        backend,
+        TestApp::settings(&[
+            ("RESTJWT_USERNAME_FIELD", "email"),
+            ("RESTJWT_THROTTLE_ENABLED", "false"),
+        ]),
+    )
+    .await;
+    let mut requests = Vec::new();
+    for i in 0..CLAIMANTS {
+        let name = format!("claimant{i}");
+        app.create_user(&name, "claimant-pass-1").await;
+        let answer = login_by_email(&app, &format!("{name}@example.com"), "claimant-pass-1").await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        let access = answer.json()["access"].as_str().expect("access").to_owned();
+        let email = if i % 2 == 0 {
+            "prize@example.com"
+        } else {
+            "PRIZE@Example.com"
+        };
+        requests.push(
+            axum::http::Request::builder()
+                .method(Method::PATCH)
+                .uri("/api/user/")
+                .header("content-type", "application/json")
+                .header("authorization", format!("Bearer {access}"))
+                .body(axum::body::Body::from(
+                    json!({ "email": email }).to_string(),
+                ))
+                .expect("request"),
+        );
+    }
+    let answers = all_at_once(&app, requests).await;
+    let won: Vec<_> = answers
+        .iter()
+        .filter(|(status, _)| *status == 200)
+        .collect();
+    assert_eq!(won.len(), 1, "{answers:?}");
+    for (status, body) in answers.iter().filter(|(status, _)| *status != 200) {
+        assert_eq!(*status, 400, "{body}");
+        assert_eq!(
+            body,
+            r#"{"email":["user with this email address already exists."]}"#
+        );
+    }
+    assert_eq!(holders(&app, "prize@example.com").await, 1);
+    let answer = login_by_email(&app, "Prize@example.com", "claimant-pass-1").await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+}
+
+/// Item 4 through registration (which refuses a taken address whatever logs in): many
+/// registrations of one address at the same moment create exactly one account.
+async fn of_concurrent_registrations_of_one_address_exactly_one_wins(backend: Backend) {
+    let settings = restjwt::Settings {
+        registration_open: true,
+        account_email_verification: restjwt::settings::EmailVerification::None,
+        throttle_enabled: false,
+        ..TestApp::settings(&[("RESTJWT_USERNAME_FIELD", "email")])
+    };
+    let app = TestApp::with_settings(backend, settings).await;
+    let requests = (0..CLAIMANTS)
+        .map(|i| {
+            let email = if i % 2 == 0 {
+                "new@example.com"
+            } else {
+                "NEW@example.com"
+            };
+            axum::http::Request::builder()
+                .method(Method::POST)
+                .uri("/api/auth/registration/")
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(
+                    json!({
+                        "username": format!("newcomer{i}"),
+                        "email": email,
+                        "password1": "Sturdy-pass-4821",
+                        "password2": "Sturdy-pass-4821",
+                    })
+                    .to_string(),
+                ))
+                .expect("request")
+        })
+        .collect();
+    let answers = all_at_once(&app, requests).await;
+    let won: Vec<_> = answers
+        .iter()
+        .filter(|(status, _)| *status == 201)
+        .collect();
+    assert_eq!(won.len(), 1, "{answers:?}");
+    for (status, body) in answers.iter().filter(|(status, _)| *status != 201) {
+        assert_eq!(*status, 400, "{body}");
+        assert_eq!(
+            body,
+            r#"{"email":["User is already registered with this e-mail address."]}"#
+        );
+    }
+    assert_eq!(holders(&app, "new@example.com").await, 1);
+    assert_eq!(
+        app.db
+            .count_rows("account_emailaddress WHERE LOWER(email) = 'new@example.com'")
+            .await,
+        1
+    );
+    let answer = login_by_email(&app, "new@example.com", "Sturdy-pass-4821").await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+}
+
+/// Item 4 on a migrated database that already has two accounts on one address (Django never
+/// kept emails unique): nothing refuses to start, the address logs neither in (as before), a
+/// third account cannot join them, and once one moves to an address of its own both log in.
+async fn accounts_already_sharing_an_address_keep_working_once_one_moves(backend: Backend) {
+    let app = app(backend, &[("RESTJWT_USERNAME_FIELD", "email")]).await;
+    // As a Django database may hold them: written past every check of ours.
+    app.db
+        .execute("UPDATE auth_user SET email = 'ALICE@example.com' WHERE username = 'mallory'")
+        .await;
+    app.store.migrate().await.expect("migrating again is fine");
+    login_by_email(&app, "alice@example.com", "alice-pass-1")
+        .await
+        .assert(401, NO_ACCOUNT);
+    let carol = app.create_user("carol", "carol-pass-1").await;
+    let answer = login_by_email(&app, "carol@example.com", "carol-pass-1").await;
+    let bearer = format!(
+        "Bearer {}",
+        answer.json()["access"].as_str().expect("access")
+    );
+    app.send(
+        Method::PATCH,
+        "/api/user/",
+        &[
+            ("content-type", b"application/json"),
+            ("authorization", bearer.as_bytes()),
+        ],
+        json!({ "email": "alice@example.com" }).to_string(),
+    )
+    .await
+    .assert(
+        400,
+        r#"{"email":["user with this email address already exists."]}"#,
+    );
+    assert_eq!(app.user("carol").await.email, carol.email);
+    // One of the pair moves to an address of its own (Mallory cannot log in by email to do it
+    // herself; a session she had, the operator or an admin can): both log in again.
+    let mallory = app.user("mallory").await;
+    app.store
+        .update_user_profile_with_unique_email(
+            mallory.id,
+            restjwt::store::ProfileUpdate {
+                email: Some("mallory@example.org".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("a free address");
+    let answer = login_by_email(&app, "alice@example.com", "alice-pass-1").await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let answer = login_by_email(&app, "mallory@example.org", "mallory-pass-1").await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+}
+
+/// The tests above that need requests truly in parallel, on both databases.
+macro_rules! parallel_backend_tests {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                super::$name(crate::common::Backend::Sqlite).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                super::$name(crate::common::Backend::Postgres).await
+            }
+        }
+    )+};
+}
+
+parallel_backend_tests!(
+    of_concurrent_patches_to_one_address_exactly_one_wins,
+    of_concurrent_registrations_of_one_address_exactly_one_wins,
+);
+
+backend_tests!(accounts_already_sharing_an_address_keep_working_once_one_moves);
+
+/// Item 4 at the command line: with email logins, `createuser` refuses an address another
+/// account has (in any case), like Django's createsuperuser; and of many `createuser`s of one
+/// address run at once, exactly one creates its user.
+async fn createuser_keeps_login_addresses_unique_even_when_run_at_once(backend: Backend) {
+    let ws = crate::cli::Workspace::with_backend(backend);
+    let env = [
+        ("RESTJWT_SUPERUSER_PASSWORD", "cli-pass-4821"),
+        ("RESTJWT_USERNAME_FIELD", "email"),
+    ];
+    ws.run(&["migrate"], &[], "").assert_success();
+    let create = |name: &str, email: &str| {
+        ws.run(
+            &[
+                "createuser",
+                "--noinput",
+                "--username",
+                name,
+                "--email",
+                email,
+            ],
+            &env,
+            "",
+        )
+    };
+    create("first", "taken@example.com").assert_success();
+    create("second", "TAKEN@example.com")
+        .assert_error("Error: That email address is already taken.");
+    assert!(ws.find_user("second").await.is_none());
+    // Logging in by username, addresses are contact details and may be shared (as in Django).
+    ws.run(
+        &[
+            "createuser",
+            "--noinput",
+            "--username",
+            "third",
+            "--email",
+            "taken@example.com",
+        ],
+        &[("RESTJWT_SUPERUSER_PASSWORD", "cli-pass-4821")],
+        "",
+    )
+    .assert_success();
+
+    let outcomes: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..6)
+            .map(|i| {
+                let create = &create;
+                scope.spawn(move || create(&format!("racer{i}"), "race@example.com"))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a command thread"))
+            .collect()
+    });
+    let created = outcomes
+        .iter()
+        .filter(|o| o.stdout.contains("created successfully"))
+        .count();
+    assert_eq!(
+        created,
+        1,
+        "{:?}",
+        outcomes
+            .iter()
+            .map(|o| (&o.stdout, &o.stderr))
+            .collect::<Vec<_>>()
+    );
+    for outcome in outcomes
+        .iter()
+        .filter(|o| !o.stdout.contains("created successfully"))
+    {
+        outcome.assert_error("Error: That email address is already taken.");
+    }
+    assert_eq!(
+        ws.db()
+            .count_rows("auth_user WHERE LOWER(email) = 'race@example.com'")
+            .await,
+        1
+    );
+}
+
+backend_tests!(createuser_keeps_login_addresses_unique_even_when_run_at_once);

@@ -32,6 +32,7 @@ mod settings;
 mod side_by_side;
 mod smtp_tls;
 mod staging;
+mod throttle_decisions;
 mod throttling;
 mod wire_obtain;
 mod wire_refresh_verify;
