@@ -483,6 +483,11 @@ async fn serve(settings: Settings, db: &Database, args: ServeArgs) -> Result<(),
             _ => app = app.merge(metrics),
         }
     }
+    // Raised before the "listening on" line: once a client can connect, the limit is final.
+    let mut limits = api::ConnectionLimits::from(&settings);
+    if let Some(open_files) = api::raise_open_file_limit() {
+        limits = limits.fit_open_files(open_files);
+    }
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .map_err(|e| CliError::Command(format!("cannot listen on {}: {e}", args.bind)))?;
@@ -491,10 +496,6 @@ async fn serve(settings: Settings, db: &Database, args: ServeArgs) -> Result<(),
         shutdown_signal().await;
         let _ = stop.send(true);
     });
-    let mut limits = api::ConnectionLimits::from(&settings);
-    if let Some(open_files) = api::raise_open_file_limit() {
-        limits = limits.fit_open_files(open_files);
-    }
     api::serve_hardened(
         listener,
         app,
