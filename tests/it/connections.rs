@@ -3,6 +3,7 @@
 //! answers `/healthz` and a logged-in `GET /api/user/` within a second, with room made by
 //! shedding idle connections, never by closing the listener.
 
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -221,4 +222,39 @@ async fn a_thousand_dribbling_and_idle_sockets_do_not_stop_the_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_the_connection_cap_idle_connections_make_room() {
     answers_within_a_second_under_attack(&[("RESTJWT_MAX_CONNECTIONS", "200")]).await;
+}
+
+/// Issue 16: `serve` raises the open-file soft limit to the hard limit at start, so a server
+/// started under a low default (1,024 is common; here 256) does not run out of descriptors
+/// while the hard limit allows more.
+#[tokio::test]
+async fn serve_raises_the_open_file_soft_limit_to_the_hard_limit() {
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        eprintln!("SKIPPED serve_raises_the_open_file_soft_limit_to_the_hard_limit: no prlimit");
+        return;
+    }
+    let ws = Workspace::new();
+    let server = Server::start_wrapped(&ws, &[], "prlimit", &["--nofile=256:", "--"]);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.pid()))
+        .expect("the server's limits");
+    let open_files: Vec<&str> = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .expect("a Max open files line")
+        .split_whitespace()
+        .skip(3)
+        .take(2)
+        .collect();
+    let (soft, hard) = (open_files[0], open_files[1]);
+    assert_ne!(
+        hard, "256",
+        "the hard limit leaves nothing to raise: {limits}"
+    );
+    assert_eq!(
+        soft, hard,
+        "the soft limit stayed below the hard one: {limits}"
+    );
+    // And it serves.
+    let answer = reqwest::get(server.url("/healthz")).await.expect("healthz");
+    assert_eq!(answer.status(), 200);
 }

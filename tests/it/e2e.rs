@@ -7,7 +7,7 @@
 //! expired token with the server's own key file.
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread::JoinHandle;
@@ -48,11 +48,49 @@ impl Server {
     /// Starts `serve --bind 127.0.0.1:0` on the workspace's database and waits for its
     /// "listening on" line.
     pub(crate) fn start(ws: &Workspace, env: &[(&str, &str)]) -> Self {
-        // Every client of a test shares 127.0.0.1: throttles off unless the test asks.
-        let mut child = ws
-            .command(&["serve", "--bind", "127.0.0.1:0"])
-            .env("RESTJWT_THROTTLE_ENABLED", "false")
-            .envs(env.iter().copied())
+        let mut command = ws.command(&["serve", "--bind", "127.0.0.1:0"]);
+        command.envs(env.iter().copied());
+        Self::spawn(command)
+    }
+
+    /// [`Server::start`]'s command run through `wrapper` (a program that execs what follows
+    /// it, such as `prlimit`), with `wrapper_args` before the command.
+    pub(crate) fn start_wrapped(
+        ws: &Workspace,
+        env: &[(&str, &str)],
+        wrapper: &str,
+        wrapper_args: &[&str],
+    ) -> Self {
+        let inner = ws.command(&["serve", "--bind", "127.0.0.1:0"]);
+        let mut command = Command::new(wrapper);
+        command
+            .args(wrapper_args)
+            .arg(inner.get_program())
+            .args(inner.get_args());
+        for (key, value) in inner.get_envs() {
+            match value {
+                Some(value) => command.env(key, value),
+                None => command.env_remove(key),
+            };
+        }
+        if let Some(dir) = inner.get_current_dir() {
+            command.current_dir(dir);
+        }
+        command.envs(env.iter().copied());
+        Self::spawn(command)
+    }
+
+    /// Spawns `command` (a `serve`) and waits for its "listening on" line.
+    fn spawn(mut command: Command) -> Self {
+        // Every client of a test shares 127.0.0.1: throttles off unless the test asks (an env
+        // of the caller's, set after this, wins).
+        if !command
+            .get_envs()
+            .any(|(key, _)| key == "RESTJWT_THROTTLE_ENABLED")
+        {
+            command.env("RESTJWT_THROTTLE_ENABLED", "false");
+        }
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -103,6 +141,11 @@ impl Server {
             }
         };
         server
+    }
+
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
