@@ -4,7 +4,10 @@
 # a fresh SQLite file, warms it for 2 s and loads it with wrk for SECS seconds. Alternating
 # spreads a shared machine's noise over both; compare the ratios of the rounds, not the totals.
 #
-#   bash bench/ab.sh BIN_A BIN_B
+#   bash bench/ab.sh BIN_A BIN_B [BIN_C ...]
+#
+# With more than two binaries, each round runs them all in order, and each line ends with every
+# one's ratios to A (B/A, C/A, ...). At the end, the medians of the rounds' ratios.
 #
 # Settings (environment): ROUNDS (3), SECS (10), CONN (64), SERVER_CPUS (0), CLIENT_CPUS (1),
 # ENV_B2 (e.g. "RESTJWT_METRICS=off": a third variant, B with these settings), ENDPOINT ("user":
@@ -13,9 +16,12 @@
 # "RESTJWT_THROTTLE_RATES={...}"). Only 127.0.0.1 is contacted; every wait is bounded.
 set -euo pipefail
 A="$(realpath "$1")"; B="$(realpath "$2")"
+EXTRA=()
+for bin in "${@:3}"; do EXTRA+=("$(realpath "$bin")"); done
 ROUNDS="${ROUNDS:-3}"; SECS="${SECS:-10}"; CONN="${CONN:-64}"
 SERVER_CPUS="${SERVER_CPUS:-0}"; CLIENT_CPUS="${CLIENT_CPUS:-1}"; ENV_B2="${ENV_B2:-}"
 ENDPOINT="${ENDPOINT:-user}"; ENV="${ENV:-}"
+command -v wrk >/dev/null || { echo "bench/ab.sh: wrk is not installed (apt-get install wrk)" >&2; exit 1; }
 WRK_LUA="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/wrk.lua"
 
 run() { # NAME BIN [SETTING=VALUE...]
@@ -69,6 +75,7 @@ run() { # NAME BIN [SETTING=VALUE...]
 # Each variant prints "NAME REQUESTS/S CPU-µs/REQUEST"; the line ends with B's ratios to A:
 # requests/s, and CPU per request (below 1: B spends less).
 echo "each variant: NAME requests/s CPU-µs/request ($ENDPOINT)"
+RATIOS="$(mktemp "${TMPDIR:-/tmp}/restjwt-ab-ratios.XXXXXX")"
 for round in $(seq 1 "$ROUNDS"); do
   a="$(run A "$A")"; b="$(run B "$B")"
   line="round $round: $a, $b"
@@ -77,5 +84,35 @@ for round in $(seq 1 "$ROUNDS"); do
     line="$line, $(run "B($ENV_B2)" "$B" $ENV_B2)"
   fi
   read -r _ a_rps a_cpu <<<"$a"; read -r _ b_rps b_cpu <<<"$b"
-  echo "$line  B/A=$(python3 -c "print(round($b_rps / $a_rps, 2))") CPU B/A=$(python3 -c "print(round($b_cpu / $a_cpu, 2))")"
+  ratios="B/A=$(python3 -c "print(round($b_rps / $a_rps, 3))") CPU B/A=$(python3 -c "print(round($b_cpu / $a_cpu, 3))")"
+  letter=C
+  for bin in "${EXTRA[@]}"; do
+    c="$(run "$letter" "$bin")"
+    read -r _ c_rps c_cpu <<<"$c"
+    line="$line, $c"
+    ratios="$ratios $letter/A=$(python3 -c "print(round($c_rps / $a_rps, 3))") CPU $letter/A=$(python3 -c "print(round($c_cpu / $a_cpu, 3))")"
+    letter="$(echo "$letter" | tr 'A-Y' 'B-Z')"
+  done
+  echo "$line  $ratios"
+  echo "$ratios" >>"$RATIOS"
 done
+if [ "$ROUNDS" -gt 1 ]; then
+  # "X/A=r" and "CPU X/A=r" columns: the median of each over the rounds.
+  python3 - "$RATIOS" <<'PY'
+import statistics, sys
+columns = {}
+for line in open(sys.argv[1]):
+    words = line.split()
+    i = 0
+    while i < len(words):
+        name = words[i]
+        if name == "CPU":
+            i += 1
+            name = "CPU " + words[i]
+        key, value = name.split("=")
+        columns.setdefault(key, []).append(float(value))
+        i += 1
+print("median over the rounds: " + ", ".join(f"{k}={statistics.median(v):.3f}" for k, v in columns.items()))
+PY
+fi
+rm -f "$RATIOS"

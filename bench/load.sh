@@ -34,6 +34,12 @@
 #   ROTATION_USERS (1)         the rotation phases' refresh tokens belong to this many users
 #                              (bob, bob2, ...), taken in turn; with 1, every rotation's new
 #                              token references the same auth_user row
+#   ONLY ("")                  a bash regular expression: only the phases whose name matches
+#                              run (e.g. 'rotate, PostgreSQL'; 'burst' for the login burst);
+#                              empty: all
+#   PG_WAITS (1)               during each PostgreSQL phase, sample what the bench database's
+#                              active backends wait for (pg_stat_activity, every 100 ms, from
+#                              one psql session) and report the shares; 0 to skip
 #
 # Every request goes to 127.0.0.1; every wrk run and every wait loop is bounded in time.
 set -euo pipefail
@@ -57,6 +63,8 @@ POSTGRES_ADMIN_URL="${POSTGRES_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/pos
 SKIP_POSTGRES="${SKIP_POSTGRES:-0}"
 PG2_CPUS="${PG2_CPUS:-0 1}"
 ROTATION_USERS="${ROTATION_USERS:-1}"
+ONLY="${ONLY:-}"
+PG_WAITS="${PG_WAITS:-1}"
 PG_DB="restjwt_bench_$$"
 PG_KEY="bench-signing-key-shared-by-every-instance-0123456789"
 HAVE_PG=0
@@ -115,8 +123,28 @@ pids_of() { # a server's processes: the pid and its children (gunicorn's workers
 pg_pids() { # the PostgreSQL processes working for the bench's database: its backends and the
   # shared WAL writer, checkpointer and background writer (whose work others share)
   ((HAVE_PG)) || return 0
-  psql "$POSTGRES_ADMIN_URL" -qAtc "SELECT pid FROM pg_stat_activity WHERE datname = '$PG_DB'
+  psql "$POSTGRES_ADMIN_URL" -qAtc "SELECT pid FROM pg_stat_activity WHERE (datname = '$PG_DB'
+    AND application_name <> 'restjwt-bench-sampler')
     OR backend_type IN ('walwriter', 'checkpointer', 'background writer')" 2>/dev/null || true
+}
+
+pg_ticks() { # "PID TICKS" of each PostgreSQL process working for the bench database now
+  local p
+  for p in $(pg_pids); do echo "$p $(cpu_ticks "$p")"; done
+}
+
+pg_ticks_since() { # START-FILE: the CPU ticks of the bench database's PostgreSQL processes since
+  # the snapshot in START-FILE, counting the backends that opened since (a pool opens its
+  # connections when the load needs them: taking only the processes of the start missed them)
+  local p ticks total=0
+  declare -A start=()
+  while read -r p ticks; do [[ -n "$p" ]] && start[$p]="$ticks"; done <"$1"
+  for p in $(pg_pids); do
+    ticks="$(cpu_ticks "$p")"
+    [[ -d "/proc/$p" ]] || continue
+    total=$((total + ticks - ${start[$p]:-0}))
+  done
+  echo "$total"
 }
 
 machine_busy_ticks() { # every CPU's non-idle ticks, from /proc/stat
@@ -254,7 +282,9 @@ AUTH() { echo "Authorization: Bearer $1"; }
 # cpu_pct is the server's CPU time during the phase over its length (100 = one core busy).
 
 RESULTS="$TMP/results.tsv"
-COSTS="$TMP/costs.tsv" # side|endpoint|conns|answered|server_ticks|pg_ticks|wrk_ticks|machine_busy_ticks|ok_per_s
+COSTS="$TMP/costs.tsv" # side|endpoint|conns|answered|server_ticks|pg_ticks|wrk_ticks|machine_busy_ticks|ok_per_s|baseline_ticks_per_s
+WAITS="$TMP/waits.tsv" # endpoint|conns|wait (CPU: running, not waiting)|samples
+: >"$WAITS"
 : >"$COSTS"
 CLK_TCK="$(getconf CLK_TCK)"
 : >"$RESULTS"
@@ -289,6 +319,19 @@ answered() { # answered FILE: how many requests got an answer of any status
   awk '/^RESULT/ { split($2, kv, "="); print kv[2]; found = 1 } END { if (!found) print 0 }' "$1"
 }
 
+sample_pg_waits() { # FILE: one line per busy backend of the bench database, every 100 ms
+  # for the phase: its wait event, "CPU" where it waits for nothing, "idle-in-transaction"
+  # between the statements of a transaction (waiting for restjwt). One psql session, so that sampling costs
+  # one backend's light queries, not a process per sample.
+  local i
+  for i in $(seq 1 $((PHASE_SECONDS * 10))); do
+    echo "SELECT CASE WHEN state = 'active' THEN coalesce(wait_event_type || ':' || wait_event, 'CPU')
+      ELSE 'idle-in-transaction' END FROM pg_stat_activity WHERE datname = '$PG_DB'
+      AND state IN ('active', 'idle in transaction') AND pid <> pg_backend_pid();"
+    echo "SELECT pg_sleep(0.1);"
+  done | PGAPPNAME=restjwt-bench-sampler timeout $((PHASE_SECONDS * 3)) psql "$PG_URL" -qAtX 2>/dev/null | grep -v '^$' >"$1" || true
+}
+
 warm_up() { # warm_up URL ACCESS: a few seconds of checks, so every worker has served requests
   run_wrk "$TMP/warm-up.txt" 16 3 "$1/api/user/" -- -H "$(AUTH "$2")"
 }
@@ -296,21 +339,31 @@ warm_up() { # warm_up URL ACCESS: a few seconds of checks, so every worker has s
 measure() { # measure SIDE ENDPOINT CONNECTIONS PID URL [ENV=VALUE...] [-- wrk args]
   local side="$1" endpoint="$2" conns="$3" pid="$4" url="$5"; shift 5
   local out="$TMP/wrk-$side-${endpoint//[^a-z0-9]/_}-$conns.txt"
+  [[ -z "$ONLY" || "$endpoint" =~ $ONLY ]] || return 0
   log "$side $endpoint, $conns connections, ${PHASE_SECONDS} s"
   wait_idle
   reset_peak_rss "$pid"
-  local before after pg pg_before pg_after busy_before busy_after
-  pg="$(pg_pids | tr '\n' ' ')"
+  local before after pg_after busy_before busy_after baseline
+  # Other work on the machine, over one second with every server idle: what the phase's
+  # leftover CPU (the kernel's network work is charged to no process) is measured against.
+  baseline="$(machine_busy_ticks)"; sleep 1; baseline=$(( $(machine_busy_ticks) - baseline ))
+  pg_ticks >"$out.pg"
   # shellcheck disable=SC2046
   before="$(cpu_ticks $(pids_of "$pid"))"
-  # shellcheck disable=SC2086
-  pg_before="$(cpu_ticks $pg)"
   busy_before="$(machine_busy_ticks)"
+  local sampler=""
+  if ((HAVE_PG)) && [[ "$PG_WAITS" == 1 && "$endpoint" == *PostgreSQL* ]]; then
+    sample_pg_waits "$out.waits" &
+    sampler=$!
+  fi
   run_wrk "$out" "$conns" "$PHASE_SECONDS" "$url" "$@"
+  if [[ -n "$sampler" ]]; then
+    wait "$sampler" || true
+    sort "$out.waits" | uniq -c | awk -v e="$endpoint" -v c="$conns" '{ print e "|" c "|" $2 "|" $1 }' >>"$WAITS"
+  fi
   # shellcheck disable=SC2046
   after="$(cpu_ticks $(pids_of "$pid"))"
-  # shellcheck disable=SC2086
-  pg_after="$(cpu_ticks $pg)"
+  pg_after="$(pg_ticks_since "$out.pg")"
   busy_after="$(machine_busy_ticks)"
   local result
   result="$(parse_result "$out")"
@@ -318,7 +371,7 @@ measure() { # measure SIDE ENDPOINT CONNECTIONS PID URL [ENV=VALUE...] [-- wrk a
     "$(( (after - before) * 100 / (CLK_TCK * PHASE_SECONDS) ))" >>"$RESULTS"
   # Per-request costs for the capacity model: CPU seconds of restjwt, PostgreSQL and wrk, and
   # of the whole machine, over the phase; answered requests.
-  echo "$side|$endpoint|$conns|$(answered "$out")|$(( after - before ))|$(( pg_after - pg_before ))|$(awk '{ printf "%d", ($1 + $2) * '"$CLK_TCK"' }' "$out.cpu" 2>/dev/null || echo 0)|$(( busy_after - busy_before ))|${result%% *}" >>"$COSTS"
+  echo "$side|$endpoint|$conns|$(answered "$out")|$(( after - before ))|$pg_after|$(awk '{ printf "%d", ($1 + $2) * '"$CLK_TCK"' }' "$out.cpu" 2>/dev/null || echo 0)|$(( busy_after - busy_before ))|${result%% *}|$baseline" >>"$COSTS"
   grep -q '^RESULT' "$out" || { log "wrk failed:"; cat "$out" >&2; }
 }
 
@@ -544,8 +597,10 @@ burst() { # burst SIDE PID URL ACCESS
   read -r _ _ during s_err k_err < <(parse_result "$TMP/probe-burst-$side.txt")
   echo "$side $logins $alone $during $((s_err + k_err)) $peak $(answered "$TMP/probe-alone-$side.txt") $(answered "$TMP/probe-burst-$side.txt")" >>"$BURST"
 }
-burst restjwt "$RJ_PID_main" "$RJ_URL" "$RJ_ACCESS"
-((HAVE_REFERENCE)) && burst reference "$REF_PID_off" "$REF_URL" "$REF_ACCESS"
+if [[ -z "$ONLY" || "burst" =~ $ONLY ]]; then
+  burst restjwt "$RJ_PID_main" "$RJ_URL" "$RJ_ACCESS"
+  ((HAVE_REFERENCE)) && burst reference "$REF_PID_off" "$REF_URL" "$REF_ACCESS"
+fi
 LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---------------------------------------------------------------------------------------------
@@ -638,20 +693,51 @@ report() {
       }' "$RESULTS"
   fi
 
+  if [[ -s "$WAITS" ]]; then
+    echo
+    echo "### What PostgreSQL's backends waited for"
+    echo
+    echo "Samples of pg_stat_activity every 100 ms during each PostgreSQL phase: the bench"
+    echo "database's backends that were running a statement (CPU, or the event they waited for) or"
+    echo "inside a transaction between statements (idle-in-transaction: waiting for restjwt's next"
+    echo "statement). Per sample, the mean number of backends in each state; the top five."
+    echo
+    echo "| endpoint | connections | backends per sample by state |"
+    echo "|---|---:|---|"
+    awk -F'|' -v samples="$((PHASE_SECONDS * 10))" '
+      { key = $1 SUBSEP $2; if (!(key in seen)) { seen[key] = 1; order[++n] = key; ep[n] = $1; cn[n] = $2 }
+        count[key, $3] += $4; names[key] = names[key] "|" $3 }
+      END {
+        for (i = 1; i <= n; i++) {
+          key = order[i]; m = split(substr(names[key], 2), list, "|"); line = ""
+          for (shown = 0; shown < 5; shown++) {
+            best = ""; for (j = 1; j <= m; j++) if (list[j] != "" && (best == "" || count[key, list[j]] > count[key, best])) best = list[j]
+            if (best == "") break
+            line = line (line == "" ? "" : ", ") sprintf("%s %.2f", best, count[key, best] / samples)
+            for (j = 1; j <= m; j++) if (list[j] == best) list[j] = ""
+          }
+          printf "| %s | %s | %s |\n", ep[i], cn[i], line
+        }
+      }' "$WAITS"
+  fi
+
   echo
   echo "## Per-request costs (the capacity model's inputs)"
   echo
   echo "CPU time per answered request during each phase, from /proc: restjwt (all its threads; both"
-  echo "instances in the two-instance phases), PostgreSQL (the bench database's backends plus the"
-  echo "shared WAL writer, checkpointer and background writer), wrk, and the rest of the machine"
-  echo "(other work: on a shared machine, the capacity that was not ours)."
+  echo "instances in the two-instance phases), PostgreSQL (the bench database's backends, those the"
+  echo "pools opened during the phase included, plus the shared WAL writer, checkpointer and"
+  echo "background writer), wrk, and the kernel: the machine's busy time that no process was"
+  echo "charged for (loopback TCP's softirq work, mostly) beyond the other work measured over one"
+  echo "idle second just before the phase (the last column: on a shared machine, the capacity that"
+  echo "was not ours)."
   echo
-  echo "| endpoint | connections | req/s | restjwt µs | PostgreSQL µs | wrk µs | others' CPU, cores |"
-  echo "|---|---:|---:|---:|---:|---:|---:|"
+  echo "| endpoint | connections | req/s | restjwt µs | PostgreSQL µs | wrk µs | kernel µs | other work, cores |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
   awk -F'|' -v tck="$CLK_TCK" -v secs="$PHASE_SECONDS" '$1 == "restjwt" && $4 > 0 {
       us = 1e6 / tck / $4
-      others = ($8 - $5 - $6 - $7) / tck / secs
-      printf "| %s | %d | %.0f | %.1f | %.1f | %.1f | %.2f |\n", $2, $3, $9, $5 * us, $6 * us, $7 * us, (others < 0 ? 0 : others)
+      kernel = $8 - $5 - $6 - $7 - $10 * secs; if (kernel < 0) kernel = 0
+      printf "| %s | %d | %.0f | %.1f | %.1f | %.1f | %.1f | %.2f |\n", $2, $3, $9, $5 * us, $6 * us, $7 * us, kernel * us, $10 / tck
     }' "$COSTS"
   if ((HAVE_PG)); then
     echo
@@ -659,14 +745,15 @@ report() {
     echo
     echo "Predicted from the one-instance phase's costs: requests/s = min(instance bound, machine"
     echo "bound), where the instance bound is 2 cores / restjwt µs (each instance has a core) and the"
-    echo "machine bound is the CPU left by other work during the two-instance phase (2 cores minus"
-    echo "others' cores) over the CPU one request takes on the whole path (restjwt + PostgreSQL + wrk)."
+    echo "machine bound is the CPU left by other work before the two-instance phase (all cores minus"
+    echo "other work's) over the CPU one request takes on the whole path (restjwt + PostgreSQL + wrk"
+    echo "+ kernel)."
     echo
     echo "| endpoint | connections | predicted req/s | measured req/s | measured/predicted | bound |"
     echo "|---|---:|---:|---:|---:|---|"
     awk -F'|' -v tck="$CLK_TCK" -v secs="$PHASE_SECONDS" -v cpus="$(nproc --all)" '
       $1 != "restjwt" || $4 <= 0 { next }
-      { key = $2 SUBSEP $3; n[key] = $4; r[key] = $5; p[key] = $6; w[key] = $7; m[key] = $8; x[key] = $9
+      { key = $2 SUBSEP $3; n[key] = $4; r[key] = $5; p[key] = $6; w[key] = $7; m[key] = $8; x[key] = $9; b[key] = $10
         if ($2 ~ /, 2 instances\)$/) { two[++t] = $2; tc[t] = $3 } }
       END {
         for (i = 1; i <= t; i++) {
@@ -674,8 +761,9 @@ report() {
           k1 = one SUBSEP tc[i]; k2 = two[i] SUBSEP tc[i]
           if (!(k1 in n)) continue
           cr = r[k1] / tck / n[k1]; cp = p[k1] / tck / n[k1]; cw = w[k1] / tck / n[k1]
-          others = (m[k2] - r[k2] - p[k2] - w[k2]) / tck / secs; if (others < 0) others = 0
-          inst = 2 / cr; mach = (cpus - others) / (cr + cp + cw)
+          ck = (m[k1] - r[k1] - p[k1] - w[k1] - b[k1] * secs) / tck / n[k1]; if (ck < 0) ck = 0
+          others = b[k2] / tck
+          inst = 2 / cr; mach = (cpus - others) / (cr + cp + cw + ck)
           pred = (inst < mach) ? inst : mach
           printf "| %s | %d | %.0f | %.0f | %.2f | %s |\n", two[i], tc[i], pred, x[k2], x[k2] / pred, (inst < mach ? "instances" : "machine")
         }

@@ -131,8 +131,6 @@ struct Connection {
     idle_since: Mutex<Instant>,
     /// When the first byte since it became idle arrived (the next request's head started).
     reading_since: Mutex<Option<Instant>>,
-    /// Wakes the task when a request starts or ends, to reconsider its deadline.
-    activity: Notify,
     /// Asked to close to make room.
     shed: Notify,
     is_shed: AtomicBool,
@@ -145,7 +143,6 @@ impl Connection {
             served: AtomicBool::new(false),
             idle_since: Mutex::new(Instant::now()),
             reading_since: Mutex::new(None),
-            activity: Notify::new(),
             shed: Notify::new(),
             is_shed: AtomicBool::new(false),
         }
@@ -175,6 +172,18 @@ impl Connection {
         })
     }
 
+    /// When the watchdog should look again, at `now`: at the deadline, and no later than the
+    /// shorter of the two idle timeouts from now. Requests and bytes never wake the watchdog
+    /// (that cost every request two wake-ups and two timer registrations); instead it looks
+    /// often enough that it is never late: whatever happens after `now` (a request ends, the
+    /// next head starts) sets a deadline at least that far away, and nothing else moves one
+    /// earlier.
+    fn next_check(&self, limits: &ConnectionLimits, now: Instant) -> Instant {
+        let soonest = now + limits.header_read_timeout.min(limits.keep_alive_timeout);
+        self.idle_deadline(limits)
+            .map_or(soonest, |deadline| deadline.min(soonest))
+    }
+
     /// Bytes arrived: if idle, the next request's head has started.
     fn note_bytes(&self) {
         if self.in_flight.load(Ordering::Acquire) == 0
@@ -183,7 +192,6 @@ impl Connection {
             && since.is_none()
         {
             *since = Some(Instant::now());
-            self.activity.notify_one();
         }
     }
 }
@@ -194,7 +202,6 @@ struct InFlight(Arc<Connection>);
 impl InFlight {
     fn enter(connection: &Arc<Connection>) -> Self {
         connection.in_flight.fetch_add(1, Ordering::AcqRel);
-        connection.activity.notify_one();
         Self(Arc::clone(connection))
     }
 }
@@ -211,7 +218,6 @@ impl Drop for InFlight {
                 *reading = None;
             }
         }
-        connection.activity.notify_one();
     }
 }
 
@@ -330,8 +336,13 @@ async fn serve_connection(
         let connection = Arc::clone(connection);
         hyper::service::service_fn(move |request: Request<Incoming>| {
             let in_flight = InFlight::enter(&connection);
+            // A request without a body (most GETs) needs no body timer.
             let mut request = request.map(|body| {
-                axum::body::Body::new(TimeoutBody::new(body, limits.body_read_timeout))
+                if hyper::body::Body::is_end_stream(&body) {
+                    axum::body::Body::new(body)
+                } else {
+                    axum::body::Body::new(TimeoutBody::new(body, limits.body_read_timeout))
+                }
             });
             request.extensions_mut().insert(ConnectInfo(peer));
             let mut app = app.clone();
@@ -359,25 +370,15 @@ async fn serve_connection(
         served.as_mut().graceful_shutdown();
     }
     loop {
-        let deadline = connection.idle_deadline(&limits);
-        let idled_out = async {
-            match deadline {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
+        let now = Instant::now();
+        if connection.idle_deadline(&limits).is_some_and(|at| at <= now) {
+            break;
+        }
+        let check = connection.next_check(&limits, now);
         tokio::select! {
             _ = served.as_mut() => break,
             () = connection.shed.notified() => break,
-            () = connection.activity.notified() => {}
-            () = idled_out => {
-                if connection
-                    .idle_deadline(&limits)
-                    .is_some_and(|at| at <= Instant::now())
-                {
-                    break;
-                }
-            }
+            () = tokio::time::sleep_until(check) => {}
             changed = stopping.changed(), if !is_stopping => {
                 is_stopping = true;
                 if changed.is_ok() {
@@ -439,17 +440,21 @@ impl tokio::io::AsyncWrite for Watched {
     }
 }
 
-/// A request body that must arrive whole within a time limit.
+/// A request body that must arrive whole within a time limit (from when its head was in).
 struct TimeoutBody {
     inner: Incoming,
-    deadline: Pin<Box<Sleep>>,
+    deadline: Instant,
+    /// Made the first time the body is not there yet: a body that came with its head (most
+    /// logins and refreshes) never registers a timer.
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl TimeoutBody {
     fn new(inner: Incoming, limit: Duration) -> Self {
         Self {
             inner,
-            deadline: Box::pin(tokio::time::sleep(limit)),
+            deadline: Instant::now() + limit,
+            timer: None,
         }
     }
 }
@@ -470,7 +475,12 @@ impl hyper::body::Body for TimeoutBody {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(Into::into))),
-            Poll::Pending => match this.deadline.as_mut().poll(cx) {
+            Poll::Pending => match this
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(this.deadline)))
+                .as_mut()
+                .poll(cx)
+            {
                 Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimeout)))),
                 Poll::Pending => Poll::Pending,
             },

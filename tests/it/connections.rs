@@ -135,6 +135,78 @@ async fn slow_headers_slow_bodies_and_idle_keep_alives_are_cut() {
     assert!(took < Duration::from_millis(1900), "closed after {took:?}");
 }
 
+/// The watchdog is not woken by requests, only by its own timer: a request that runs longer
+/// than both idle timeouts is answered, and a kept-alive connection used more often than its
+/// timeouts stays open (each answer restarts its idle time), while one left alone is cut.
+#[tokio::test]
+async fn connections_in_use_outlive_the_idle_timeouts() {
+    let router = axum::Router::new()
+        .route(
+            "/slow",
+            axum::routing::get(|| async {
+                tokio::time::sleep(Duration::from_millis(2500)).await;
+                "slow"
+            }),
+        )
+        .route("/fast", axum::routing::get(|| async { "fast" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("addr");
+    let second = Duration::from_secs(1);
+    tokio::spawn(async move {
+        restjwt::api::serve_hardened(
+            listener,
+            router,
+            std::future::pending(),
+            restjwt::api::ConnectionLimits {
+                header_read_timeout: second,
+                body_read_timeout: second,
+                keep_alive_timeout: second,
+                max_connections: 100,
+            },
+            second,
+        )
+        .await
+    });
+
+    // One request in flight for 2.5 s: answered, on a connection then cut after its idle time.
+    let mut slow = TcpStream::connect(address).await.expect("connect");
+    slow.write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let (answer, took) = read_until_closed(&mut slow, Duration::from_secs(6)).await;
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    assert!(answer.ends_with("slow"), "{answer}");
+    assert!(
+        took >= Duration::from_millis(3400) && took < Duration::from_millis(4900),
+        "closed after {took:?}"
+    );
+
+    // Eight requests 600 ms apart (4.8 s, far past both timeouts from the start) on one
+    // connection: every one answered on it.
+    let mut steady = TcpStream::connect(address).await.expect("connect");
+    let mut buf = [0u8; 4096];
+    for i in 0..8 {
+        steady
+            .write_all(b"GET /fast HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap_or_else(|e| panic!("request {i}: {e}"));
+        let n = tokio::time::timeout(Duration::from_secs(2), steady.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("request {i}: no answer"))
+            .unwrap_or_else(|e| panic!("request {i}: {e}"));
+        assert!(
+            buf[..n].starts_with(b"HTTP/1.1 200 ") && buf[..n].ends_with(b"fast"),
+            "request {i}: {}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    let (_, took) = read_until_closed(&mut steady, Duration::from_secs(3)).await;
+    assert!(took < Duration::from_millis(1000), "closed after {took:?}");
+}
+
 /// Opens `count` sockets to `address`: every other one dribbles a header byte a second, the
 /// rest sit idle; each reconnects when the server closes it. Runs until aborted.
 fn attack(address: std::net::SocketAddr, count: usize) -> Vec<tokio::task::JoinHandle<()>> {
