@@ -4,6 +4,8 @@
 --                         200's new refresh token goes back in the pool (rotation + blacklist,
 --                         where every refresh token works once); the tokens are split between
 --                         wrk's threads
+--   BENCH_REUSE_TOKENS    1: with BENCH_REFRESH_TOKENS and rotation off, each token is sent
+--                         again after the others (the pool's tokens in turn), instead of once
 --   BENCH_DELAY_MS        wait this long before each request on a connection (a latency probe
 --                         at a bounded rate instead of a saturating load)
 --   BENCH_ADDRS           "HOST:PORT HOST:PORT ...": wrk's threads are given these servers in
@@ -15,6 +17,7 @@
 local body = os.getenv("BENCH_BODY")
 local tokens_file = os.getenv("BENCH_REFRESH_TOKENS")
 local delay_ms = tonumber(os.getenv("BENCH_DELAY_MS") or "")
+local reuse = os.getenv("BENCH_REUSE_TOKENS") == "1"
 
 if body then
   wrk.method = "POST"
@@ -70,6 +73,11 @@ if tokens_file then
       -- rightly ends its whole session. An empty pool means refreshes failed (their errors
       -- are counted): send a request that spends nothing and is refused with a 400.
       token = table.remove(pool) or ""
+      if reuse and token ~= "" then
+        -- Without rotation a token works again: back to the front of the pool, so the
+        -- connections take the tokens in turn.
+        table.insert(pool, 1, token)
+      end
     end
     return wrk.format("POST", nil, { ["Content-Type"] = "application/json" },
       '{"refresh":"' .. token .. '"}')
@@ -78,7 +86,7 @@ if tokens_file then
   function response(status, headers, response_body)
     if status == 200 then
       local refresh = response_body:match('"refresh"%s*:%s*"([^"]+)"')
-      if refresh then
+      if refresh and not reuse then
         pool[#pool + 1] = refresh
       end
     end

@@ -371,7 +371,10 @@ async fn serve_connection(
     }
     loop {
         let now = Instant::now();
-        if connection.idle_deadline(&limits).is_some_and(|at| at <= now) {
+        if connection
+            .idle_deadline(&limits)
+            .is_some_and(|at| at <= now)
+        {
             break;
         }
         let check = connection.next_check(&limits, now);

@@ -39,6 +39,8 @@ use tokio::sync::{mpsc, watch};
 
 use super::user_cache::{HEARTBEAT, LEASE, USER_CHANGED_CHANNEL, UserMemory};
 
+mod token_reads;
+
 use super::{
     BlacklistOutcome, BlacklistStep, BucketHit, DatabaseOptions, EmailAddress, FlushReport,
     NewOutstanding, NewUser, ProfileUpdate, Rotation, RotationOutcome, RotationStep, Session,
@@ -193,6 +195,8 @@ pub struct PgStore {
     /// Whether simplejwt's blacklist tables are in the database (see `super::simplejwt`):
     /// looked for after migrating.
     shares_simplejwt: AtomicBool,
+    /// Concurrent token-state reads, one statement per batch.
+    token_reads: token_reads::TokenReads,
 }
 
 impl fmt::Debug for PgStore {
@@ -258,6 +262,7 @@ impl PgStore {
             database,
             pool_size: options.pool_size,
             shares_simplejwt: AtomicBool::new(false),
+            token_reads: token_reads::TokenReads::new(),
         })
     }
 
@@ -357,6 +362,45 @@ impl PgStore {
                 self.budget
             ))),
         }
+    }
+
+    /// The states of recorded tokens, in one statement (a batch of [`token_reads`]); tokens
+    /// not recorded are left out. Without simplejwt's tables (they need a read per token).
+    async fn token_states(
+        &self,
+        jtis: Vec<String>,
+    ) -> Result<std::collections::HashMap<String, TokenState>, StoreError> {
+        let jtis = &jtis;
+        self.run_read(move || {
+            Box::pin(async move {
+                let rows = sqlx::query(
+                    "SELECT t.jti, \
+                        EXISTS(SELECT 1 FROM restjwt_blacklisted_token b WHERE b.jti = t.jti) \
+                        OR COALESCE(s.revoked_at IS NOT NULL, false), \
+                        s.id, s.last_refreshed_at \
+                 FROM restjwt_outstanding_token t \
+                 LEFT JOIN restjwt_session s ON s.id = t.session_id \
+                 WHERE t.jti = ANY($1)",
+                )
+                .bind(jtis)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|row| {
+                        let session: Option<String> = row.try_get(2)?;
+                        let refreshed: Option<DateTime<Utc>> = row.try_get(3)?;
+                        Ok((
+                            row.try_get(0)?,
+                            TokenState {
+                                is_blacklisted: row.try_get(1)?,
+                                session: session.zip(refreshed),
+                            },
+                        ))
+                    })
+                    .collect()
+            })
+        })
+        .await
     }
 }
 
@@ -1572,6 +1616,18 @@ impl Store for PgStore {
             return Ok(TokenState::default());
         }
         let shared = self.shares();
+        if !shared {
+            let batched = self
+                .token_reads
+                .read(
+                    jti,
+                    |jtis| async move { self.token_states(jtis).await.ok() },
+                )
+                .await;
+            if let Some(state) = batched {
+                return Ok(state);
+            }
+        }
         self.run_read(move || {
             Box::pin(async move {
                 let row = sqlx::query(

@@ -787,7 +787,93 @@ async fn parallel_refreshes_of_an_unrecorded_token_yield_exactly_one_pair(backen
     }
 }
 
+/// Many token-state reads at once each get their own token's answer: live, blacklisted, of an
+/// ended session, never recorded. On PostgreSQL concurrent reads share statements (one batch
+/// asks for many tokens, `src/store/postgres/token_reads.rs`), so this checks that each reader
+/// gets its own token's row; and readers dropped mid-read (a client gone; here a zero timeout,
+/// which polls the read once, so it may be leading a batch) leave the others their answers.
+async fn concurrent_token_state_reads_each_get_their_own(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let bob = app.create_user("bob", "bob-pass-1234").await;
+    let store = Arc::clone(&app.store);
+    let now = chrono::Utc::now();
+    // (jti, blacklisted, session)
+    let mut expected: Vec<(String, bool, Option<String>)> = Vec::new();
+    for i in 0..24 {
+        let expires_at = now + chrono::Duration::days(1);
+        let session_id = restjwt::token::new_jti();
+        let token = NewOutstanding {
+            jti: restjwt::token::new_jti(),
+            token_hash: "0".repeat(64),
+            user_id: Some(bob.id),
+            session_id: Some(session_id.clone()),
+            created_at: now,
+            expires_at,
+        };
+        store
+            .create_session(
+                Session {
+                    id: session_id.clone(),
+                    user_id: Some(bob.id),
+                    device: "test".into(),
+                    ip: String::new(),
+                    created_at: now,
+                    last_refreshed_at: now,
+                    expires_at,
+                    revoked_at: None,
+                },
+                token.clone(),
+            )
+            .await
+            .expect("create a session");
+        match i % 4 {
+            0 => expected.push((token.jti, false, Some(session_id))),
+            1 => {
+                store
+                    .blacklist_token(token.clone(), false)
+                    .await
+                    .expect("blacklist");
+                expected.push((token.jti, true, Some(session_id)));
+            }
+            2 => {
+                assert!(
+                    store
+                        .end_session(bob.id, &session_id, now)
+                        .await
+                        .expect("end the session")
+                );
+                expected.push((token.jti, true, Some(session_id)));
+            }
+            _ => expected.push((restjwt::token::new_jti(), false, None)),
+        }
+    }
+    let mut readers = Vec::new();
+    for round in 0..8 {
+        for (i, (jti, blacklisted, session)) in expected.iter().cloned().enumerate() {
+            let store = Arc::clone(&store);
+            let dropped = (round * 24 + i) % 5 == 0;
+            readers.push(tokio::spawn(async move {
+                if dropped {
+                    let _ =
+                        tokio::time::timeout(Duration::ZERO, store.find_token_state(&jti)).await;
+                    return;
+                }
+                let state = store.find_token_state(&jti).await.expect("read");
+                assert_eq!(state.is_blacklisted, blacklisted, "{jti}");
+                assert_eq!(state.session.map(|(id, _)| id), session, "{jti}");
+            }));
+        }
+    }
+    for reader in readers {
+        tokio::time::timeout(Duration::from_secs(20), reader)
+            .await
+            .expect("every read answers")
+            .expect("the right answer");
+    }
+}
+
 backend_tests!(
     readiness_follows_the_migrations,
     parallel_refreshes_of_an_unrecorded_token_yield_exactly_one_pair,
+    concurrent_token_state_reads_each_get_their_own,
 );
