@@ -178,3 +178,47 @@ async fn no_acknowledged_logout_is_lost_to_a_sigkill(backend: Backend) {
 }
 
 backend_tests!(no_acknowledged_logout_is_lost_to_a_sigkill);
+
+/// The SQLite writer does not checkpoint (a commit never waits for an `fsync`); a thread of
+/// the store's does, so committed writes reach the database file itself within moments, not
+/// only after the WAL has grown to 1,000 pages. Read here with `immutable=1`, which ignores
+/// the WAL: what it sees has been copied into the file and synced.
+#[tokio::test]
+async fn sqlite_commits_reach_the_database_file_in_the_background() {
+    let app = crate::common::TestApp::new(Backend::Sqlite).await;
+    app.create_user("bob", "bob-pass-1234").await;
+    for _ in 0..3 {
+        let answer = app
+            .post(
+                "/api/token/",
+                json!({"username": "bob", "password": "bob-pass-1234"}),
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+    }
+    let path = app.db.sqlite_path().expect("a SQLite file");
+    let file = format!("file:{}?immutable=1", path.display());
+    let sessions_in_the_file = || {
+        let conn = rusqlite::Connection::open_with_flags(
+            &file,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+        )
+        .ok()?;
+        conn.query_row("SELECT COUNT(*) FROM restjwt_session", [], |row| {
+            row.get::<_, i64>(0)
+        })
+        .ok()
+    };
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let seen = sessions_in_the_file();
+        if seen == Some(3) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after 3 s the file holds {seen:?} of the 3 sessions"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
