@@ -6,9 +6,7 @@
 //! process's lock (the CLI, a second server) never stalls the async workers, and writes from
 //! this process never contend with each other for SQLite's lock. The token lifecycle's writes
 //! (rotations, logins, logouts) go through [`group_commit`]: those that arrive while one
-//! transaction commits share the next one, each answered only once it is committed. The
-//! writer never checkpoints: a thread of its own does ([`checkpointer`]), so no commit waits
-//! for an `fsync`.
+//! transaction commits share the next one, each answered only once it is committed.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -30,7 +28,6 @@ use super::{
 /// How long a statement waits for another connection's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-mod checkpointer;
 mod group_commit;
 mod wal_index;
 
@@ -69,8 +66,6 @@ pub struct SqliteStore {
     /// Whether simplejwt's blacklist tables are in the database (see `super::simplejwt`):
     /// looked for when the store opens and after it migrates.
     shares_simplejwt: AtomicBool,
-    /// Checkpoints beside the writer; `None` in memory.
-    _checkpointer: Option<checkpointer::Checkpointer>,
 }
 
 /// The users read since the last commit to the database, by id: what every authenticated
@@ -146,28 +141,19 @@ impl SqliteStore {
             path => Some(PathBuf::from(path)),
         };
         let opened = path.clone();
-        let (writer, users, shares, checkpointer) = tokio::task::spawn_blocking(move || {
+        let (writer, users, shares) = tokio::task::spawn_blocking(move || {
             let writer = open(opened.as_ref())?;
             if let Some(mode) = synchronous {
                 writer
                     .pragma_update(None, "synchronous", mode)
                     .map_err(db_err)?;
             }
-            let (users, checkpointer) = match &opened {
-                Some(path) => {
-                    // The writer never checkpoints: see `checkpointer`.
-                    writer
-                        .pragma_update(None, "wal_autocheckpoint", 0)
-                        .map_err(db_err)?;
-                    (
-                        user_cache(&writer, path)?,
-                        Some(checkpointer::Checkpointer::start(path)?),
-                    )
-                }
-                None => (None, None),
+            let users = match &opened {
+                Some(path) => user_cache(&writer, path)?,
+                None => None,
             };
             let shares = has_simplejwt_tables(&writer)?;
-            Ok::<_, StoreError>((writer, users, shares, checkpointer))
+            Ok::<_, StoreError>((writer, users, shares))
         })
         .await
         .map_err(db_err)??;
@@ -179,7 +165,6 @@ impl SqliteStore {
             writer,
             users,
             shares_simplejwt: AtomicBool::new(shares),
-            _checkpointer: checkpointer,
         })
     }
 
