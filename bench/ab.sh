@@ -12,8 +12,9 @@
 # Settings (environment): ROUNDS (3), SECS (10), CONN (64), SERVER_CPUS (0), CLIENT_CPUS (1),
 # ENV_B2 (e.g. "RESTJWT_METRICS=off": a third variant, B with these settings), ENDPOINT ("user":
 # GET /api/user/ with the access token; "refresh": POST /api/token/refresh/ with one refresh
-# token, without rotation), ENV (settings given to every variant, e.g.
-# "RESTJWT_THROTTLE_RATES={...}"). Only 127.0.0.1 is contacted; every wait is bounded.
+# token, without rotation; "verify": POST /api/token/verify/ with the access token), ENV
+# (settings given to every variant, e.g. "RESTJWT_THROTTLE_RATES={...}"). Only 127.0.0.1 is
+# contacted; every wait is bounded.
 set -euo pipefail
 A="$(realpath "$1")"; B="$(realpath "$2")"
 EXTRA=()
@@ -43,7 +44,12 @@ run() { # NAME BIN [SETTING=VALUE...]
   done
   [ -n "$base" ] || { echo "$name did not start" >&2; cat "$dir/log" >&2; exit 1; }
   pair="$(curl -s -X POST -d 'username=bob&password=bob-pass-1234' "$base/api/token/")"
-  if [ "$ENDPOINT" = refresh ]; then
+  if [ "$ENDPOINT" = verify ]; then
+    token="$(python3 -c 'import json, sys; print(json.load(sys.stdin)["access"])' <<<"$pair")"
+    load=(env BENCH_BODY="{\"token\":\"$token\"}" taskset -c "$CLIENT_CPUS"
+      wrk -t1 -c"$CONN" -s "$WRK_LUA")
+    url="$base/api/token/verify/"
+  elif [ "$ENDPOINT" = refresh ]; then
     token="$(python3 -c 'import json, sys; print(json.load(sys.stdin)["refresh"])' <<<"$pair")"
     load=(env BENCH_BODY="{\"refresh\":\"$token\"}" taskset -c "$CLIENT_CPUS"
       wrk -t1 -c"$CONN" -s "$WRK_LUA")
