@@ -102,6 +102,21 @@ macro_rules! user_columns {
     };
 }
 
+/// A refresh token's state, read by [`token_state_from_row`]: the token's `jti`, then whether
+/// it is blacklisted (itself or through its session), its session and last refresh. Ends at
+/// `WHERE t.jti`: append `= $1` for one token, `= ANY($1)` for a batch.
+macro_rules! token_state_select {
+    () => {
+        "SELECT t.jti, \
+            EXISTS(SELECT 1 FROM restjwt_blacklisted_token b WHERE b.jti = t.jti) \
+            OR COALESCE(s.revoked_at IS NOT NULL, false), \
+            s.id, s.last_refreshed_at \
+         FROM restjwt_outstanding_token t \
+         LEFT JOIN restjwt_session s ON s.id = t.session_id \
+         WHERE t.jti "
+    };
+}
+
 /// The session columns in the order [`session_from_row`] reads them.
 macro_rules! session_columns {
     () => {
@@ -379,31 +394,13 @@ impl PgStore {
         let jtis = &jtis;
         self.run_read(move || {
             Box::pin(async move {
-                let rows = sqlx::query(
-                    "SELECT t.jti, \
-                        EXISTS(SELECT 1 FROM restjwt_blacklisted_token b WHERE b.jti = t.jti) \
-                        OR COALESCE(s.revoked_at IS NOT NULL, false), \
-                        s.id, s.last_refreshed_at \
-                 FROM restjwt_outstanding_token t \
-                 LEFT JOIN restjwt_session s ON s.id = t.session_id \
-                 WHERE t.jti = ANY($1)",
-                )
-                .persistent(false)
-                .bind(jtis)
-                .fetch_all(&self.pool)
-                .await?;
+                let rows = sqlx::query(concat!(token_state_select!(), "= ANY($1)"))
+                    .persistent(false)
+                    .bind(jtis)
+                    .fetch_all(&self.pool)
+                    .await?;
                 rows.iter()
-                    .map(|row| {
-                        let session: Option<String> = row.try_get(2)?;
-                        let refreshed: Option<DateTime<Utc>> = row.try_get(3)?;
-                        Ok((
-                            row.try_get(0)?,
-                            TokenState {
-                                is_blacklisted: row.try_get(1)?,
-                                session: session.zip(refreshed),
-                            },
-                        ))
-                    })
+                    .map(|row| Ok((row.try_get(0)?, token_state_from_row(row)?)))
                     .collect()
             })
         })
@@ -423,6 +420,15 @@ fn is_transient(e: &sqlx::Error) -> bool {
 /// The connection failed under the query (sqlx drops such a connection from the pool).
 fn is_connection_lost(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Io(_) | sqlx::Error::Protocol(_))
+}
+
+fn token_state_from_row(row: &PgRow) -> Result<TokenState, sqlx::Error> {
+    let session: Option<String> = row.try_get(2)?;
+    let refreshed: Option<DateTime<Utc>> = row.try_get(3)?;
+    Ok(TokenState {
+        is_blacklisted: row.try_get(1)?,
+        session: session.zip(refreshed),
+    })
 }
 
 /// The address columns in the order [`email_from_row`] reads them.
@@ -1637,26 +1643,12 @@ impl Store for PgStore {
         }
         self.run_read(move || {
             Box::pin(async move {
-                let row = sqlx::query(
-                    "SELECT EXISTS(SELECT 1 FROM restjwt_blacklisted_token b WHERE b.jti = t.jti) \
-                        OR COALESCE(s.revoked_at IS NOT NULL, false), \
-                        s.id, s.last_refreshed_at \
-                 FROM restjwt_outstanding_token t \
-                 LEFT JOIN restjwt_session s ON s.id = t.session_id \
-                 WHERE t.jti = $1",
-                )
-                .bind(jti)
-                .fetch_optional(&self.pool)
-                .await?;
+                let row = sqlx::query(concat!(token_state_select!(), "= $1"))
+                    .bind(jti)
+                    .fetch_optional(&self.pool)
+                    .await?;
                 let mut state = match row {
-                    Some(row) => {
-                        let session: Option<String> = row.try_get(1)?;
-                        let refreshed: Option<DateTime<Utc>> = row.try_get(2)?;
-                        TokenState {
-                            is_blacklisted: row.try_get(0)?,
-                            session: session.zip(refreshed),
-                        }
-                    }
+                    Some(row) => token_state_from_row(&row)?,
                     None => TokenState::default(),
                 };
                 if shared && !state.is_blacklisted {
