@@ -50,6 +50,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "accounts (allauth's email addresses)",
         include_str!("../../migrations/sqlite/0003_accounts.sql"),
     ),
+    (
+        4,
+        "refresh tokens: the session index holds live tokens only",
+        include_str!("../../migrations/sqlite/0004_token_locality.sql"),
+    ),
 ];
 
 /// Users in a SQLite file (or in memory, for tests and tools).
@@ -143,6 +148,12 @@ impl SqliteStore {
         let opened = path.clone();
         let (writer, users, shares) = tokio::task::spawn_blocking(move || {
             let writer = open(opened.as_ref())?;
+            // Each grouped write runs in a savepoint, whose undo pages SQLite keeps in a
+            // statement journal; past 64 KiB it spilled them to a temporary file (created,
+            // written and unlinked per batch). In memory, a batch's journal is a few pages.
+            writer
+                .pragma_update(None, "temp_store", "MEMORY")
+                .map_err(db_err)?;
             if let Some(mode) = synchronous {
                 writer
                     .pragma_update(None, "synchronous", mode)
@@ -556,7 +567,12 @@ fn share_blacklist(
     // not use it.
     let (filter, key) = match which {
         super::simplejwt::Tokens::One(jti) => ("t.jti = ?1 AND ?2 = ?2", jti),
-        super::simplejwt::Tokens::OfSession(id) => ("t.session_id = ?1 AND t.expires_at > ?2", id),
+        // Only tokens not rotated out: those were blacklisted (and shared) when rotated, and
+        // the index on `session_id` holds only these (migration 4).
+        super::simplejwt::Tokens::OfSession(id) => (
+            "t.session_id = ?1 AND t.successor_jti IS NULL AND t.expires_at > ?2",
+            id,
+        ),
     };
     let now = django_time(now);
     conn.prepare_cached(&format!(
@@ -737,7 +753,21 @@ fn touch_session(
     Ok(())
 }
 
+/// Applies the migrations not yet applied. They run with foreign keys off, since SQLite
+/// changes a table's constraints only by rebuilding it, and dropping the old table with them
+/// on would cascade into the tables that refer to it; each is checked before it commits.
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    // A no-op inside a transaction, so it comes first; restored whatever happens.
+    conn.pragma_update(None, "foreign_keys", "OFF")
+        .map_err(db_err)?;
+    let result = apply_migrations(conn);
+    let restored = conn
+        .pragma_update(None, "foreign_keys", "ON")
+        .map_err(db_err);
+    result.and(restored)
+}
+
+fn apply_migrations(conn: &mut Connection) -> Result<(), StoreError> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS restjwt_migrations (
              version INTEGER PRIMARY KEY,
@@ -766,6 +796,15 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
                 params![version, description, django_time(Utc::now())],
             )
             .map_err(db_err)?;
+            let broken: Option<String> = tx
+                .query_row("PRAGMA foreign_key_check", [], |row| row.get(0))
+                .optional()
+                .map_err(db_err)?;
+            if let Some(table) = broken {
+                return Err(StoreError::unavailable(format!(
+                    "migration {version} would leave rows of {table} without the rows they refer to"
+                )));
+            }
         }
         tx.commit().map_err(db_err)?;
     }
@@ -1349,6 +1388,76 @@ mod tests {
             .map(|t| t.timestamp_subsec_micros()),
             Some(42)
         );
+    }
+
+    /// Migration 4 rebuilds the token table. Run with foreign keys on, dropping the old table
+    /// would delete every blacklisted token through their cascade: a database at version 3
+    /// keeps its tokens, their sessions and its blacklist, and its foreign keys are on again.
+    #[tokio::test]
+    async fn rebuilding_the_token_table_keeps_the_blacklist() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db.sqlite3");
+        {
+            let conn = open(Some(&path)).expect("open");
+            conn.execute_batch(
+                "CREATE TABLE restjwt_migrations (version INTEGER PRIMARY KEY, \
+                 description TEXT NOT NULL, applied_at TEXT NOT NULL)",
+            )
+            .expect("migrations table");
+            for (version, description, sql) in &MIGRATIONS[..3] {
+                conn.execute_batch(sql).expect("old migration");
+                conn.execute(
+                    "INSERT INTO restjwt_migrations VALUES (?, ?, '2026-01-01 00:00:00')",
+                    params![version, description],
+                )
+                .expect("record");
+            }
+            conn.execute_batch(
+                "INSERT INTO auth_user (id, password, is_superuser, username, last_name, email, \
+                     is_staff, is_active, date_joined, first_name) \
+                 VALUES (1, '', 0, 'bob', '', '', 0, 1, '2026-01-01 00:00:00', ''); \
+                 INSERT INTO restjwt_session (id, user_id, created_at, last_refreshed_at, expires_at) \
+                 VALUES ('s1', 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2999-01-01 00:00:00'); \
+                 INSERT INTO restjwt_outstanding_token \
+                     (jti, token_hash, user_id, session_id, created_at, expires_at, successor_jti) \
+                 VALUES ('old', 'h1', 1, 's1', '2026-01-01 00:00:00', '2999-01-01 00:00:00', 'new'), \
+                        ('new', 'h2', 1, 's1', '2026-01-01 00:00:00', '2999-01-01 00:00:00', NULL); \
+                 INSERT INTO restjwt_blacklisted_token VALUES ('old', '2026-01-01 00:00:00');",
+            )
+            .expect("rows");
+        }
+        let store = SqliteStore::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .expect("connect");
+        store.migrate().await.expect("migrate");
+
+        let old = store.find_token_state("old").await.expect("state");
+        assert!(old.is_blacklisted, "the blacklist survived the rebuild");
+        assert_eq!(old.session.map(|(id, _)| id).as_deref(), Some("s1"));
+        assert!(
+            !store
+                .find_token_state("new")
+                .await
+                .expect("state")
+                .is_blacklisted
+        );
+        let (tokens, live, foreign_keys): (i64, i64, bool) = store
+            .write(|conn| {
+                conn.query_row(
+                    "SELECT (SELECT COUNT(*) FROM restjwt_outstanding_token), \
+                         (SELECT COUNT(*) FROM restjwt_outstanding_token INDEXED BY \
+                          restjwt_outstanding_token_live_session \
+                          WHERE session_id = 's1' AND successor_jti IS NULL), \
+                         (SELECT foreign_keys FROM pragma_foreign_keys)",
+                    [],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                )
+                .map_err(db_err)
+            })
+            .await
+            .expect("counts");
+        assert_eq!((tokens, live), (2, 1));
+        assert!(foreign_keys, "foreign keys are on again after migrating");
     }
 
     /// The statements of every refresh and rotation stay compiled between uses: see the note
