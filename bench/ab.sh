@@ -12,7 +12,9 @@
 # Settings (environment): ROUNDS (3), SECS (10), CONN (64), SERVER_CPUS (0), CLIENT_CPUS (1),
 # ENV_B2 (e.g. "RESTJWT_METRICS=off": a third variant, B with these settings), ENDPOINT ("user":
 # GET /api/user/ with the access token; "refresh": POST /api/token/refresh/ with one refresh
-# token, without rotation; "verify": POST /api/token/verify/ with the access token), ENV
+# token, without rotation; "rotate": POST /api/token/refresh/ with rotation + blacklist, CONN
+# sessions each spending its own chain of refresh tokens; "verify": POST /api/token/verify/
+# with the access token), ENV
 # (settings given to every variant, e.g. "RESTJWT_THROTTLE_RATES={...}"). Only 127.0.0.1 is
 # contacted; every wait is bounded.
 set -euo pipefail
@@ -34,7 +36,9 @@ run() { # NAME BIN [SETTING=VALUE...]
     RESTJWT_SUPERUSER_PASSWORD=bob-pass-1234 "$bin" createsuperuser --noinput \
     --username bob --email bob@example.com >/dev/null)
   # shellcheck disable=SC2086
-  (cd "$dir" && exec env -i PATH="$PATH" DATABASE_URL="sqlite://$dir/db.sqlite3" $ENV "$@" \
+  local rotation=()
+  [ "$ENDPOINT" = rotate ] && rotation=(RESTJWT_ROTATE_REFRESH_TOKENS=true RESTJWT_BLACKLIST_AFTER_ROTATION=true RESTJWT_THROTTLE_ENABLED=false)
+  (cd "$dir" && exec env -i PATH="$PATH" DATABASE_URL="sqlite://$dir/db.sqlite3" "${rotation[@]}" $ENV "$@" \
     taskset -c "$SERVER_CPUS" "$bin" serve --bind 127.0.0.1:0 2>"$dir/log") &
   pid=$!
   for _ in $(seq 1 200); do
@@ -44,7 +48,14 @@ run() { # NAME BIN [SETTING=VALUE...]
   done
   [ -n "$base" ] || { echo "$name did not start" >&2; cat "$dir/log" >&2; exit 1; }
   pair="$(curl -s -X POST -d 'username=bob&password=bob-pass-1234' "$base/api/token/")"
-  if [ "$ENDPOINT" = verify ]; then
+  if [ "$ENDPOINT" = rotate ]; then
+    # One session per connection (wrk.lua gives each connection its own token).
+    seq "$CONN" | xargs -P 2 -I{} curl -s -X POST -d 'username=bob&password=bob-pass-1234' \
+      "$base/api/token/" | grep -o '"refresh":"[^"]*"' | cut -d'"' -f4 >"$dir/tokens"
+    load=(env BENCH_REFRESH_TOKENS="$dir/tokens" BENCH_THREADS=1 taskset -c "$CLIENT_CPUS"
+      wrk -t1 -c"$CONN" -s "$WRK_LUA")
+    url="$base/api/token/refresh/"
+  elif [ "$ENDPOINT" = verify ]; then
     token="$(python3 -c 'import json, sys; print(json.load(sys.stdin)["access"])' <<<"$pair")"
     load=(env BENCH_BODY="{\"token\":\"$token\"}" taskset -c "$CLIENT_CPUS"
       wrk -t1 -c"$CONN" -s "$WRK_LUA")

@@ -549,15 +549,20 @@ for conns in $CONNECTIONS; do
 
   if ((HAVE_PG)); then
     # The same three on PostgreSQL, one instance and then two (wrk's two threads, one per
-    # instance: a round-robin client), right after SQLite so that drift hits both alike.
+    # instance: a round-robin client), right after SQLite so that drift hits both alike. Each
+    # of the two instances gets the one-instance phase's connections (twice as many in all):
+    # reads are batched, so a batch's size, and with it a request's cost, follows the
+    # concurrency one instance sees, and the capacity model predicts from the one-instance
+    # phase's costs.
+    conns2=$((conns * 2))
     measure restjwt "GET /api/user/ (PostgreSQL)" "$conns" "$RJ_PID_pg" "$PG_URL_A/api/user/" \
       -- -H "$(AUTH "$PG_ACCESS")"
-    BENCH_WRK_THREADS=2 measure restjwt "GET /api/user/ (PostgreSQL, 2 instances)" "$conns" \
+    BENCH_WRK_THREADS=2 measure restjwt "GET /api/user/ (PostgreSQL, 2 instances)" "$conns2" \
       "$RJ_PID_pg,$RJ_PID_pgb" "$PG_URL_A/api/user/" "$PG2_ADDRS" -- -H "$(AUTH "$PG_ACCESS")"
     measure restjwt "POST /api/token/refresh/ (PostgreSQL)" "$conns" "$RJ_PID_pg" \
       "$PG_URL_A/api/token/refresh/" "BENCH_BODY={\"refresh\":\"$PG_REFRESH\"}"
     BENCH_WRK_THREADS=2 measure restjwt "POST /api/token/refresh/ (PostgreSQL, 2 instances)" \
-      "$conns" "$RJ_PID_pg,$RJ_PID_pgb" "$PG_URL_A/api/token/refresh/" "$PG2_ADDRS" \
+      "$conns2" "$RJ_PID_pg,$RJ_PID_pgb" "$PG_URL_A/api/token/refresh/" "$PG2_ADDRS" \
       "BENCH_BODY={\"refresh\":\"$PG_REFRESH\"}"
     if [[ -z "$ONLY" || "POST /api/token/refresh/ (many tokens, PostgreSQL)" =~ $ONLY ]]; then
       mint_restjwt_refresh_tokens "$RJ_PORT_pg" "$conns" >"$TMP/pg-many-$conns.txt"
@@ -568,9 +573,9 @@ for conns in $CONNECTIONS; do
     measure restjwt "POST /api/token/refresh/ (rotate, PostgreSQL)" "$conns" "$RJ_PID_pgrot" \
       "http://127.0.0.1:$RJ_PORT_pgrot/api/token/refresh/" \
       "BENCH_REFRESH_TOKENS=$TMP/pg-refresh-$conns.txt"
-    mint_restjwt_refresh_tokens "$RJ_PORT_pgrot" "$conns" >"$TMP/pg2-refresh-$conns.txt"
+    mint_restjwt_refresh_tokens "$RJ_PORT_pgrot" "$conns2" >"$TMP/pg2-refresh-$conns.txt"
     BENCH_WRK_THREADS=2 measure restjwt "POST /api/token/refresh/ (rotate, PostgreSQL, 2 instances)" \
-      "$conns" "$RJ_PID_pgrot,$RJ_PID_pgrotb" "http://127.0.0.1:$RJ_PORT_pgrot/api/token/refresh/" \
+      "$conns2" "$RJ_PID_pgrot,$RJ_PID_pgrotb" "http://127.0.0.1:$RJ_PORT_pgrot/api/token/refresh/" \
       "$PG2_ROT_ADDRS" "BENCH_REFRESH_TOKENS=$TMP/pg2-refresh-$conns.txt"
   fi
 
@@ -684,8 +689,8 @@ report() {
     echo
     echo "One restjwt instance on CPU ${PG_CPU_A} against PostgreSQL 127.0.0.1 (unpinned, shared with"
     echo "wrk and everything else), then two (CPUs $PG2_CPUS) on the same database, wrk's two threads"
-    echo "one per instance. PostgreSQL/SQLite compares the one-instance figure with SQLite's phase"
-    echo "just before it."
+    echo "one per instance, each instance with the connections of the row (twice as many in all)."
+    echo "PostgreSQL/SQLite compares the one-instance figure with SQLite's phase just before it."
     echo
     echo "| endpoint | connections | SQLite req/s | PostgreSQL req/s | PostgreSQL/SQLite | 2 instances req/s | 2 instances/1 |"
     echo "|---|---:|---:|---:|---:|---:|---:|"
@@ -699,7 +704,7 @@ report() {
           ep = eps[e]; k = order[c]
           pg = (e >= 3) ? substr(ep, 1, length(ep) - 1) ", PostgreSQL)" : ep " (PostgreSQL)"
           pg2 = (e >= 3) ? substr(ep, 1, length(ep) - 1) ", PostgreSQL, 2 instances)" : ep " (PostgreSQL, 2 instances)"
-          sq = r[ep, k]; one = r[pg, k]; two = r[pg2, k]
+          sq = r[ep, k]; one = r[pg, k]; two = r[pg2, 2 * k]
           if (one == "") continue
           printf "| %s | %d | %.0f | %.0f | %s | %s | %s |\n", ep, k, sq, one,
             (sq > 0 ? sprintf("%.2f", one / sq) : "n/a"), (two == "" ? "-" : sprintf("%.0f", two)),
@@ -764,6 +769,9 @@ report() {
     echo "other work's) over the CPU one request takes on the whole path (restjwt + PostgreSQL + wrk"
     echo "+ kernel)."
     echo
+    echo "Connections are the two-instance phase's, in all: each instance had half, as many as the"
+    echo "one-instance phase whose costs predict it."
+    echo
     echo "| endpoint | connections | predicted req/s | measured req/s | measured/predicted | bound |"
     echo "|---|---:|---:|---:|---:|---|"
     awk -F'|' -v tck="$CLK_TCK" -v secs="$PHASE_SECONDS" -v cpus="$(nproc --all)" '
@@ -773,7 +781,8 @@ report() {
       END {
         for (i = 1; i <= t; i++) {
           one = two[i]; sub(/, 2 instances\)$/, ")", one)
-          k1 = one SUBSEP tc[i]; k2 = two[i] SUBSEP tc[i]
+          # Each of the two instances had the connections of the one-instance phase.
+          k1 = one SUBSEP (tc[i] / 2); k2 = two[i] SUBSEP tc[i]
           if (!(k1 in n)) continue
           cr = r[k1] / tck / n[k1]; cp = p[k1] / tck / n[k1]; cw = w[k1] / tck / n[k1]
           ck = (m[k1] - r[k1] - p[k1] - w[k1] - b[k1] * secs) / tck / n[k1]; if (ck < 0) ck = 0
