@@ -13,7 +13,8 @@
 # ENV_B2 (e.g. "RESTJWT_METRICS=off": a third variant, B with these settings), ENDPOINT ("user":
 # GET /api/user/ with the access token; "refresh": POST /api/token/refresh/ with one refresh
 # token, without rotation; "rotate": POST /api/token/refresh/ with rotation + blacklist, CONN
-# sessions each spending its own chain of refresh tokens; "verify": POST /api/token/verify/
+# sessions each spending its own chain of refresh tokens; "healthz": GET /healthz, the
+# ceiling; "verify": POST /api/token/verify/
 # with the access token), ENV
 # (settings given to every variant, e.g. "RESTJWT_THROTTLE_RATES={...}"). Only 127.0.0.1 is
 # contacted; every wait is bounded.
@@ -55,6 +56,9 @@ run() { # NAME BIN [SETTING=VALUE...]
     load=(env BENCH_REFRESH_TOKENS="$dir/tokens" BENCH_THREADS=1 taskset -c "$CLIENT_CPUS"
       wrk -t1 -c"$CONN" -s "$WRK_LUA")
     url="$base/api/token/refresh/"
+  elif [ "$ENDPOINT" = healthz ]; then
+    load=(taskset -c "$CLIENT_CPUS" wrk -t1 -c"$CONN")
+    url="$base/healthz"
   elif [ "$ENDPOINT" = verify ]; then
     token="$(python3 -c 'import json, sys; print(json.load(sys.stdin)["access"])' <<<"$pair")"
     load=(env BENCH_BODY="{\"token\":\"$token\"}" taskset -c "$CLIENT_CPUS"

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Datelike, NaiveDateTime, Timelike, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
 
 use wal_index::{Stamp, WalIndex};
@@ -395,7 +395,18 @@ fn poisoned() -> StoreError {
 
 /// Django keeps UTC datetimes in SQLite as `YYYY-MM-DD HH:MM:SS.ffffff`, without an offset.
 pub(super) fn django_time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
+    // chrono's `format` interprets its pattern on every call: 2% of a rotation, which writes
+    // five times.
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.timestamp_subsec_micros()
+    )
 }
 
 fn parse_time(text: &str) -> Option<DateTime<Utc>> {
@@ -1380,6 +1391,17 @@ mod tests {
             Some("2026-11-29T12:00:01.123456+00:00")
         );
         assert_eq!(t("2026-02-30 12:00:01"), None);
+        for (secs, nanos) in [
+            (0, 0),
+            (1_795_953_600, 42_000),
+            (1_795_953_661, 999_999_999),
+        ] {
+            let at = DateTime::from_timestamp(secs, nanos).expect("time");
+            assert_eq!(
+                django_time(at),
+                at.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
+            );
+        }
         assert_eq!(t("nonsense"), None);
         assert_eq!(
             parse_time(&django_time(

@@ -151,7 +151,7 @@ fn commit_batch(conn: &Connection, jobs: Vec<Job>) {
             delivers.push(job(None).1);
             continue;
         }
-        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+        if let Err(e) = run(conn, "SAVEPOINT job") {
             broken = Some(db_err(e).to_string());
             delivers.push(job(None).1);
             continue;
@@ -159,9 +159,9 @@ fn commit_batch(conn: &Connection, jobs: Vec<Job>) {
         let ran = std::panic::catch_unwind(AssertUnwindSafe(|| job(Some(conn))));
         let is_ok = matches!(&ran, Ok((true, _)));
         let end = if is_ok {
-            conn.execute_batch("RELEASE job")
+            run(conn, "RELEASE job")
         } else {
-            conn.execute_batch("ROLLBACK TO job; RELEASE job")
+            run(conn, "ROLLBACK TO job").and_then(|()| run(conn, "RELEASE job"))
         };
         if let Err(e) = end {
             broken = Some(db_err(e).to_string());
@@ -186,6 +186,12 @@ fn commit_batch(conn: &Connection, jobs: Vec<Job>) {
     for deliver in delivers {
         deliver(commit.clone());
     }
+}
+
+/// Runs one statement of the batch's bookkeeping, compiled once per connection (they run
+/// twice per job).
+fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
 #[cfg(test)]
