@@ -14,10 +14,9 @@
 # GET /api/user/ with the access token; "refresh": POST /api/token/refresh/ with one refresh
 # token, without rotation; "rotate": POST /api/token/refresh/ with rotation + blacklist, CONN
 # sessions each spending its own chain of refresh tokens; "healthz": GET /healthz, the
-# ceiling; "verify": POST /api/token/verify/
-# with the access token), ENV
-# (settings given to every variant, e.g. "RESTJWT_THROTTLE_RATES={...}"). Only 127.0.0.1 is
-# contacted; every wait is bounded.
+# ceiling; "verify": POST /api/token/verify/ with the access token), ENV (settings given to
+# every variant, e.g. "RESTJWT_THROTTLE_RATES={...}"). Only 127.0.0.1 is contacted; every
+# wait is bounded.
 set -euo pipefail
 A="$(realpath "$1")"; B="$(realpath "$2")"
 EXTRA=()

@@ -643,7 +643,8 @@ report() {
   echo "Errors are non-2xx/3xx answers + socket errors (connect, read, write, timeout); req/s counts"
   echo "only 2xx/3xx answers. Peak RSS is VmHWM during the phase (the reference: master + workers,"
   echo "summed). CPU % is the server's CPU time over the phase (100 = one core busy; the servers have"
-  echo "$SERVER_CORES core(s)). Ratios compare requests/s."
+  echo "$SERVER_CORES core(s)). Ratios compare requests/s. A row marked \"2 instances\" had twice the"
+  echo "table's connections in all, the table's per instance."
   awk -v have_ref="$HAVE_REFERENCE" -v cores="$SERVER_CORES" '
     function ms(us) { return us == "n/a" ? "n/a" : sprintf("%.2f", us / 1000) }
     function mib(kib) { return kib == "n/a" ? "n/a" : sprintf("%.1f", kib / 1024) }
@@ -664,7 +665,8 @@ report() {
       last = ""
       for (i = 1; i <= n; i++) {
         key = order[i]
-        if (cn[i] != last) {
+        # A two-instance phase belongs to the round it ran in: its row stays in that table.
+        if (cn[i] != last && ep[i] !~ /2 instances\)$/) {
           print ""; print "## " cn[i] " connections"; print ""
           print "| endpoint | restjwt req/s | p50 ms | p99 ms | errors | peak RSS MiB | CPU % | reference req/s | p50 ms | p99 ms | errors | peak RSS MiB | CPU % | restjwt/reference | restjwt/ceiling |"
           print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
