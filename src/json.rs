@@ -120,7 +120,9 @@ pub(crate) fn escape_non_ascii(json: Vec<u8>) -> Vec<u8> {
 pub(crate) fn escape_line_separators(json: Vec<u8>) -> Vec<u8> {
     const LS: &[u8] = "\u{2028}".as_bytes();
     const PS: &[u8] = "\u{2029}".as_bytes();
-    if !json.windows(3).any(|w| w == LS || w == PS) {
+    // Both start with the byte 0xE2; a scan for one byte is a fraction of the window compare
+    // it spares on nearly every body (1% of a rotation's CPU).
+    if !json.contains(&0xE2) || !json.windows(3).any(|w| w == LS || w == PS) {
         return json;
     }
     let mut out = Vec::with_capacity(json.len() + 8);

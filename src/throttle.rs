@@ -463,7 +463,7 @@ fn bucket_key(scope: &str, key: &str) -> String {
         .chain_update([0])
         .chain_update(key.as_bytes())
         .finalize();
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    base16ct::lower::encode_string(&digest[..16])
 }
 
 #[cfg(test)]

@@ -137,7 +137,7 @@ impl Signer {
             Self::reset_hash_value(user, emails, timestamp).as_bytes(),
             &self.secret,
         );
-        let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = base16ct::lower::encode_string(&mac);
         // Django keeps every other hex digit.
         let half: String = hex.chars().step_by(2).collect();
         format!("{}-{half}", int_to_base36(timestamp))

@@ -13,11 +13,7 @@ const MAX_COST: u32 = 16;
 fn input(prehash: bool, password: &str) -> Vec<u8> {
     if prehash {
         let digest = sha2::Sha256::digest(password.as_bytes());
-        digest
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-            .into_bytes()
+        base16ct::lower::encode_string(&digest).into_bytes()
     } else {
         password.as_bytes().to_vec()
     }

@@ -10,7 +10,7 @@ fn hex(salt: &str, password: &str) -> String {
     let mut md5 = md5::Md5::new();
     md5.update(salt.as_bytes());
     md5.update(password.as_bytes());
-    md5.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    base16ct::lower::encode_string(&md5.finalize())
 }
 
 fn parts(encoded: &str) -> Option<(&str, &str)> {

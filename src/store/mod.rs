@@ -350,7 +350,7 @@ pub struct BucketHit {
 pub(crate) fn token_hash(token: &str) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(token.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    base16ct::lower::encode_string(&digest)
 }
 
 /// The cause of a store failure: kept for the log, never shown to clients.

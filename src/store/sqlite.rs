@@ -395,18 +395,31 @@ fn poisoned() -> StoreError {
 
 /// Django keeps UTC datetimes in SQLite as `YYYY-MM-DD HH:MM:SS.ffffff`, without an offset.
 pub(super) fn django_time(t: DateTime<Utc>) -> String {
-    // chrono's `format` interprets its pattern on every call: 2% of a rotation, which writes
-    // five times.
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}",
-        t.year(),
-        t.month(),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.timestamp_subsec_micros()
-    )
+    // A leap second's nanoseconds run past 10^9; Python has none, so it is written as :59
+    // with the fraction beyond (chrono's `%.6f` writes the same).
+    let micros = t.nanosecond() % 1_000_000_000 / 1000;
+    let Some(year) = u32::try_from(t.year()).ok().filter(|year| *year <= 9999) else {
+        return format!("{}.{micros:06}", t.format("%Y-%m-%d %H:%M:%S"));
+    };
+    // A rotation writes five times; `format!` with its padding was 2.7% of a rotation's CPU,
+    // chrono's `format` (which interprets its pattern on every call) more.
+    let mut text = *b"0000-00-00 00:00:00.000000";
+    for (at, width, value) in [
+        (0, 4, year),
+        (5, 2, t.month()),
+        (8, 2, t.day()),
+        (11, 2, t.hour()),
+        (14, 2, t.minute()),
+        (17, 2, t.second()),
+        (20, 6, micros),
+    ] {
+        let mut value = value;
+        for digit in text[at..at + width].iter_mut().rev() {
+            *digit = b'0' + u8::try_from(value % 10).unwrap_or(0);
+            value /= 10;
+        }
+    }
+    String::from_utf8_lossy(&text).into_owned()
 }
 
 fn parse_time(text: &str) -> Option<DateTime<Utc>> {
@@ -651,6 +664,15 @@ fn find_or_create_own_token(
 /// Inserts a token row; a session or user that does not exist is recorded as none, so a
 /// token minted elsewhere never fails on a foreign key.
 fn insert_outstanding(conn: &Connection, token: &NewOutstanding) -> Result<(), StoreError> {
+    insert_outstanding_in(conn, token, token.session_id.as_deref())
+}
+
+/// [`insert_outstanding`], in the session given (a successor's is its predecessor's).
+fn insert_outstanding_in(
+    conn: &Connection,
+    token: &NewOutstanding,
+    session_id: Option<&str>,
+) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO restjwt_outstanding_token \
              (jti, token_hash, user_id, session_id, created_at, expires_at) \
@@ -662,7 +684,7 @@ fn insert_outstanding(conn: &Connection, token: &NewOutstanding) -> Result<(), S
             token.jti,
             token.token_hash,
             token.user_id,
-            token.session_id,
+            session_id,
             django_time(token.created_at),
             django_time(token.expires_at),
         ])
@@ -715,10 +737,10 @@ fn unix(t: i64) -> DateTime<Utc> {
 /// Runs inside a group commit's `BEGIN IMMEDIATE` transaction: the write lock is taken before
 /// the read, so two rotations of one token, from this process or another, run one after the
 /// other and the second sees the first.
-fn rotate(tx: &Connection, r: Rotation, shared: bool) -> Result<RotationOutcome, StoreError> {
+fn rotate(tx: &Connection, r: &Rotation, shared: bool) -> Result<RotationOutcome, StoreError> {
     let row = find_or_create_token(tx, &r.old, shared)?;
     let now = unix(r.now);
-    let step = super::rotation_step(&row, &r);
+    let step = super::rotation_step(&row, r);
     let outcome = match step {
         RotationStep::Refuse => RotationOutcome::Refused {
             revoked_session: None,
@@ -735,13 +757,9 @@ fn rotate(tx: &Connection, r: Rotation, shared: bool) -> Result<RotationOutcome,
             .and_then(|mut stmt| stmt.execute(params![r.new.jti, r.access_jti, r.now, r.old.jti]))
             .map_err(db_err)?;
             blacklist(tx, &r.old.jti, now, shared)?;
-            let new = NewOutstanding {
-                session_id: row.session_id.clone(),
-                ..r.new
-            };
-            insert_outstanding(tx, &new)?;
+            insert_outstanding_in(tx, &r.new, row.session_id.as_deref())?;
             if let Some(id) = &row.session_id {
-                touch_session(tx, id, now, Some(new.expires_at))?;
+                touch_session(tx, id, now, Some(r.new.expires_at))?;
             }
             RotationOutcome::Rotated
         }
@@ -1205,7 +1223,9 @@ impl Store for SqliteStore {
 
     async fn rotate_refresh(&self, rotation: Rotation) -> Result<RotationOutcome, StoreError> {
         let shared = self.shares();
-        self.group.run(move |tx| rotate(tx, rotation, shared)).await
+        self.group
+            .run(move |tx| rotate(tx, &rotation, shared))
+            .await
     }
 
     async fn blacklist_token(
@@ -1395,6 +1415,10 @@ mod tests {
             (0, 0),
             (1_795_953_600, 42_000),
             (1_795_953_661, 999_999_999),
+            (951_782_400, 123_456_789),
+            (-62_135_596_800, 1_000),
+            (253_402_300_799, 999_999_000),
+            (253_402_300_800, 0),
         ] {
             let at = DateTime::from_timestamp(secs, nanos).expect("time");
             assert_eq!(
@@ -1402,6 +1426,9 @@ mod tests {
                 at.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
             );
         }
+        // A leap second (chrono writes :60, which Python cannot read) stays in its minute.
+        let leap = DateTime::from_timestamp(1_795_953_659, 1_500_000_000).expect("leap");
+        assert_eq!(django_time(leap), "2026-11-29 12:00:59.500000");
         assert_eq!(t("nonsense"), None);
         assert_eq!(
             parse_time(&django_time(
