@@ -127,6 +127,66 @@ fn the_hmac_header_is_pyjwts_byte_for_byte() {
     assert_eq!(keys.jwks_json(), br#"{"keys":[]}"#);
 }
 
+/// HS256, HS384 and HS512 signatures are RFC 7518's, computed here by the `hmac` crate
+/// (an implementation restjwt does not sign with), and verification takes exactly the
+/// signature's canonical unpadded base64url: a padded or re-encoded one is refused.
+#[test]
+fn hmac_signatures_are_the_standards_and_only_their_canonical_form_verifies() {
+    use hmac::{Hmac, Mac};
+    macro_rules! mac {
+        ($digest:ty) => {
+            |message: &[u8]| {
+                let mut mac = Hmac::<$digest>::new_from_slice(crate::common::SECRET.as_bytes())
+                    .expect("hmac");
+                mac.update(message);
+                mac.finalize().into_bytes().to_vec()
+            }
+        };
+    }
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    for (algorithm, expected) in [
+        (Algorithm::HS256, mac!(sha2::Sha256) as fn(&[u8]) -> Vec<u8>),
+        (Algorithm::HS384, mac!(sha2::Sha384)),
+        (Algorithm::HS512, mac!(sha2::Sha512)),
+    ] {
+        let settings = Settings {
+            algorithm,
+            ..Settings::default()
+        };
+        let keys = Keys::hmac(algorithm, crate::common::SECRET.as_bytes()).expect("keys");
+        let tokens = restjwt::Tokens::new(settings.token_config(), keys);
+        let token = tokens
+            .issue_pair(&crate::common::user_claims("1"), T0)
+            .expect("issue")
+            .access;
+        let (signed, signature) = token.rsplit_once('.').expect("three segments");
+        assert_eq!(
+            signature,
+            b64.encode(expected(signed.as_bytes())),
+            "{algorithm}"
+        );
+        assert!(tokens.decode(&token, T0).is_ok(), "{algorithm}");
+        // Padding, or another spelling of the same bytes (the last character's unused bits
+        // set), is not the signature.
+        let mut forgeries = vec![
+            format!("{token}="),
+            format!("{signed}.{}", b64.encode(expected(b"another message"))),
+        ];
+        if signature.len() * 6 % 8 != 0 {
+            // HS256's and HS512's last character carries unused bits (HS384's has none).
+            let (head, last) = signature.split_at(signature.len() - 1);
+            let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+            let index = alphabet.find(last).expect("base64url");
+            assert_eq!(index % 4, 0, "{algorithm}: canonical");
+            let sibling = &alphabet[index + 1..index + 2];
+            forgeries.push(format!("{signed}.{head}{sibling}"));
+        }
+        for forged in forgeries {
+            assert!(tokens.decode(&forged, T0).is_err(), "{algorithm}: {forged}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn jwks_publishes_public_keys_only_with_cache_control() {
     // Under HMAC: an empty set, never the secret.
