@@ -734,42 +734,12 @@ fn unix(t: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(t, 0).unwrap_or_default()
 }
 
-/// The common case of a rotation in one statement: a live token (recorded, not blacklisted,
-/// its session not ended) gets its successor, and its session comes back. Exactly
-/// [`super::rotation_step`]'s condition for `Rotate` on a recorded token, without simplejwt's
-/// blacklist (a store that shares it takes the general path). No row: not that case.
-const ROTATE_LIVE_SQL: &str = "UPDATE restjwt_outstanding_token \
-    SET successor_jti = ?1, successor_access_jti = ?2, rotated_at = ?3 \
-    WHERE jti = ?4 \
-      AND NOT EXISTS (SELECT 1 FROM restjwt_blacklisted_token b \
-                      WHERE b.jti = restjwt_outstanding_token.jti) \
-      AND NOT EXISTS (SELECT 1 FROM restjwt_session s \
-                      WHERE s.id = restjwt_outstanding_token.session_id \
-                        AND s.revoked_at IS NOT NULL) \
-    RETURNING session_id";
-
 /// Runs inside a group commit's `BEGIN IMMEDIATE` transaction: the write lock is taken before
 /// the read, so two rotations of one token, from this process or another, run one after the
 /// other and the second sees the first.
 fn rotate(tx: &Connection, r: &Rotation, shared: bool) -> Result<RotationOutcome, StoreError> {
-    let now = unix(r.now);
-    if !shared {
-        // A rotation that wins (nearly all of them) reads and marks its token in one
-        // statement instead of two.
-        let live = tx
-            .prepare_cached(ROTATE_LIVE_SQL)
-            .and_then(|mut stmt| {
-                stmt.query_row(params![r.new.jti, r.access_jti, r.now, r.old.jti], |row| {
-                    row.get::<_, Option<String>>(0)
-                })
-                .optional()
-            })
-            .map_err(db_err)?;
-        if let Some(session_id) = live {
-            return rotated(tx, r, session_id.as_deref(), now, shared);
-        }
-    }
     let row = find_or_create_token(tx, &r.old, shared)?;
+    let now = unix(r.now);
     let step = super::rotation_step(&row, r);
     let outcome = match step {
         RotationStep::Refuse => RotationOutcome::Refused {
@@ -786,27 +756,15 @@ fn rotate(tx: &Connection, r: &Rotation, shared: bool) -> Result<RotationOutcome
             )
             .and_then(|mut stmt| stmt.execute(params![r.new.jti, r.access_jti, r.now, r.old.jti]))
             .map_err(db_err)?;
-            rotated(tx, r, row.session_id.as_deref(), now, shared)?
+            blacklist(tx, &r.old.jti, now, shared)?;
+            insert_outstanding_in(tx, &r.new, row.session_id.as_deref())?;
+            if let Some(id) = &row.session_id {
+                touch_session(tx, id, now, Some(r.new.expires_at))?;
+            }
+            RotationOutcome::Rotated
         }
     };
     Ok(outcome)
-}
-
-/// The rest of a winning rotation, once the old token names its successor: the old token
-/// blacklisted, the successor recorded in its session, the session touched.
-fn rotated(
-    tx: &Connection,
-    r: &Rotation,
-    session_id: Option<&str>,
-    now: DateTime<Utc>,
-    shared: bool,
-) -> Result<RotationOutcome, StoreError> {
-    blacklist(tx, &r.old.jti, now, shared)?;
-    insert_outstanding_in(tx, &r.new, session_id)?;
-    if let Some(id) = session_id {
-        touch_session(tx, id, now, Some(r.new.expires_at))?;
-    }
-    Ok(RotationOutcome::Rotated)
 }
 
 fn touch_session(
