@@ -21,31 +21,29 @@ RESTJWT_ROTATE_REFRESH_TOKENS=true RESTJWT_BLACKLIST_AFTER_ROTATION=true valgrin
 PID=$!
 for _ in $(seq 300); do PORT="$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' $D/log | head -n1)"; [ -n "$PORT" ] && break; sleep 0.2; done
 [ -n "${PORT:-}" ] || { echo "the server did not start" >&2; cat "$D/log" >&2; kill "$PID" 2>/dev/null; exit 1; }
-python3 - "$PORT" "$N" "$D/token" <<'PY'
+# The client: logs in when the token file is empty, then rotates COUNT times and keeps the
+# last refresh token in the file.
+cat >"$D/client.py" <<'PY'
 import http.client, json, sys
-port, n = int(sys.argv[1]), int(sys.argv[2])
+port, count, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-def post(path, body):
-    c.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
-    r = c.getresponse(); data = r.read(); return r.status, json.loads(data)
-s, pair = post("/api/token/", {"username": "bob", "password": "bob-pass-1234"})
-refresh = pair["refresh"]
-for _ in range(200):
-    s, pair = post("/api/token/refresh/", {"refresh": refresh}); assert s == 200, pair; refresh = pair["refresh"]
-open(sys.argv[3], "w").write(refresh)
+def post(url, body):
+    c.request("POST", url, json.dumps(body), {"Content-Type": "application/json"})
+    r = c.getresponse()
+    return r.status, json.loads(r.read())
+refresh = open(path).read()
+if not refresh:
+    refresh = post("/api/token/", {"username": "bob", "password": "bob-pass-1234"})[1]["refresh"]
+for _ in range(count):
+    status, pair = post("/api/token/refresh/", {"refresh": refresh})
+    assert status == 200, pair
+    refresh = pair["refresh"]
+open(path, "w").write(refresh)
 PY
-callgrind_control -z $PID >/dev/null
-python3 - "$PORT" "$N" "$D/token" <<'PY'
-import http.client, json, sys
-port, n = int(sys.argv[1]), int(sys.argv[2])
-c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-def post(path, body):
-    c.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
-    r = c.getresponse(); data = r.read(); return r.status, json.loads(data)
-refresh = open(sys.argv[3]).read()
-for _ in range(n):
-    s, pair = post("/api/token/refresh/", {"refresh": refresh}); assert s == 200, pair; refresh = pair["refresh"]
-PY
+: >"$D/token"
+python3 "$D/client.py" "$PORT" 200 "$D/token"
+callgrind_control -z "$PID" >/dev/null
+python3 "$D/client.py" "$PORT" "$N" "$D/token"
 callgrind_control -d $PID >/dev/null
 kill -INT $PID; wait $PID 2>/dev/null || true
 F=$D/cg.out.1
