@@ -176,64 +176,67 @@ fn drain(writer: &Mutex<Connection>, queue: &Mutex<Queue>) {
 /// back and the batch runs again from the same state, each job in a savepoint that is rolled
 /// back when it fails: the jobs before it do what they did the first time.
 fn commit_batch(conn: &Connection, jobs: &mut [Box<dyn Job>]) -> Result<(), String> {
-    match transaction(conn, jobs, false) {
-        Some(commit) => commit,
-        None => transaction(conn, jobs, true)
-            .unwrap_or_else(|| Err("a grouped write failed outside its savepoint".into())),
-    }
+    plain(conn, jobs).unwrap_or_else(|| with_savepoints(conn, jobs))
 }
 
-/// One transaction over `jobs`, each in a savepoint when `savepoints`; without them, `None`
-/// when a job failed (the transaction is rolled back).
-fn transaction(
-    conn: &Connection,
-    jobs: &mut [Box<dyn Job>],
-    savepoints: bool,
-) -> Option<Result<(), String>> {
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+/// The batch in one transaction without savepoints; `None` when a job failed, with the
+/// transaction rolled back so that the batch can run again from the same state.
+fn plain(conn: &Connection, jobs: &mut [Box<dyn Job>]) -> Option<Result<(), String>> {
+    if let Err(e) = begin(conn) {
         // None ran: each answer is the error.
-        return Some(Err(db_err(e).to_string()));
+        return Some(Err(e));
     }
-    let mut broken: Option<String> = None;
     for job in jobs.iter_mut() {
-        if savepoints && let Err(e) = run(conn, "SAVEPOINT job") {
-            broken = Some(db_err(e).to_string());
-            break;
-        }
-        let is_ok = std::panic::catch_unwind(AssertUnwindSafe(|| job.run(conn))).unwrap_or(false);
-        if !savepoints && (!is_ok || conn.is_autocommit()) {
+        if !run_job(conn, job) || conn.is_autocommit() {
             if !conn.is_autocommit() {
                 let _ = conn.execute_batch("ROLLBACK");
             }
             return None;
         }
-        if savepoints {
-            let end = if is_ok {
-                run(conn, "RELEASE job")
-            } else {
-                run(conn, "ROLLBACK TO job").and_then(|()| run(conn, "RELEASE job"))
-            };
-            if let Err(e) = end {
-                broken = Some(db_err(e).to_string());
-                break;
-            }
-        }
+    }
+    Some(finish(conn, Ok(())))
+}
+
+/// The batch in one transaction, each job in a savepoint rolled back when the job fails.
+fn with_savepoints(conn: &Connection, jobs: &mut [Box<dyn Job>]) -> Result<(), String> {
+    begin(conn)?;
+    let ran = jobs.iter_mut().try_for_each(|job| {
+        run(conn, "SAVEPOINT job").map_err(|e| db_err(e).to_string())?;
+        let end = if run_job(conn, job) {
+            run(conn, "RELEASE job")
+        } else {
+            run(conn, "ROLLBACK TO job").and_then(|()| run(conn, "RELEASE job"))
+        };
+        end.map_err(|e| db_err(e).to_string())?;
         if conn.is_autocommit() {
             // SQLite rolled the whole transaction back (a full disk, an I/O error).
-            broken = Some("the database rolled the batch's transaction back".into());
-            break;
+            return Err("the database rolled the batch's transaction back".to_owned());
         }
-    }
-    let commit = match broken {
-        Some(e) => Err(e),
-        None => conn
-            .execute_batch("COMMIT")
-            .map_err(|e| db_err(e).to_string()),
-    };
+        Ok(())
+    });
+    finish(conn, ran)
+}
+
+fn begin(conn: &Connection) -> Result<(), String> {
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(|e| db_err(e).to_string())
+}
+
+/// Runs one job; a panic counts as a failure (its caller is told by [`Job::deliver`]).
+fn run_job(conn: &Connection, job: &mut Box<dyn Job>) -> bool {
+    std::panic::catch_unwind(AssertUnwindSafe(|| job.run(conn))).unwrap_or(false)
+}
+
+/// Commits when the jobs ran, and leaves no transaction open either way.
+fn finish(conn: &Connection, ran: Result<(), String>) -> Result<(), String> {
+    let commit = ran.and_then(|()| {
+        conn.execute_batch("COMMIT")
+            .map_err(|e| db_err(e).to_string())
+    });
     if commit.is_err() && !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");
     }
-    Some(commit)
+    commit
 }
 
 /// Runs one statement of the batch's bookkeeping, compiled once per connection (they run
