@@ -68,6 +68,9 @@ pub struct SqliteStore {
     group: GroupCommit,
     /// `None` for an in-memory database, or a file SQLite could not put in WAL mode.
     users: Option<UserCache>,
+    /// The wal-index, when the writer's checkpoints are taken off its commits (see
+    /// [`wal_index::checkpoint_if_due`]); `None` where [`Self::users`] is.
+    wal: Option<Arc<WalIndex>>,
     /// Whether simplejwt's blacklist tables are in the database (see `super::simplejwt`):
     /// looked for when the store opens and after it migrates.
     shares_simplejwt: AtomicBool,
@@ -82,7 +85,7 @@ pub struct SqliteStore {
 /// the same file). Commits that touch no user (logins, refreshes) empty it too; that costs one
 /// read per user afterwards, the price of needing no knowledge of what other processes write.
 struct UserCache {
-    index: WalIndex,
+    index: Arc<WalIndex>,
     entries: RwLock<(Option<Stamp>, HashMap<i64, User>)>,
 }
 
@@ -146,11 +149,12 @@ impl SqliteStore {
             path => Some(PathBuf::from(path)),
         };
         let opened = path.clone();
-        let (writer, users, shares) = tokio::task::spawn_blocking(move || {
+        let (writer, wal, shares) = tokio::task::spawn_blocking(move || {
             let writer = open(opened.as_ref())?;
-            // Each grouped write runs in a savepoint, whose undo pages SQLite keeps in a
-            // statement journal; past 64 KiB it spilled them to a temporary file (created,
-            // written and unlinked per batch). In memory, a batch's journal is a few pages.
+            // A batch redone after a failed write runs each write in a savepoint, whose undo
+            // pages SQLite keeps in a statement journal; past 64 KiB it spilled them to a
+            // temporary file (created, written and unlinked per batch). In memory, a batch's
+            // journal is a few pages.
             writer
                 .pragma_update(None, "temp_store", "MEMORY")
                 .map_err(db_err)?;
@@ -159,12 +163,18 @@ impl SqliteStore {
                     .pragma_update(None, "synchronous", mode)
                     .map_err(db_err)?;
             }
-            let users = match &opened {
-                Some(path) => user_cache(&writer, path)?,
+            let wal = match &opened {
+                Some(path) => wal_index(&writer, path)?,
                 None => None,
             };
+            // Checkpoints run after the answers instead (see `wal_index::checkpoint_if_due`).
+            if wal.is_some() {
+                writer
+                    .pragma_update(None, "wal_autocheckpoint", 0)
+                    .map_err(db_err)?;
+            }
             let shares = has_simplejwt_tables(&writer)?;
-            Ok::<_, StoreError>((writer, users, shares))
+            Ok::<_, StoreError>((writer, wal.map(Arc::new), shares))
         })
         .await
         .map_err(db_err)??;
@@ -172,9 +182,13 @@ impl SqliteStore {
         Ok(Self {
             path,
             readers: Mutex::new(Vec::new()),
-            group: GroupCommit::new(Arc::clone(&writer)),
+            group: GroupCommit::new(Arc::clone(&writer), wal.clone()),
             writer,
-            users,
+            users: wal.as_ref().map(|index| UserCache {
+                index: Arc::clone(index),
+                entries: RwLock::new((None, HashMap::new())),
+            }),
+            wal,
             shares_simplejwt: AtomicBool::new(shares),
         })
     }
@@ -208,9 +222,14 @@ impl SqliteStore {
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let writer = Arc::clone(&self.writer);
+        let wal = self.wal.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = writer.lock().map_err(|_| poisoned())?;
-            f(&mut conn)
+            let result = f(&mut conn);
+            if let Some(wal) = wal {
+                wal_index::checkpoint_if_due(&conn, &wal);
+            }
+            result
         })
         .await
         .map_err(db_err)?
@@ -361,13 +380,10 @@ fn create_private(path: &std::path::Path) -> Result<(), StoreError> {
     }
 }
 
-/// The user cache of the database at `path`, if SQLite runs it in WAL mode (it stays in its
+/// The wal-index of the database at `path`, if SQLite runs it in WAL mode (it stays in its
 /// rollback journal on file systems without shared memory). `writer` stays open as long as the
-/// store, which keeps the wal-index in place for the cache's mapping.
-fn user_cache(
-    writer: &Connection,
-    path: &std::path::Path,
-) -> Result<Option<UserCache>, StoreError> {
+/// store, which keeps the wal-index in place.
+fn wal_index(writer: &Connection, path: &std::path::Path) -> Result<Option<WalIndex>, StoreError> {
     let mode: String = writer
         .query_row("PRAGMA journal_mode", [], |row| row.get(0))
         .map_err(db_err)?;
@@ -379,10 +395,7 @@ fn user_cache(
     writer
         .query_row("PRAGMA schema_version", [], |_| Ok(()))
         .map_err(db_err)?;
-    Ok(WalIndex::open(path).map(|index| UserCache {
-        index,
-        entries: RwLock::new((None, HashMap::new())),
-    }))
+    Ok(WalIndex::open(path))
 }
 
 fn db_err(e: impl Into<super::Cause>) -> StoreError {
@@ -1536,5 +1549,77 @@ mod tests {
                 .expect("status");
             assert_eq!(recompiled, 0, "{sql}");
         }
+    }
+
+    /// The writer's checkpoints, taken off its commits (`wal_autocheckpoint` off on it), still
+    /// keep the WAL near SQLite's own bound, after grouped writes and plain ones alike: without
+    /// them the WAL would hold every frame written since the store opened.
+    #[tokio::test]
+    async fn the_wal_is_checkpointed_after_grouped_and_plain_writes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db.sqlite3");
+        let store = SqliteStore::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .expect("connect");
+        store.migrate().await.expect("migrate");
+        let wal = store.wal.clone().expect("a file in WAL mode");
+        // A frame is a page and its 24-byte header; the WAL's length is its high-water mark.
+        let page: i64 = store
+            .read(|conn| conn.query_row("PRAGMA page_size", [], |row| row.get(0)))
+            .expect("page size");
+        let page = u64::try_from(page).expect("a page size");
+        let bound = (u64::from(wal_index::CHECKPOINT_FRAMES) + 64) * (page + 24) + 32;
+        let wal_len = || {
+            std::fs::metadata(dir.path().join("db.sqlite3-wal"))
+                .expect("the WAL")
+                .len()
+        };
+        let now = Utc::now();
+        let mut written = 0;
+        // One at a time: each is a commit of its own (a batch of one).
+        for n in 0..1500 {
+            store
+                .create_outstanding(NewOutstanding {
+                    jti: format!("{n:032}"),
+                    token_hash: format!("{n:064}"),
+                    user_id: None,
+                    session_id: None,
+                    created_at: now,
+                    expires_at: now,
+                })
+                .await
+                .expect("grouped write");
+            written += 1;
+        }
+        assert!(
+            wal_len() <= bound,
+            "{} bytes after {written} grouped commits",
+            wal_len()
+        );
+        for n in 0..1500 {
+            store
+                .create_user(NewUser {
+                    username: format!("user-{n}"),
+                    password_hash: "!".into(),
+                    email: String::new(),
+                    first_name: String::new(),
+                    last_name: String::new(),
+                    is_staff: false,
+                    is_superuser: false,
+                    is_active: true,
+                    date_joined: now,
+                })
+                .await
+                .expect("plain write");
+        }
+        assert!(
+            wal_len() <= bound,
+            "{} bytes after 1500 plain commits",
+            wal_len()
+        );
+        assert!(
+            wal.frames()
+                .is_some_and(|frames| frames <= wal_index::CHECKPOINT_FRAMES + 64)
+        );
     }
 }

@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::Connection;
 
 use super::super::StoreError;
+use super::wal_index::{WalIndex, checkpoint_if_due};
 use super::{db_err, poisoned};
 
 /// The most jobs one transaction takes, so that a long queue still commits (and answers) in
@@ -92,13 +93,17 @@ struct Queue {
 pub(super) struct GroupCommit {
     writer: Arc<Mutex<Connection>>,
     queue: Arc<Mutex<Queue>>,
+    /// The database's wal-index when the writer's checkpoints are left to the committer
+    /// (its `wal_autocheckpoint` off): see [`checkpoint_if_due`].
+    wal: Option<Arc<WalIndex>>,
 }
 
 impl GroupCommit {
-    pub(super) fn new(writer: Arc<Mutex<Connection>>) -> Self {
+    pub(super) fn new(writer: Arc<Mutex<Connection>>, wal: Option<Arc<WalIndex>>) -> Self {
         Self {
             writer,
             queue: Arc::default(),
+            wal,
         }
     }
 
@@ -126,7 +131,8 @@ impl GroupCommit {
         if start {
             let writer = Arc::clone(&self.writer);
             let queue = Arc::clone(&self.queue);
-            tokio::task::spawn_blocking(move || drain(&writer, &queue));
+            let wal = self.wal.clone();
+            tokio::task::spawn_blocking(move || drain(&writer, &queue, wal.as_deref()));
         }
         answered
             .await
@@ -135,7 +141,7 @@ impl GroupCommit {
 }
 
 /// Commits batches until the queue is empty.
-fn drain(writer: &Mutex<Connection>, queue: &Mutex<Queue>) {
+fn drain(writer: &Mutex<Connection>, queue: &Mutex<Queue>, wal: Option<&WalIndex>) {
     loop {
         // Where the server shares one core with its runtime, the writes that queue while
         // this thread runs are few; a yield lets the runtime queue the requests it has
@@ -159,6 +165,9 @@ fn drain(writer: &Mutex<Connection>, queue: &Mutex<Queue>) {
                 let commit = commit_batch(&conn, &mut jobs);
                 for job in jobs {
                     job.deliver(commit.clone());
+                }
+                if let Some(wal) = wal {
+                    checkpoint_if_due(&conn, wal);
                 }
             }
             // Dropping the jobs drops their answer channels: each caller gets an error.
@@ -256,7 +265,7 @@ mod tests {
         conn.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY)")
             .expect("create");
         let writer = Arc::new(Mutex::new(conn));
-        (Arc::clone(&writer), GroupCommit::new(writer))
+        (Arc::clone(&writer), GroupCommit::new(writer, None))
     }
 
     fn rows(writer: &Mutex<Connection>) -> Vec<i64> {

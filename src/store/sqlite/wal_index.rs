@@ -24,9 +24,16 @@ use std::path::Path;
 const HEADER_BYTES: usize = 48;
 /// Byte 12 of the header, `isInit`: 0 until a connection has built the index.
 const IS_INIT: usize = 12;
+/// Bytes 16 to 19 of the header, `mxFrame`: the WAL's last committed frame (in the byte order
+/// of the machine, as the whole wal-index).
+const MX_FRAME: usize = 16;
 
 /// A point in the database's commit history: equal stamps mean no commit in between.
 pub(super) type Stamp = [u8; HEADER_BYTES];
+
+/// SQLite's own default for `wal_autocheckpoint`: the WAL is checkpointed once it holds this
+/// many frames.
+pub(super) const CHECKPOINT_FRAMES: u32 = 1000;
 
 /// The wal-index file of one database.
 pub(super) struct WalIndex {
@@ -60,6 +67,36 @@ impl WalIndex {
         // the first, so equal copies are a whole header, and a torn read shows as unequal.
         let (first, second) = both.split_at(HEADER_BYTES);
         (first[IS_INIT] != 0 && first == second).then(|| first.try_into().ok())?
+    }
+
+    /// How many frames the WAL holds (committed since it last started over), or `None` when
+    /// the header cannot be read whole.
+    pub(super) fn frames(&self) -> Option<u32> {
+        let stamp = self.stamp()?;
+        Some(u32::from_ne_bytes(
+            stamp[MX_FRAME..MX_FRAME + 4].try_into().ok()?,
+        ))
+    }
+}
+
+/// The writer connection's checkpoint, taken off its commits.
+///
+/// SQLite checkpoints inside the `COMMIT` that brings the WAL to [`CHECKPOINT_FRAMES`]: the
+/// commit returns only after the checkpoint has copied the pages into the database file and
+/// synced both files, and nothing of its batch is answered until then. With the writer's
+/// `wal_autocheckpoint` off, the same passive checkpoint runs here after the batch has been
+/// answered, while the server reads the next requests. Writes queued meanwhile wait for it, as
+/// they waited for the commit before.
+pub(super) fn checkpoint_if_due(writer: &rusqlite::Connection, index: &WalIndex) {
+    if index
+        .frames()
+        .is_some_and(|frames| frames >= CHECKPOINT_FRAMES)
+    {
+        // A checkpoint that fails (a reader holds the frames) is tried again after the next
+        // commit, as SQLite's own would be.
+        if let Err(e) = writer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::debug!(error = %e, "WAL checkpoint failed");
+        }
     }
 }
 
