@@ -399,14 +399,23 @@ impl PublicParts {
 pub(crate) struct KeyEntry {
     pub(crate) kid: Option<String>,
     pub(crate) algorithm: Algorithm,
-    encoding: Option<EncodingKey>,
-    decoding: DecodingKey,
-    /// An HMAC secret, keyed once: jsonwebtoken keys it again for every token (two SHA
-    /// compressions and allocations), 1.5% of a rotation, which signs twice and verifies once.
-    hmac: Option<aws_lc_rs::hmac::Key>,
+    material: Material,
     public: Option<PublicParts>,
     /// Tokens without a `kid` are checked with this key (the key of the old single key file).
     pub(crate) accepts_no_kid: bool,
+}
+
+/// What a key signs and verifies with.
+#[derive(Clone)]
+enum Material {
+    /// An HMAC secret, keyed once: jsonwebtoken keys it again for every token (two SHA
+    /// compressions and allocations), 1.5% of a rotation, which signs twice and verifies once.
+    Hmac(Box<aws_lc_rs::hmac::Key>),
+    /// A public key, with its private half when this server signs with it.
+    Pair {
+        encoding: Option<EncodingKey>,
+        decoding: DecodingKey,
+    },
 }
 
 impl KeyEntry {
@@ -420,10 +429,6 @@ impl KeyEntry {
         if secret.len() < MIN_HMAC_KEY_BYTES {
             return Err(KeyError::TooShort(secret.len()));
         }
-        let encoding =
-            EncodingKey::from_secret(secret).map_err(|e| KeyError::Rejected(e.to_string()))?;
-        let decoding =
-            DecodingKey::from_secret(secret).map_err(|e| KeyError::Rejected(e.to_string()))?;
         let digest = match algorithm {
             Algorithm::HS384 => aws_lc_rs::hmac::HMAC_SHA384,
             Algorithm::HS512 => aws_lc_rs::hmac::HMAC_SHA512,
@@ -432,9 +437,7 @@ impl KeyEntry {
         Ok(Self {
             kid: None,
             algorithm,
-            encoding: Some(encoding),
-            decoding,
-            hmac: Some(aws_lc_rs::hmac::Key::new(digest, secret)),
+            material: Material::Hmac(Box::new(aws_lc_rs::hmac::Key::new(digest, secret))),
             public: None,
             accepts_no_kid: false,
         })
@@ -523,9 +526,10 @@ impl KeyEntry {
         Ok(Self {
             kid: Some(public.thumbprint()),
             algorithm,
-            encoding: Some(encoding),
-            decoding,
-            hmac: None,
+            material: Material::Pair {
+                encoding: Some(encoding),
+                decoding,
+            },
             public: Some(public),
             accepts_no_kid: false,
         })
@@ -612,9 +616,10 @@ impl KeyEntry {
         Ok(Self {
             kid: Some(public.thumbprint()),
             algorithm,
-            encoding: None,
-            decoding,
-            hmac: None,
+            material: Material::Pair {
+                encoding: None,
+                decoding,
+            },
             public: Some(public),
             accepts_no_kid: false,
         })
@@ -622,31 +627,32 @@ impl KeyEntry {
 
     /// Checks a base64url signature over `message`; the comparison is constant-time.
     pub(crate) fn verify(&self, signature: &str, message: &[u8]) -> bool {
-        match &self.hmac {
+        match &self.material {
             // The signature decoded as jsonwebtoken decodes it (no padding, canonical bits).
-            Some(key) => b64()
+            Material::Hmac(key) => b64()
                 .decode(signature)
                 .is_ok_and(|signature| aws_lc_rs::hmac::verify(key, message, &signature).is_ok()),
-            None => jsonwebtoken::crypto::verify(
-                signature,
-                message,
-                &self.decoding,
-                self.algorithm.to_jwt(),
-            )
-            .unwrap_or(false),
+            Material::Pair { decoding, .. } => {
+                jsonwebtoken::crypto::verify(signature, message, decoding, self.algorithm.to_jwt())
+                    .unwrap_or(false)
+            }
         }
     }
 
     /// Signs `message`, returning the base64url signature; `None` when this key only verifies.
     fn sign(&self, message: &[u8]) -> Option<Result<String, KeyError>> {
-        if let Some(key) = &self.hmac {
-            return Some(Ok(b64().encode(aws_lc_rs::hmac::sign(key, message))));
+        match &self.material {
+            Material::Hmac(key) => Some(Ok(b64().encode(aws_lc_rs::hmac::sign(key, message)))),
+            Material::Pair { encoding, .. } => Some(
+                jsonwebtoken::crypto::sign(message, encoding.as_ref()?, self.algorithm.to_jwt())
+                    .map_err(|e| KeyError::Rejected(e.to_string())),
+            ),
         }
-        let encoding = self.encoding.as_ref()?;
-        Some(
-            jsonwebtoken::crypto::sign(message, encoding, self.algorithm.to_jwt())
-                .map_err(|e| KeyError::Rejected(e.to_string())),
-        )
+    }
+
+    /// Whether this server can sign with it (an HMAC secret, or a private key).
+    fn can_sign(&self) -> bool {
+        !matches!(self.material, Material::Pair { encoding: None, .. })
     }
 }
 
@@ -772,7 +778,7 @@ impl Keys {
                 return Err(bad_key("SIGNING_KEY", "no key given"));
             }
         };
-        let active = entry.encoding.is_some().then_some(0);
+        let active = entry.can_sign().then_some(0);
         Ok(Self::build(vec![entry], active, KidMode::Single))
     }
 
