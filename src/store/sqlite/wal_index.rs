@@ -1,4 +1,5 @@
-//! Noticing commits to a WAL-mode SQLite file without a transaction: the user cache's clock.
+//! Noticing commits to a WAL-mode SQLite file without a transaction: the user cache's clock,
+//! and the size of the WAL that tells the writer when to checkpoint ([`checkpoint_if_due`]).
 //!
 //! Every connection in WAL mode, in any process, shares the wal-index (the `-shm` file, mapped
 //! into each connection's memory). Its header is rewritten by every commit before the commit
