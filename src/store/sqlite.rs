@@ -1576,6 +1576,10 @@ mod tests {
         };
         let now = Utc::now();
         let mut written = 0;
+        // The frame counts the WAL started over from: each must have reached the threshold
+        // (SQLite's own), not a checkpoint after every commit.
+        let mut frames = wal.frames().expect("frames");
+        let mut restarted_from = Vec::new();
         // One at a time: each is a commit of its own (a batch of one).
         for n in 0..1500 {
             store
@@ -1590,7 +1594,19 @@ mod tests {
                 .await
                 .expect("grouped write");
             written += 1;
+            let now = wal.frames().expect("frames");
+            if now < frames {
+                restarted_from.push(frames);
+            }
+            frames = now;
         }
+        assert!(!restarted_from.is_empty(), "the WAL never started over");
+        assert!(
+            restarted_from
+                .iter()
+                .all(|&frames| frames >= wal_index::CHECKPOINT_FRAMES),
+            "{restarted_from:?}"
+        );
         assert!(
             wal_len() <= bound,
             "{} bytes after {written} grouped commits",

@@ -242,7 +242,9 @@ fn finish(conn: &Connection, ran: Result<(), String>) -> Result<(), String> {
         conn.execute_batch("COMMIT")
             .map_err(|e| db_err(e).to_string())
     });
-    if commit.is_err() && !conn.is_autocommit() {
+    // Open here only after an error: a failed job's, or a failed COMMIT's (a deferred
+    // constraint), which leaves its transaction open.
+    if !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");
     }
     commit
@@ -435,5 +437,33 @@ mod tests {
         assert_eq!(answers[2], Ok(3));
         assert_eq!(runs, [2, 2, 1]);
         assert_eq!(rows, [1, 3]);
+    }
+
+    /// A batch whose `COMMIT` fails (here on a deferred foreign key) answers its write with the
+    /// error, stores nothing of it, and leaves the writer ready for the next batch.
+    #[tokio::test]
+    async fn a_failed_commit_is_answered_and_the_next_batch_commits() {
+        let conn = Connection::open_in_memory().expect("open");
+        conn.execute_batch(
+            "PRAGMA foreign_keys = ON;
+             CREATE TABLE parent (id INTEGER PRIMARY KEY);
+             CREATE TABLE t (n INTEGER PRIMARY KEY,
+                             p INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)",
+        )
+        .expect("create");
+        let writer = Arc::new(Mutex::new(conn));
+        let group = GroupCommit::new(Arc::clone(&writer), None);
+        let insert = |sql: &'static str| {
+            move |conn: &Connection| conn.execute(sql, []).map(drop).map_err(db_err)
+        };
+        let orphan = group
+            .run(insert("INSERT INTO t (n, p) VALUES (1, 99)"))
+            .await;
+        assert!(orphan.is_err(), "its commit failed: {orphan:?}");
+        group
+            .run(insert("INSERT INTO t (n) VALUES (2)"))
+            .await
+            .expect("the next batch");
+        assert_eq!(rows(&writer), vec![2]);
     }
 }

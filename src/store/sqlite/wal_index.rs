@@ -166,4 +166,29 @@ mod tests {
         c.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
         assert!(WalIndex::open(&path).is_none());
     }
+
+    /// Only a file that holds both copies of the header is an index, and only an initialised
+    /// header whose copies agree is a stamp (a commit rewriting it shows as copies that differ).
+    #[test]
+    fn a_short_torn_or_uninitialised_header_is_no_stamp() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        let shm = dir.path().join("db.sqlite3-shm");
+        let header = |init: u8, frames: u32| {
+            let mut header = [0u8; HEADER_BYTES];
+            header[IS_INIT] = init;
+            header[MX_FRAME..MX_FRAME + 4].copy_from_slice(&frames.to_ne_bytes());
+            header
+        };
+        std::fs::write(&shm, [0u8; 60]).unwrap();
+        assert!(WalIndex::open(&path).is_none(), "shorter than two headers");
+
+        std::fs::write(&shm, [header(1, 7), header(1, 7)].concat()).unwrap();
+        let index = WalIndex::open(&path).expect("two headers");
+        assert_eq!(index.frames(), Some(7));
+        std::fs::write(&shm, [header(1, 7), header(1, 8)].concat()).unwrap();
+        assert_eq!(index.stamp(), None, "torn");
+        std::fs::write(&shm, [header(0, 7), header(0, 7)].concat()).unwrap();
+        assert_eq!(index.stamp(), None, "not initialised");
+    }
 }
