@@ -66,11 +66,9 @@ pub struct SqliteStore {
     writer: Arc<Mutex<Connection>>,
     /// The lifecycle's writes (rotations, logins, logouts), committed in groups.
     group: GroupCommit,
-    /// `None` for an in-memory database, or a file SQLite could not put in WAL mode.
+    /// `None` for an in-memory database, or a file SQLite could not put in WAL mode. Its
+    /// wal-index also tells the writer when to checkpoint ([`wal_index::checkpoint_if_due`]).
     users: Option<UserCache>,
-    /// The wal-index, when the writer's checkpoints are taken off its commits (see
-    /// [`wal_index::checkpoint_if_due`]); `None` where [`Self::users`] is.
-    wal: Option<Arc<WalIndex>>,
     /// Whether simplejwt's blacklist tables are in the database (see `super::simplejwt`):
     /// looked for when the store opens and after it migrates.
     shares_simplejwt: AtomicBool,
@@ -184,11 +182,10 @@ impl SqliteStore {
             readers: Mutex::new(Vec::new()),
             group: GroupCommit::new(Arc::clone(&writer), wal.clone()),
             writer,
-            users: wal.as_ref().map(|index| UserCache {
-                index: Arc::clone(index),
+            users: wal.map(|index| UserCache {
+                index,
                 entries: RwLock::new((None, HashMap::new())),
             }),
-            wal,
             shares_simplejwt: AtomicBool::new(shares),
         })
     }
@@ -222,7 +219,7 @@ impl SqliteStore {
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let writer = Arc::clone(&self.writer);
-        let wal = self.wal.clone();
+        let wal = self.users.as_ref().map(|users| Arc::clone(&users.index));
         tokio::task::spawn_blocking(move || {
             let mut conn = writer.lock().map_err(|_| poisoned())?;
             let result = f(&mut conn);
@@ -1562,7 +1559,7 @@ mod tests {
             .await
             .expect("connect");
         store.migrate().await.expect("migrate");
-        let wal = store.wal.clone().expect("a file in WAL mode");
+        let wal = Arc::clone(&store.users.as_ref().expect("a file in WAL mode").index);
         // A frame is a page and its 24-byte header; the WAL's length is its high-water mark.
         let page: i64 = store
             .read(|conn| conn.query_row("PRAGMA page_size", [], |row| row.get(0)))

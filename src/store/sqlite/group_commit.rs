@@ -196,7 +196,7 @@ fn plain(conn: &Connection, jobs: &mut [Box<dyn Job>]) -> Option<Result<(), Stri
         return Some(Err(e));
     }
     for job in jobs.iter_mut() {
-        if !run_job(conn, job) || conn.is_autocommit() {
+        if !run_job(conn, job.as_mut()) || conn.is_autocommit() {
             if !conn.is_autocommit() {
                 let _ = conn.execute_batch("ROLLBACK");
             }
@@ -211,7 +211,7 @@ fn with_savepoints(conn: &Connection, jobs: &mut [Box<dyn Job>]) -> Result<(), S
     begin(conn)?;
     let ran = jobs.iter_mut().try_for_each(|job| {
         run(conn, "SAVEPOINT job").map_err(|e| db_err(e).to_string())?;
-        let end = if run_job(conn, job) {
+        let end = if run_job(conn, job.as_mut()) {
             run(conn, "RELEASE job")
         } else {
             run(conn, "ROLLBACK TO job").and_then(|()| run(conn, "RELEASE job"))
@@ -232,7 +232,7 @@ fn begin(conn: &Connection) -> Result<(), String> {
 }
 
 /// Runs one job; a panic counts as a failure (its caller is told by [`Job::deliver`]).
-fn run_job(conn: &Connection, job: &mut Box<dyn Job>) -> bool {
+fn run_job(conn: &Connection, job: &mut dyn Job) -> bool {
     std::panic::catch_unwind(AssertUnwindSafe(|| job.run(conn))).unwrap_or(false)
 }
 
